@@ -1,0 +1,41 @@
+# Two set-up-and-go commands:  make lab   and   make test
+# Both create .venv if it is missing and install the project into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# torch is installed first, pinned to a release this machine holds as a local CPU wheel,
+# so that resolving the project does not pull a multi-GB CUDA build. Override on a GPU box:
+#   make install TORCH_SPEC='torch'     (or any spec your platform needs)
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: install lab test unit notebooks browser bench-smoke figures clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[lab,test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# The whole suite: unit tests, then every notebook under strict nbval.
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbval -p no:cacheprovider
+
+unit: $(STAMP)
+	$(PY) -m pytest tests
+
+bench-smoke: $(STAMP)
+	$(PY) -m packviz bench --smoke --out /tmp/packviz-smoke
+
+figures: $(STAMP)
+	$(PY) -m packviz figures --out figures/
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

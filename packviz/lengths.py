@@ -1,0 +1,131 @@
+"""Where sequence lengths come from. numpy only; every sampler takes a ``seed``.
+
+* :func:`azure_conv` -- resampled from a quantile table of the real prompt lengths of the
+  Azure LLM inference trace 2023 (conversation service), shipped in ``data/``
+  (CC-BY 4.0, Patel et al., "Splitwise", ISCA 2024).
+* :func:`seed_scenario` -- the interview question's mix of ~50-token and ~4,000-token prompts.
+* :func:`lognormal`, :func:`uniform` -- synthetic.
+* :func:`read_lengths` -- a plain file (one length per line) or the Azure CSV format
+  (a ``ContextTokens`` column).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import pathlib
+
+import numpy as np
+
+from .packing import validate_lengths
+
+DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
+AZURE_SUMMARY = DATA_DIR / "azure_conv_2023_lengths.json"
+
+
+# ---------------------------------------------------------------------- the real trace
+@functools.lru_cache(maxsize=1)
+def azure_summary() -> dict:
+    """The shipped quantile table and statistics of the Azure conversation trace's ContextTokens."""
+    if not AZURE_SUMMARY.exists():
+        raise FileNotFoundError(
+            f"{AZURE_SUMMARY} is missing; regenerate it with scripts/derive_length_summary.py")
+    return json.loads(AZURE_SUMMARY.read_text())
+
+
+def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
+    """``n`` prompt lengths drawn from the Azure conversation trace's distribution (inverse CDF).
+
+    Independent draws: arrival order is random, as in a serving queue.
+    """
+    s = azure_summary()
+    u = np.random.default_rng(seed).random(_count(n)) * 100
+    x = np.interp(u, s["quantile_percents"], s["quantiles"])
+    return np.maximum(1, np.rint(x)).astype(np.int64)
+
+
+# ---------------------------------------------------------------------- scenarios
+def seed_scenario(n: int = 16, long_fraction: float = 0.25, short: int = 50, long: int = 4000,
+                  jitter: float = 0.1, seed: int = 0) -> np.ndarray:
+    """The interview question's prompts: mostly ~``short`` tokens, a ``long_fraction`` of ~``long``.
+
+    Lengths vary by up to ``jitter`` (10%) below the nominal value, so the longest is at most
+    ``long`` (a 4,000-token context) and the order is shuffled.
+    """
+    n = _count(n)
+    if not 0 <= long_fraction <= 1:
+        raise ValueError(f"long_fraction must be in [0, 1], got {long_fraction!r}")
+    rng = np.random.default_rng(seed)
+    n_long = int(round(n * long_fraction))
+    nominal = np.array([long] * n_long + [short] * (n - n_long), dtype=np.float64)
+    x = nominal * (1 - jitter * rng.random(n))
+    return rng.permutation(np.maximum(1, np.rint(x)).astype(np.int64))
+
+
+def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: int | None = None,
+              seed: int = 0) -> np.ndarray:
+    """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``."""
+    x = np.random.default_rng(seed).lognormal(np.log(median), sigma, _count(n))
+    x = np.maximum(1, np.rint(x))
+    if max_len is not None:
+        x = np.minimum(x, max_len)
+    return x.astype(np.int64)
+
+
+def uniform(n: int = 1000, low: int = 1, high: int = 4096, seed: int = 0) -> np.ndarray:
+    """Lengths uniform in ``[low, high]`` (inclusive). ``low == high`` gives the equal-length control."""
+    if not 1 <= low <= high:
+        raise ValueError(f"need 1 <= low <= high, got low={low!r}, high={high!r}")
+    return np.random.default_rng(seed).integers(low, high + 1, _count(n)).astype(np.int64)
+
+
+SOURCES = {
+    "seed: 50 vs 4,000": lambda n, seed: seed_scenario(n, seed=seed),
+    "Azure conversation trace": lambda n, seed: azure_conv(n, seed=seed),
+    "lognormal (median 1,000)": lambda n, seed: lognormal(n, seed=seed, max_len=8192),
+    "uniform 1..4,096": lambda n, seed: uniform(n, seed=seed),
+    "equal (2,048)": lambda n, seed: uniform(n, 2048, 2048, seed=seed),
+}
+"""Named length sources ``f(n, seed) -> lengths``, for widgets and the CLI."""
+
+
+def _count(n) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+        raise ValueError(f"number of lengths must be a positive integer, got {n!r}")
+    return int(n)
+
+
+# ---------------------------------------------------------------------- files
+def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
+    """Read lengths from a file: one integer per line, or a CSV whose header has ``column``.
+
+    Blank lines and lines starting with ``#`` are skipped in the plain format. A bad
+    value raises ``ValueError`` naming the file, the line and the value.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"lengths file not found: {path}")
+    with path.open(newline="") as f:
+        first = f.readline()
+        f.seek(0)
+        if "," in first or first.strip() == column:
+            reader = csv.DictReader(f)
+            if column not in (reader.fieldnames or []):
+                raise ValueError(f"{path}: CSV header {reader.fieldnames} has no {column!r} column")
+            values = [(i + 2, row[column]) for i, row in enumerate(reader)]
+        else:
+            values = [(i + 1, line.strip()) for i, line in enumerate(f)
+                      if line.strip() and not line.lstrip().startswith("#")]
+    out = []
+    for line_no, text in values:
+        try:
+            out.append(int(str(text).strip()))
+        except ValueError:
+            raise ValueError(f"{path}, line {line_no}: {text!r} is not an integer length") from None
+    if not out:
+        raise ValueError(f"{path}: no lengths found (empty file)")
+    try:
+        return validate_lengths(out)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None

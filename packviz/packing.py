@@ -1,0 +1,278 @@
+"""Strategies that turn a list of sequence lengths into a :class:`~packviz.layout.Layout`.
+
+=========  ==========================================================  ============
+strategy   what it does                                                row width
+=========  ==========================================================  ============
+pad        arrival-order batches of B, each padded to its longest      batch max
+sorted     length-sorted buckets of B, each padded to its longest      bucket max
+next-fit   stream in arrival order; open a new pack when the next       C
+           sequence does not fit the current one
+ffd        first-fit decreasing: longest first, into the first pack     C
+           with room
+bfd        best-fit decreasing: longest first, into the pack whose      C
+           room left is smallest but enough
+=========  ==========================================================  ============
+
+Sequences longer than the pack length C follow ``overlong``:
+
+* ``"error"`` (default): ``ValueError`` naming the index and the length.
+* ``"truncate"``: keep the first C tokens; the layout counts ``dropped_tokens``.
+* ``"split"``: cut into chunks of at most C, each placed as its own segment carrying the
+  original sequence index. A chunk is attended to *as a sequence of its own*: its
+  ``position_ids`` restart at 0 and it cannot see the chunks before it. That changes
+  what the model computes for every token after the first chunk; use it for training
+  data where that is acceptable, never for serving a prompt.
+
+Bin packing is NP-hard; ``ceil(total / C)`` (:func:`lower_bound`) is the number of rows no
+strategy can beat. FFD and BFD stay within 11/9 OPT + 6/9 rows in the worst case and far
+closer on real length distributions.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from .layout import Layout
+
+STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
+OVERLONG = ("error", "truncate", "split")
+
+
+# ---------------------------------------------------------------------- validation
+def validate_lengths(lengths) -> np.ndarray:
+    """Return ``lengths`` as an int64 array, or raise ``ValueError`` naming the first bad value.
+
+    Accepted: a non-empty sequence of positive integers (ints, integer-valued numpy
+    values). Rejected: empty input, 0, negatives, floats (even 3.0 in a Python list
+    is accepted only if it is integer-valued *and* finite), NaN, booleans, strings.
+    """
+    if isinstance(lengths, (str, bytes)):
+        raise ValueError(f"lengths must be a sequence of positive integers, got the string {lengths!r}")
+    arr = np.asarray(lengths)
+    if arr.ndim != 1:
+        raise ValueError(f"lengths must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("lengths is empty: need at least one sequence length")
+    if arr.dtype == bool or arr.dtype.kind not in "iuf":
+        for i, v in enumerate(arr.tolist()):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"length at index {i} is {v!r}: lengths must be positive integers")
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"length at index {i} is {arr[i]!r}: lengths must be whole numbers, not floats or NaN")
+    arr = arr.astype(np.int64)
+    bad = arr <= 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"length at index {i} is {arr[i]}: lengths must be positive (>= 1)")
+    return arr
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def lower_bound(lengths, pack_len: int) -> int:
+    """``ceil(sum(lengths) / pack_len)``: no packing of these tokens uses fewer rows."""
+    pack_len = _check_positive_int("pack_len", pack_len)
+    return int(math.ceil(int(validate_lengths(lengths).sum()) / pack_len))
+
+
+# ---------------------------------------------------------------------- overlong policy
+def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
+    """Apply the overlong policy.
+
+    Returns ``(item_lengths, item_seq, dropped)``: the lengths to place, the original
+    sequence index of each, and the tokens dropped by truncation.
+    """
+    if overlong not in OVERLONG:
+        raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
+    idx = np.arange(len(lengths), dtype=np.int64)
+    over = lengths > pack_len
+    if not over.any():
+        return lengths, idx, 0
+    if overlong == "error":
+        i = int(np.flatnonzero(over)[0])
+        raise ValueError(
+            f"sequence {i} has length {int(lengths[i])}, longer than the pack length {pack_len} "
+            f"({int(over.sum())} such sequences); choose overlong='truncate' or 'split'"
+        )
+    if overlong == "truncate":
+        dropped = int((lengths[over] - pack_len).sum())
+        return np.minimum(lengths, pack_len), idx, dropped
+    # split: chunks of pack_len, the last one the remainder; chunks stay in order
+    chunks = -(-lengths // pack_len)
+    item_seq = np.repeat(idx, chunks)
+    first = np.cumsum(chunks) - chunks
+    k = np.arange(len(item_seq)) - np.repeat(first, chunks)
+    item_len = np.minimum(pack_len, lengths[item_seq] - k * pack_len)
+    return item_len, item_seq, 0
+
+
+# ---------------------------------------------------------------------- strategies
+def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None = None,
+         overlong: str = "error") -> Layout:
+    """Lay ``lengths`` out by ``strategy``.
+
+    Parameters
+    ----------
+    lengths : sequence of positive ints
+    pack_len : int
+        C: the pack capacity (packed strategies) or the longest allowed sequence
+        (padded strategies: the model's context).
+    strategy : one of :data:`STRATEGIES`
+    batch_size : int
+        B, rows per padded batch (``pad`` and ``sorted`` only; required there).
+    overlong : one of :data:`OVERLONG`
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    lengths = validate_lengths(lengths)
+    pack_len = _check_positive_int("pack_len", pack_len)
+    items, item_seq, dropped = apply_overlong(lengths, pack_len, overlong)
+    common = dict(num_sequences=len(lengths), capacity=pack_len, name=strategy, dropped_tokens=dropped)
+    if strategy in ("pad", "sorted"):
+        if batch_size is None:
+            raise ValueError(f"strategy {strategy!r} needs a batch_size")
+        batch_size = _check_positive_int("batch_size", batch_size)
+        order = np.argsort(items, kind="stable") if strategy == "sorted" else np.arange(len(items))
+        return _padded(items[order], item_seq[order], batch_size, **common)
+    if batch_size is not None:
+        _check_positive_int("batch_size", batch_size)
+    if strategy == "next-fit":
+        bins = _next_fit(items, pack_len)
+        order = np.arange(len(items))
+    else:
+        # decreasing length, ties in arrival order
+        order = np.lexsort((np.arange(len(items)), -items))
+        fit = _first_fit_sorted if strategy == "ffd" else _best_fit_sorted
+        bins = fit(items[order], pack_len)
+    return _packed(items[order], item_seq[order], bins, pack_len, **common)
+
+
+def _padded(items, item_seq, batch_size, **common) -> Layout:
+    n = len(items)
+    batch = np.arange(n) // batch_size
+    width_of_batch = np.maximum.reduceat(items, np.arange(0, n, batch_size))
+    return Layout(seg_row=np.arange(n), seg_offset=np.zeros(n, dtype=np.int64), seg_length=items,
+                  seg_index=item_seq, widths=width_of_batch[batch], kind="padded",
+                  batch_size=batch_size, **common)
+
+
+def _packed(items, item_seq, bins, pack_len, **common) -> Layout:
+    """Segments from a bin per item (items in placement order)."""
+    order = np.argsort(bins, kind="stable")  # within a bin, placement order = slot order
+    rows, lens, seqs = bins[order], items[order], item_seq[order]
+    ends = np.cumsum(lens)
+    row_first = np.searchsorted(rows, rows)  # index of the first segment of each one's row
+    offsets = ends - lens - (ends[row_first] - lens[row_first])
+    num_rows = int(bins.max()) + 1
+    return Layout(seg_row=rows, seg_offset=offsets, seg_length=lens, seg_index=seqs,
+                  widths=np.full(num_rows, pack_len, dtype=np.int64), kind="packed", **common)
+
+
+def _next_fit(items: np.ndarray, cap: int) -> np.ndarray:
+    bins = np.empty(len(items), dtype=np.int64)
+    b, room = 0, cap
+    for i, n in enumerate(items.tolist()):
+        if n > room:
+            b, room = b + 1, cap
+        bins[i] = b
+        room -= n
+    return bins
+
+
+def _groups_of_equal(items: np.ndarray):
+    """(size, start, stop) runs of equal values in a sorted-decreasing array."""
+    edges = np.flatnonzero(np.diff(items)) + 1
+    starts = np.concatenate([[0], edges])
+    stops = np.concatenate([edges, [len(items)]])
+    return zip(items[starts].tolist(), starts.tolist(), stops.tolist())
+
+
+def _best_fit_sorted(items: np.ndarray, cap: int) -> np.ndarray:
+    """Best-fit decreasing for items already sorted longest first.
+
+    Equal items are placed together: best fit sends the next item of size s to the
+    open pack with the least room >= s; after it lands that pack has even less room,
+    so it stays the best fit while its room is >= s. Hence each pack, visited in
+    order of increasing room, takes ``room // s`` items, and new packs take ``cap // s``.
+    This is item-by-item BFD at numpy speed. (Between packs with equal room the choice
+    is arbitrary; it changes which pack, never the rooms left, so never the row count.)
+    """
+    bins = np.empty(len(items), dtype=np.int64)
+    by_room: dict[int, list[int]] = {}  # room left -> ids of the packs with exactly that room
+    has_room = np.zeros(cap + 1, dtype=bool)  # has_room[r]: some pack has exactly r left
+    num_bins = 0
+    for s, a, b in _groups_of_equal(items):
+        pos = a
+        for r in np.flatnonzero(has_room[s:]).tolist():
+            r += s
+            stack = by_room[r]
+            while stack and pos < b:
+                pid = stack.pop()
+                take = min(r // s, b - pos)
+                bins[pos: pos + take] = pid
+                pos += take
+                left = r - take * s
+                _push(by_room, has_room, left, pid)
+            if not stack:
+                has_room[r] = False
+            if pos == b:
+                break
+        if pos < b:  # open new packs, each holding cap // s items
+            per = cap // s
+            k = b - pos
+            new = num_bins + np.arange(k) // per
+            bins[pos:b] = new
+            n_new = int(new[-1]) - num_bins + 1
+            full_left = cap - per * s
+            last_left = cap - (k - (n_new - 1) * per) * s
+            for pid in range(num_bins, num_bins + n_new - 1):
+                _push(by_room, has_room, full_left, pid)
+            _push(by_room, has_room, last_left, num_bins + n_new - 1)
+            num_bins += n_new
+    return bins
+
+
+def _push(by_room, has_room, room, pid) -> None:
+    if room > 0:  # a full pack can take nothing more
+        by_room.setdefault(room, []).append(pid)
+        has_room[room] = True
+
+
+def _first_fit_sorted(items: np.ndarray, cap: int) -> np.ndarray:
+    """First-fit decreasing for items sorted longest first.
+
+    As in best fit, equal items are placed together: the first pack with room >= s
+    keeps being the first while its room stays >= s, so each eligible pack (by id)
+    takes ``room // s`` items in turn.
+    """
+    bins = np.empty(len(items), dtype=np.int64)
+    room = np.empty(0, dtype=np.int64)
+    for s, a, b in _groups_of_equal(items):
+        pos = a
+        for pid in np.flatnonzero(room >= s).tolist():
+            take = min(int(room[pid]) // s, b - pos)
+            bins[pos: pos + take] = pid
+            room[pid] -= take * s
+            pos += take
+            if pos == b:
+                break
+        if pos < b:
+            per = cap // s
+            k = b - pos
+            n_new = -(-k // per)
+            bins[pos:b] = len(room) + np.arange(k) // per
+            new_room = np.full(n_new, cap - per * s, dtype=np.int64)
+            new_room[-1] = cap - (k - (n_new - 1) * per) * s
+            room = np.concatenate([room, new_room])
+    return bins
