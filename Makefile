@@ -26,7 +26,7 @@ lab: $(STAMP)
 
 # The whole suite: unit tests, then every notebook under strict nbval.
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval -p no:cacheprovider
+	$(PY) -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider
 
 unit: $(STAMP)
 	$(PY) -m pytest tests

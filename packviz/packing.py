@@ -45,9 +45,9 @@ OVERLONG = ("error", "truncate", "split")
 def validate_lengths(lengths) -> np.ndarray:
     """Return ``lengths`` as an int64 array, or raise ``ValueError`` naming the first bad value.
 
-    Accepted: a non-empty sequence of positive integers (ints, integer-valued numpy
-    values). Rejected: empty input, 0, negatives, floats (even 3.0 in a Python list
-    is accepted only if it is integer-valued *and* finite), NaN, booleans, strings.
+    Accepted: a non-empty 1-D sequence of positive integers (Python or numpy ints).
+    Rejected, with the index and the value in the message: empty input, 0, negatives,
+    floats (also 3.0: a length is a count), NaN, booleans, strings.
     """
     if isinstance(lengths, (str, bytes)):
         raise ValueError(f"lengths must be a sequence of positive integers, got the string {lengths!r}")
@@ -56,22 +56,21 @@ def validate_lengths(lengths) -> np.ndarray:
         raise ValueError(f"lengths must be one-dimensional, got shape {arr.shape}")
     if arr.size == 0:
         raise ValueError("lengths is empty: need at least one sequence length")
-    if arr.dtype == bool or arr.dtype.kind not in "iuf":
-        for i, v in enumerate(arr.tolist()):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise ValueError(f"length at index {i} is {v!r}: lengths must be positive integers")
-        arr = arr.astype(np.float64)
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.flatnonzero(bad)[0])
-            raise ValueError(f"length at index {i} is {arr[i]!r}: lengths must be whole numbers, not floats or NaN")
+    if arr.dtype.kind not in "iu" or not isinstance(lengths, np.ndarray):
+        # find the first element that is not an integer (bools hide in int arrays)
+        for i, v in enumerate(lengths if not isinstance(lengths, np.ndarray) else arr.tolist()):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
+                raise ValueError(f"length at index {i} is {_show(v)}: lengths must be positive integers")
     arr = arr.astype(np.int64)
     bad = arr <= 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"length at index {i} is {arr[i]}: lengths must be positive (>= 1)")
     return arr
+
+
+def _show(v) -> str:
+    return repr(v.item() if isinstance(v, np.generic) else v)
 
 
 def _check_positive_int(name: str, value) -> int:

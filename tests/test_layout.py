@@ -1,0 +1,96 @@
+"""The layout's derived views, on hand-made rows and on random packings (hypothesis)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from packviz.layout import PAD, Layout, positions_from_lengths
+from packviz.packing import pack
+
+# A (3 tokens) and B (2) in one row of 5; C (4) in a second row with one pad.
+ROWS = [[(0, 0, 3), (1, 3, 2)], [(2, 0, 4)]]
+
+
+@pytest.fixture
+def lay():
+    return Layout.from_rows(ROWS, widths=[5, 5])
+
+
+def test_views_of_a_hand_made_layout(lay):
+    assert lay.seq_id_grid().tolist() == [[0, 0, 0, 1, 1], [2, 2, 2, 2, PAD]]
+    assert lay.position_ids(0).tolist() == [0, 1, 2, 0, 1]
+    assert lay.seq_idx(0).tolist() == [0, 0, 0, 1, 1]
+    assert lay.cu_seqlens(0).tolist() == [0, 3, 5]
+    assert lay.cu_seqlens(0).dtype == np.int32
+    assert lay.max_seqlen(0) == 3
+    assert lay.position_grid().tolist() == [[0, 1, 2, 0, 1], [0, 1, 2, 3, -1]]
+    assert lay.padding_attention_mask().tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]]
+    assert (lay.real_tokens, lay.slots, lay.pads) == (9, 10, 1)
+    assert lay.utilization == pytest.approx(0.9)
+    assert lay.row_utilization().tolist() == [1.0, 0.8]
+    assert lay.rows() == [[[0, 0, 3], [1, 3, 2]], [[2, 0, 4]]]
+
+
+def test_mask_is_the_drawn_block_diagonal(lay):
+    expected = np.array([
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 0],
+        [0, 0, 0, 1, 1],
+    ], dtype=bool)
+    assert (lay.block_causal_mask(0) == expected).all()
+    with_pad = lay.block_causal_mask(1, include_pads=True)
+    assert with_pad.shape == (5, 5)
+    assert not with_pad[4].any() and not with_pad[:, 4].any()  # the pad sees and is seen by nothing
+    assert with_pad[:4, :4].sum() == 4 * 5 // 2
+
+
+def test_bad_rows_and_segments_are_rejected(lay):
+    with pytest.raises(IndexError, match="row 7"):
+        lay.cu_seqlens(7)
+    with pytest.raises(ValueError, match="does not fit row 0"):
+        Layout.from_rows([[(0, 3, 4)]], widths=[5])
+    with pytest.raises(ValueError, match="2 rows but 1 widths"):
+        Layout.from_rows(ROWS, widths=[5])
+
+
+def test_positions_from_lengths():
+    assert positions_from_lengths([2, 1, 3]).tolist() == [0, 1, 0, 0, 1, 2]
+
+
+lengths_st = st.lists(st.integers(1, 300), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths=lengths_st, cap=st.integers(1, 300), strategy=st.sampled_from(["next-fit", "ffd", "bfd"]))
+def test_views_are_consistent_on_random_packings(lengths, cap, strategy):
+    lay = pack(lengths, cap, strategy, overlong="split")
+    grid = lay.seq_id_grid()
+    pos = lay.position_grid()
+    for r in range(lay.num_rows):
+        segs = lay.row_segments(r)
+        lens = segs[:, 2]
+        # cu_seqlens: starts at 0, int32, differences are the segment lengths
+        cu = lay.cu_seqlens(r)
+        assert cu.dtype == np.int32 and cu[0] == 0 and np.diff(cu).tolist() == lens.tolist()
+        assert lay.max_seqlen(r) == lens.max()
+        # positions restart at every segment start and count up by one
+        p = lay.position_ids(r)
+        starts = cu[:-1]
+        assert (p[starts] == 0).all()
+        inside = np.setdiff1d(np.arange(len(p)), starts)
+        assert (p[inside] == p[inside - 1] + 1).all()
+        # segments sit back to back from slot 0 and the grid agrees
+        assert segs[:, 1].tolist() == (cu[:-1]).tolist()
+        stream = grid[r][grid[r] != PAD]
+        assert stream.tolist() == np.repeat(segs[:, 0], lens).tolist()
+        assert pos[r][pos[r] >= 0].tolist() == p.tolist()
+        # the mask: symmetric blocks (same segment) intersected with causal
+        m = lay.block_causal_mask(r)
+        sid = lay.seq_idx(r)
+        assert not np.triu(m, 1).any()  # causal: nothing above the diagonal
+        assert m.diagonal().all()  # every token sees itself
+        q, k = np.nonzero(m)
+        assert (sid[q] == sid[k]).all()  # never across segments
+        assert m.sum() == (lens * (lens + 1) // 2).sum()  # and every allowed pair present

@@ -1,0 +1,91 @@
+"""Length sources: the real-trace summary and sampler, the seed scenario, synthetic sources, file readers."""
+
+import numpy as np
+import pytest
+
+from packviz import lengths as L
+
+TRACE = L.DATA_DIR.parent.parent / "shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"
+
+
+def test_summary_is_a_compact_attributed_quantile_table():
+    s = L.azure_summary()
+    assert "Splitwise" in s["attribution"] and s["license"] == "CC-BY-4.0"
+    q = np.array(s["quantiles"])
+    assert len(q) == len(s["quantile_percents"]) <= 1001 < s["count"]
+    assert (np.diff(q) >= 0).all() and q[0] == s["min"] and q[-1] == s["max"]
+
+
+def test_sampler_reproduces_the_shipped_distribution():
+    s = L.azure_summary()
+    x = L.azure_conv(50_000, seed=1)
+    assert x.min() >= 1 and x.max() <= s["max"]
+    # within 2% of the summary's mean, and each decile within a few tokens' bin
+    assert abs(x.mean() - s["mean"]) / s["mean"] < 0.02
+    for p in (10, 50, 90):
+        want = np.interp(p, s["quantile_percents"], s["quantiles"])
+        assert abs(np.percentile(x, p) - want) / want < 0.03
+    assert (L.azure_conv(100, seed=3) == L.azure_conv(100, seed=3)).all()
+    assert (L.azure_conv(100, seed=3) != L.azure_conv(100, seed=4)).any()
+
+
+@pytest.mark.skipif(not TRACE.exists(), reason="the raw trace is only beside the repo in ../shared")
+def test_summary_matches_the_raw_trace():
+    raw = L.read_lengths(TRACE)
+    s = L.azure_summary()
+    assert s["count"] == len(raw) and s["total_tokens"] == raw.sum()
+    assert s["quantiles"][500] == pytest.approx(np.median(raw))
+
+
+def test_seed_scenario_mixes_short_and_long():
+    x = L.seed_scenario(40, long_fraction=0.25, seed=0)
+    assert len(x) == 40 and x.max() <= 4000
+    short, long = x[x < 1000], x[x >= 1000]
+    assert len(long) == 10 and (long >= 3600).all() and (short >= 45).all() and (short <= 50).all()
+    assert (L.seed_scenario(seed=2) == L.seed_scenario(seed=2)).all()
+
+
+def test_synthetic_sources():
+    x = L.lognormal(10_000, median=500, sigma=0.5, seed=0)
+    assert abs(np.median(x) - 500) < 25
+    assert L.lognormal(1000, median=5000, sigma=1, max_len=4096, seed=0).max() == 4096
+    u = L.uniform(5000, 10, 20, seed=0)
+    assert u.min() == 10 and u.max() == 20
+    assert (L.uniform(10, 7, 7) == 7).all()
+    for name, f in L.SOURCES.items():
+        x = f(32, 0)
+        assert len(x) == 32 and x.min() >= 1, name
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_counts(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        L.azure_conv(bad)
+
+
+def test_read_plain_and_csv(tmp_path):
+    plain = tmp_path / "l.txt"
+    plain.write_text("# lengths\n12\n\n7\n")
+    assert L.read_lengths(plain).tolist() == [12, 7]
+    csvf = tmp_path / "t.csv"
+    csvf.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,374,44\n2023-11-16 18:15:50,396,109\n")
+    assert L.read_lengths(csvf).tolist() == [374, 396]
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("12\nabc\n", "line 2: 'abc'"),
+    ("12\n3.5\n", "line 2: '3.5'"),
+    ("12\n0\n", "index 1 is 0"),
+    ("", "no lengths"),
+    ("a,b\n1,2\n", "no 'ContextTokens' column"),
+])
+def test_read_errors_name_the_bad_value(tmp_path, text, shown):
+    f = tmp_path / "bad.txt"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=shown):
+        L.read_lengths(f)
+
+
+def test_missing_file():
+    with pytest.raises(ValueError, match="not found"):
+        L.read_lengths("/nonexistent/lengths.txt")

@@ -1,0 +1,132 @@
+"""Packing strategies: placement, capacity, policies, bad input, and exactness against slow reference algorithms."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from packviz.packing import STRATEGIES, lower_bound, pack, validate_lengths
+
+
+def _placed(lay):
+    """Tokens placed per original sequence."""
+    return np.bincount(lay.seg_index, weights=lay.seg_length, minlength=lay.num_sequences).astype(int)
+
+
+@settings(max_examples=80, deadline=None)
+@given(lengths=st.lists(st.integers(1, 500), min_size=1, max_size=80), cap=st.integers(1, 500),
+       strategy=st.sampled_from(STRATEGIES), batch=st.integers(1, 9))
+def test_every_sequence_placed_once_and_no_row_over_capacity(lengths, cap, strategy, batch):
+    lay = pack(lengths, cap, strategy, batch_size=batch if strategy in ("pad", "sorted") else None,
+               overlong="split")
+    # split chunks sum to the sequence; nothing lost, nothing duplicated
+    assert _placed(lay).tolist() == lengths
+    assert (lay.row_real_tokens() <= lay.widths).all()
+    assert (lay.widths <= cap).all()
+    assert (lay.seg_length <= cap).all()
+    assert lay.real_tokens == sum(lengths)
+    # segments of a row never overlap
+    for r in range(lay.num_rows):
+        segs = lay.row_segments(r)
+        ends = segs[:, 1] + segs[:, 2]
+        assert (segs[1:, 1] >= ends[:-1]).all()
+    if strategy in ("pad", "sorted"):
+        assert lay.num_rows == lay.num_segments  # one segment per padded row
+        for rows in lay.batches():
+            assert len(set(lay.widths[list(rows)].tolist())) == 1
+            assert lay.widths[rows.start] == lay.seg_length[list(rows)].max()
+    else:
+        assert lay.num_rows >= math.ceil(sum(lengths) / cap) == lay.lower_bound_rows
+
+
+def _reference_fit(items, cap, best):
+    """Item-by-item first/best fit decreasing, written the slow obvious way."""
+    rooms = []
+    for n in sorted(items, reverse=True):
+        fits = [b for b, r in enumerate(rooms) if r >= n]
+        if not fits:
+            rooms.append(cap - n)
+            continue
+        b = min(fits, key=lambda b: rooms[b]) if best else fits[0]
+        rooms[b] -= n
+    return sorted(rooms)
+
+
+@settings(max_examples=150, deadline=None)
+@given(items=st.lists(st.integers(1, 40), min_size=1, max_size=70), cap=st.integers(40, 80))
+def test_ffd_and_bfd_match_the_item_by_item_algorithms(items, cap):
+    for name, best in (("ffd", False), ("bfd", True)):
+        lay = pack(items, cap, name)
+        rooms = sorted((lay.widths - lay.row_real_tokens()).tolist())
+        assert rooms == _reference_fit(items, cap, best), name
+
+
+def test_next_fit_keeps_arrival_order():
+    lay = pack([3, 3, 3, 1, 5], 6, "next-fit")
+    assert lay.rows() == [[[0, 0, 3], [1, 3, 3]], [[2, 0, 3], [3, 3, 1]], [[4, 0, 5]]]
+
+
+def test_sorted_buckets_group_similar_lengths():
+    lay = pack([1, 100, 2, 99], 128, "sorted", batch_size=2)
+    assert lay.widths.tolist() == [2, 2, 100, 100]
+    assert sorted(lay.seg_index[:2].tolist()) == [0, 2]
+
+
+def test_padded_batches_pad_to_their_longest():
+    lay = pack([5, 1, 2, 7, 3], 10, "pad", batch_size=2)
+    assert lay.widths.tolist() == [5, 5, 7, 7, 3]
+    assert lay.slots == 27 and lay.real_tokens == 18
+
+
+def test_overlong_policies():
+    lengths = [5, 25, 3]
+    with pytest.raises(ValueError, match=r"sequence 1 has length 25, longer than the pack length 8"):
+        pack(lengths, 8, "bfd")
+    t = pack(lengths, 8, "bfd", overlong="truncate")
+    assert _placed(t).tolist() == [5, 8, 3] and t.dropped_tokens == 17
+    s = pack(lengths, 8, "bfd", overlong="split")
+    assert _placed(s).tolist() == lengths
+    assert sorted(s.seg_length[s.seg_index == 1].tolist()) == [1, 8, 8, 8]
+    assert s.dropped_tokens == 0
+
+
+@pytest.mark.parametrize("bad, shown", [
+    ([5, 0, 3], "index 1 is 0"),
+    ([5, -2], "index 1 is -2"),
+    ([5, 2.5], "index 1 is 2.5"),
+    ([float("nan")], "index 0 is nan"),
+    ([], "empty"),
+    ([3, True], "index 1 is True"),
+    (["12", 3], "index 0 is '12'"),
+])
+def test_bad_lengths_name_the_value(bad, shown):
+    with pytest.raises(ValueError, match=shown):
+        validate_lengths(bad)
+    with pytest.raises(ValueError, match=shown):
+        pack(bad, 8, "bfd")
+
+
+@pytest.mark.parametrize("kw, shown", [
+    (dict(pack_len=0), "pack_len must be a positive integer, got 0"),
+    (dict(pack_len=8.5), "got 8.5"),
+    (dict(pack_len=8, strategy="best"), "strategy must be one of"),
+    (dict(pack_len=8, strategy="pad"), "needs a batch_size"),
+    (dict(pack_len=8, strategy="pad", batch_size=0), "batch_size must be a positive integer, got 0"),
+    (dict(pack_len=8, overlong="drop"), "overlong must be one of"),
+])
+def test_bad_parameters_name_the_value(kw, shown):
+    with pytest.raises(ValueError, match=shown):
+        pack([1, 2, 3], **kw)
+
+
+def test_numpy_ints_are_accepted_and_floats_are_not():
+    assert validate_lengths(np.array([3, 4], dtype=np.int16)).dtype == np.int64
+    assert validate_lengths((np.int32(2), 5)).tolist() == [2, 5]
+    with pytest.raises(ValueError, match="index 0 is 3.0"):
+        validate_lengths(np.array([3.0, 4.0]))
+
+
+def test_lower_bound():
+    assert lower_bound([4, 4, 1], 4) == 3
+    assert lower_bound([8192] * 3, 8192) == 3
