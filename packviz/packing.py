@@ -275,3 +275,37 @@ def _first_fit_sorted(items: np.ndarray, cap: int) -> np.ndarray:
             new_room[-1] = cap - (k - (n_new - 1) * per) * s
             room = np.concatenate([room, new_room])
     return bins
+
+
+# ---------------------------------------------------------------------- comparison
+def strategy_table(lengths, pack_len: int, batch_size: int = 32, overlong: str = "split",
+                   strategies=STRATEGIES) -> list[dict]:
+    """Every strategy on the same lengths: one dict per strategy, JSON-ready.
+
+    ``c_rows`` = slots / C puts padded strategies (narrower rows, one sequence each) and
+    packed ones on one footing; ``over_bound`` = c_rows / lower bound - 1.
+    """
+    import time
+
+    out = []
+    for s in strategies:
+        t0 = time.perf_counter()
+        lay = pack(lengths, pack_len, s, batch_size=batch_size if s in ("pad", "sorted") else None,
+                   overlong=overlong)
+        seconds = time.perf_counter() - t0
+        c_rows = lay.slots / pack_len
+        out.append({"strategy": s, "rows": lay.num_rows, "c_rows": c_rows, "lower_bound_rows": lay.lower_bound_rows,
+                    "over_bound": c_rows / lay.lower_bound_rows - 1, "utilization": lay.utilization,
+                    "seconds": seconds})
+    return out
+
+
+def format_strategy_table(rows: list[dict], seconds: bool = False) -> str:
+    """:func:`strategy_table` as aligned text (``seconds=False`` keeps it deterministic)."""
+    head = f"{'strategy':<9}{'rows':>9}{'slots / C':>11}{'lower bound':>13}{'over bound':>12}{'utilisation':>13}"
+    lines = [head + (f"{'seconds':>9}" if seconds else "")]
+    for r in rows:
+        line = (f"{r['strategy']:<9}{r['rows']:>9,}{r['c_rows']:>11,.0f}{r['lower_bound_rows']:>13,}"
+                f"{r['over_bound']:>12.2%}{r['utilization']:>13.2%}")
+        lines.append(line + (f"{r['seconds']:>9.3f}" if seconds else ""))
+    return "\n".join(lines)

@@ -13,25 +13,15 @@ every strategy on the same footing: the token slots allocated, in rows of C.
 
 import argparse
 import pathlib
-import time
-
 from packviz.lengths import DATA_DIR, azure_conv, read_lengths
-from packviz.packing import STRATEGIES, pack
+from packviz.packing import STRATEGIES, format_strategy_table, strategy_table
 
 TRACE = DATA_DIR.parent.parent / "shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"
 
 
 def table(lengths, pack_len, strategies=STRATEGIES, batch_size=32):
     print(f"\n{len(lengths):,} lengths, {int(lengths.sum()):,} tokens, C = {pack_len}")
-    print(f"{'strategy':<10}{'rows':>10}{'slots / C':>11}{'lower bound':>13}{'over bound':>12}{'utilisation':>13}{'seconds':>10}")
-    for s in strategies:
-        t0 = time.perf_counter()
-        lay = pack(lengths, pack_len, s, batch_size=batch_size if s in ("pad", "sorted") else None, overlong="split")
-        dt = time.perf_counter() - t0
-        c_rows = lay.slots / pack_len  # padded rows are narrower than C: compare slots
-        over = c_rows / lay.lower_bound_rows - 1
-        print(f"{s:<10}{lay.num_rows:>10,}{c_rows:>11,.0f}{lay.lower_bound_rows:>13,}{over:>12.2%}"
-              f"{lay.utilization:>13.2%}{dt:>10.3f}")
+    print(format_strategy_table(strategy_table(lengths, pack_len, batch_size, strategies=strategies), seconds=True))
 
 
 def main():

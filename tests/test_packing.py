@@ -130,3 +130,17 @@ def test_numpy_ints_are_accepted_and_floats_are_not():
 def test_lower_bound():
     assert lower_bound([4, 4, 1], 4) == 3
     assert lower_bound([8192] * 3, 8192) == 3
+
+
+def test_strategy_table_agrees_with_pack():
+    from packviz.packing import format_strategy_table, strategy_table
+
+    lengths = [5, 9, 3, 12, 7, 1, 4]
+    rows = strategy_table(lengths, 12, batch_size=3)
+    assert [r["strategy"] for r in rows] == list(STRATEGIES)
+    for r in rows:
+        lay = pack(lengths, 12, r["strategy"], batch_size=3 if r["strategy"] in ("pad", "sorted") else None)
+        assert r["rows"] == lay.num_rows and r["c_rows"] == lay.slots / 12
+        assert r["over_bound"] == pytest.approx(r["c_rows"] / math.ceil(sum(lengths) / 12) - 1)
+    text = format_strategy_table(rows)
+    assert len(text.splitlines()) == 1 + len(STRATEGIES) and "seconds" not in text
