@@ -33,16 +33,124 @@ def _print_pack(out: dict) -> None:
           f"{out['real_tokens']} real tokens in {out['slots']} slots, {out['seconds'] * 1e3:.1f} ms")
 
 
+def _load_shape(model: str):
+    """A model name from packviz.flops.MODELS, or a config.json (file or checkpoint directory)."""
+    import pathlib
+    import types
+
+    from .flops import get_shape, shape_from_config
+
+    path = pathlib.Path(model)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" and path.is_file():
+        try:
+            cfg = json.loads(path.read_text())
+            return shape_from_config(types.SimpleNamespace(**cfg), name=str(model))
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: not a Llama config.json ({e})") from None
+    return get_shape(model)
+
+
+def _parse_tile(text):
+    if text is None:
+        return None
+    try:
+        bq, bk = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two integers), got {text!r}") from None
+    return bq, bk
+
+
 def _cmd_flops(args) -> dict:
-    raise NotImplementedError("flops: see issue 3")
+    from .flops import compare, compare_as_dict
+    from .lengths import read_lengths
+    from .packing import pack
+
+    shape = _load_shape(args.model)
+    tile = _parse_tile(args.tile)
+    if args.strategy in ("pad", "sorted"):
+        raise ValueError(f"--strategy is the packing strategy (next-fit, ffd, bfd), got {args.strategy!r}; "
+                         "the padded side always uses 'pad' with --batch-size")
+    lengths = read_lengths(args.lengths)
+    padded = pack(lengths, args.pack_len, "pad", batch_size=args.batch_size, overlong=args.overlong)
+    packed = pack(lengths, args.pack_len, args.strategy, overlong=args.overlong)
+    out = compare_as_dict(compare(padded, packed, shape, lm_head=args.lm_head, tile=tile))
+    keep = ("num_rows", "slots", "real_tokens", "pads", "utilization", "dropped_tokens")
+    out.update(
+        shape=shape.as_dict(), pack_len=args.pack_len, batch_size=args.batch_size, strategy=args.strategy,
+        overlong=args.overlong, tile=list(tile) if tile else None,
+        layouts={"padded": {k: padded.summary()[k] for k in keep}, "packed": {k: packed.summary()[k] for k in keep}},
+    )
+    return out
 
 
 def _cmd_figures(args) -> dict:
-    raise NotImplementedError("figures: see issue 3")
+    import pathlib
+
+    import numpy as np
+
+    from . import plot
+    from .flops import compare
+    from .lengths import azure_conv, seed_scenario
+    from .packing import pack
+
+    out = pathlib.Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    seed = seed_scenario(16, seed=0)
+    seed_pad = pack(seed, 4096, "pad", batch_size=4)
+    seed_pack = pack(seed, 4096, "bfd")
+    azure = azure_conv(256, seed=0)
+    az_pad = pack(azure, 8192, "pad", batch_size=16, overlong="truncate")
+    az_pack = pack(azure, 8192, "bfd", overlong="truncate")
+    tiny = pack([3, 2, 3], 8, "next-fit")
+    big_row = int(np.argmax([len(az_pack.row_lengths(r)) for r in range(az_pack.num_rows)]))
+    figures = {
+        "batch_grid_seed.png": lambda: plot.padded_vs_packed(seed_pad, seed_pack)[0],
+        "batch_grid_azure.png": lambda: plot.padded_vs_packed(az_pad, az_pack)[0],
+        "mask_8_tokens.png": lambda: plot.mask(tiny, 0),
+        "mask_8192_tokens.png": lambda: plot.mask(az_pack, big_row),
+        "position_ids_8_tokens.png": lambda: plot.position_sawtooth(tiny, 0),
+        "position_ids_8192_tokens.png": lambda: plot.position_sawtooth(az_pack, big_row),
+        "waste_seed_llama-3-8b.png": lambda: plot.waste_bars(compare(seed_pad, seed_pack, "llama-3-8b")),
+        "waste_azure_llama-3-8b.png": lambda: plot.waste_bars(compare(az_pad, az_pack, "llama-3-8b")),
+    }
+    written = []
+    for name, draw in figures.items():
+        plot.save(draw(), out / name, dpi=args.dpi)
+        written.append(str(out / name))
+    return {"out": str(out), "files": written}
+
+
+def _csv(text):
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
 
 
 def _cmd_bench(args) -> dict:
-    raise NotImplementedError("bench: see issue 4")
+    from . import bench
+
+    kw = {}
+    for name in ("model", "checkpoint", "device", "dtype", "deadline", "repeats", "warmup", "pack_len",
+                 "batch_size", "trace_n", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            kw[name] = value
+    if args.scenarios:
+        kw["scenarios"] = _csv(args.scenarios)
+        bad = [s for s in kw["scenarios"] if s not in bench.SCENARIOS]
+        if bad:
+            raise ValueError(f"unknown scenario(s) {bad}; choose from {bench.SCENARIOS}")
+    if args.methods:
+        kw["methods"] = _csv(args.methods)
+    if args.no_progress:
+        kw["progress"] = False
+    cfg = bench.smoke_config(**kw) if args.smoke else bench.BenchConfig(**kw)
+    res = bench.run(cfg, args.out)
+    out = bench.summary(res)
+    out.update(json=str(bench.pathlib.Path(args.out) / "bench.json"), png=res.get("png"))
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,11 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--strategy", default="bfd")
     fl.add_argument("--overlong", default="error")
     fl.add_argument("--lm-head", choices=("all", "last"), default="all")
+    fl.add_argument("--tile", default=None, help="BLOCK_Q,BLOCK_K: count varlen attention in whole kernel tiles")
     fl.add_argument("--json", action="store_true")
     fl.set_defaults(run=_cmd_flops, show=None)
 
     fg = sub.add_parser("figures", help="write the standard figures as PNG")
     fg.add_argument("--out", required=True)
+    fg.add_argument("--dpi", type=int, default=150, help="resolution of the PNGs (150: sharp on slides)")
     fg.set_defaults(run=_cmd_figures, show=None)
 
     be = sub.add_parser("bench", help="time padded vs packed Llama-3 forwards; write JSON + PNG")
@@ -83,6 +193,17 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--checkpoint", default=None, help="local checkpoint directory (safetensors)")
     be.add_argument("--deadline", type=float, default=None, help="seconds; stop cleanly after")
     be.add_argument("--repeats", type=int, default=None)
+    be.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes per method (default 1)")
+    be.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
+    be.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on cuda, fp32 on cpu)")
+    be.add_argument("--pack-len", type=int, default=None, help="C: pack length and longest prompt (default 8192)")
+    be.add_argument("--batch-size", type=int, default=None, help="B of the padded baseline (default 32)")
+    be.add_argument("--scenarios", default=None, help="comma-separated: trace,seed,uniform (default all)")
+    be.add_argument("--methods", default=None,
+                    help="comma-separated: padded,dense,flex,varlen,flash (default: every available one)")
+    be.add_argument("--trace-n", type=int, default=None, help="requests sampled from the trace (default 128)")
+    be.add_argument("--seed", type=int, default=None)
+    be.add_argument("--no-progress", action="store_true", help="no progress bar")
     be.add_argument("--json", action="store_true")
     be.set_defaults(run=_cmd_bench, show=None)
     return p

@@ -1,0 +1,363 @@
+"""Pictures of layouts, masks, positions and waste (matplotlib, no pyplot state).
+
+Every function takes ``ax=None`` and returns the Axes it drew on. With ``ax=None`` it makes
+its own :class:`Figure` of an explicit ``figsize`` *without* pyplot: no global current
+figure, no figure manager, nothing for ``plt.show()`` to pick up, and nothing leaks
+between calls or tests. To see one:
+
+* in Jupyter, end the cell with ``ax.figure`` -- the figures made here render themselves as
+  PNG (``_repr_png_``), whatever the backend; given your own ``ax`` from
+  ``plt.subplots`` the usual inline display applies;
+* in a script, :func:`to_png` / :func:`save` (Agg, no display needed).
+
+What each picture shows::
+
+    batch_grid          position_sawtooth        mask (one pack, q = row, k = column)
+    row 0 AAAA....  50% pos │  /│ /│              ■ · · · ·
+    row 1 BBCCCDD. 88%      │ / │/ │/            ■ ■ · · ·    ■ = may attend (sequence colour)
+          (grey = pad)      └──────────── slot   · · ■ · ·    · = computed by a dense kernel,
+                                                 · · ■ ■ ·        masked away
+                                                 · · · · ■
+
+Colours: one per sequence (``seq_index mod 7``) from the Okabe-Ito colour-blind-safe
+palette, the same sequence in the same colour in every picture; pads a neutral grey;
+slots a row does not even have (a narrower padded batch) white.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.collections import LineCollection
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from .layout import PAD
+
+OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
+"""Okabe & Ito (2008) colour-blind-safe palette, black left out (it is the boundary colour)."""
+PAD_COLOR = "#B0B0B0"
+MASKED_COLOR = "#EDEDED"
+NONE_COLOR = "#FFFFFF"
+LINEAR_COLOR = "#0072B2"
+ATTENTION_COLOR = "#E69F00"
+
+_PALETTE_RGB = np.array([to_rgb(c) for c in OKABE_ITO])
+
+
+class PackvizFigure(Figure):
+    """A :class:`~matplotlib.figure.Figure` that Jupyter displays as PNG with no pyplot involved."""
+
+    def _repr_png_(self) -> bytes:
+        return to_png(self)
+
+
+def _new_ax(ax, figsize, fixed_margins: bool = False):
+    """``ax`` itself, or the single Axes of a new pyplot-free figure of ``figsize``.
+
+    ``fixed_margins``: margins in inches instead of constrained layout, which measures every
+    tick label twice per render (half the render time of a 256-row grid).
+    """
+    if ax is not None:
+        return ax
+    if fixed_margins:
+        fig = PackvizFigure(figsize=figsize)
+        _margins(fig)
+    else:
+        fig = PackvizFigure(figsize=figsize, layout="constrained")
+    return fig.add_subplot()
+
+
+def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1) -> None:
+    """Subplot margins given in inches (room for row labels, axis labels and a title)."""
+    w, h = fig.get_size_inches()
+    axis_w = (w - left - right - gap * (ncols - 1)) / ncols
+    fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
+                        wspace=gap / max(axis_w, 0.1))
+
+
+def to_png(fig_or_ax, dpi: int = 100) -> bytes:
+    """PNG bytes of a figure (or an Axes' figure), rendered by Agg."""
+    fig = getattr(fig_or_ax, "figure", fig_or_ax)  # Axes -> its (sub)figure
+    fig = getattr(fig, "figure", fig)  # SubFigure -> the root figure (a Figure is its own)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def save(fig_or_ax, path, dpi: int = 100) -> None:
+    """Write a figure (or an Axes' figure) to ``path`` as PNG."""
+    with open(path, "wb") as f:
+        f.write(to_png(fig_or_ax, dpi=dpi))
+
+
+def sequence_colors(seq_ids) -> np.ndarray:
+    """RGB (…, 3) of sequence ids: the palette colour of each, :data:`PAD_COLOR` for ``PAD``."""
+    ids = np.asarray(seq_ids)
+    rgb = _PALETTE_RGB[np.where(ids >= 0, ids, 0) % len(_PALETTE_RGB)]
+    rgb[ids == PAD] = to_rgb(PAD_COLOR)
+    return rgb
+
+
+# ---------------------------------------------------------------------- batch grid
+def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
+    """RGB uint8 image (rows, columns, 3) of a layout: sequence colours, grey pads, white beyond a row's width.
+
+    One column per slot, or, above ``max_cols`` slots, ``max_cols`` columns sampled at evenly
+    spaced slots (a screen shows ~1,000 pixels; 8,192 columns would only be resampled away).
+    """
+    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    ids = layout.seq_id_grid(rows=rows)
+    cols = np.arange(ids.shape[1])
+    if max_cols is not None and ids.shape[1] > max_cols:
+        cols = np.linspace(0, ids.shape[1] - 1, max_cols).round().astype(np.int64)
+        ids = ids[:, cols]
+    lut = np.vstack([_PALETTE_RGB, [to_rgb(PAD_COLOR), to_rgb(NONE_COLOR)]])
+    lut = (lut * 255).round().astype(np.uint8)
+    code = np.where(ids >= 0, ids % len(_PALETTE_RGB), len(_PALETTE_RGB))
+    code[cols[None, :] >= layout.widths[rows][:, None]] = len(_PALETTE_RGB) + 1
+    return lut[code]
+
+
+def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int = 32,
+               width=None, height=None, max_cols: int = 2048, figsize=(8, 4)):
+    """Rows × slots of a layout, one colour per sequence, pads grey, rows labelled with utilisation.
+
+    ::
+
+        r0  AAAAAAAA......  57%       colour = sequence, grey = pad
+        r1  BBBBCCCCCCDD..  86%       x: token slot, y: row (a padded batch's rows
+        ...                           are separated by a thin line per batch)
+
+    Parameters
+    ----------
+    layout : Layout
+    max_rows : show at most this many rows (the first ones); the title says so.
+    max_labels : label every row with its utilisation up to this many rows; above, every k-th.
+    width, height : x-extent in slots and y-extent in rows (default: this layout's) -- to
+        draw two layouts on one scale.
+    max_cols : wider rows are drawn from this many evenly sampled slots (see :func:`grid_image`).
+    """
+    ax = _new_ax(ax, figsize, fixed_margins=True)
+    shown = min(layout.num_rows, max_rows)
+    rows = np.arange(shown)
+    img = grid_image(layout, rows, max_cols=max_cols)
+    slots = int(layout.widths[rows].max(initial=0))
+    width = int(width or slots)
+    ax.imshow(img, aspect="auto", interpolation="nearest", extent=(0, slots, shown, 0))
+    ax.set_xlim(0, width)
+    ax.set_ylim(height, 0)
+    height = max(int(height or shown), shown, 1)
+    util = layout.row_utilization()[:shown]
+    # no more labels than fit the axes' height at ~11 pt per label
+    fit = int(ax.get_position().height * ax.figure.get_figheight() * 72 / 11)
+    max_labels = max(2, min(max_labels, fit))
+    step = 1 if height <= max_labels else int(np.ceil(height / max_labels))
+    ticks = np.arange(0, shown, step)
+    ax.set_yticks(ticks + 0.5)
+    ax.set_yticklabels([f"{r}: {util[r]:.0%}" for r in ticks], fontsize=7 if height > 16 else 9)
+    ax.set_ylabel("row: utilisation" if step == 1 else f"row: utilisation (every {step} rows)")
+    if step > 1:  # too many rows to label each: a utilisation strip on the right, one step per row
+        strip = ax.inset_axes((1.005, 0, 0.045, 1))
+        edges = np.arange(shown + 1)
+        strip.stairs(util, edges, orientation="horizontal", fill=True, color="0.35", baseline=0)
+        strip.set_ylim(height, 0)
+        strip.set_xlim(0, 1)
+        strip.set_xticks([0, 1], ["0", "100%"], fontsize=6)
+        strip.set_yticks([])
+        strip.tick_params(length=2)
+        strip.set_title("util.", fontsize=7)
+    ax.set_xlabel("token slot")
+    if shown * max(width, 1) <= 4096:  # small: draw segment boundaries so equal colours stay apart
+        segs = [[(o, r), (o, r + 1)] for r, o in zip(layout.seg_row.tolist(), layout.seg_offset.tolist())
+                if r < shown and o > 0]
+        if segs:
+            ax.add_collection(LineCollection(segs, colors="white", linewidths=1.5))
+    if layout.kind == "padded" and layout.batch_size and shown > layout.batch_size:
+        ys = np.arange(layout.batch_size, shown, layout.batch_size)
+        ax.hlines(ys, 0, width, colors="black", linewidths=0.6)
+    more = f" (first {shown} of {layout.num_rows} rows)" if shown < layout.num_rows else ""
+    if title is None:
+        title = f"{layout.name or layout.kind}: {layout.num_rows} rows, utilisation {layout.utilization:.1%}"
+    ax.set_title(title + more, fontsize=10)
+    ax.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=7, framealpha=0.8)
+    return ax
+
+
+def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12, 4.5)):
+    """:func:`batch_grid` of a padded and a packed layout side by side, on one x and y scale.
+
+    Same scale: the area each picture fills is the compute each layout pays for.
+    Returns the two Axes ``(ax_padded, ax_packed)``.
+    """
+    if axes is None:
+        fig = PackvizFigure(figsize=figsize)
+        _margins(fig, ncols=2)
+        axes = fig.subplots(1, 2)
+    ax_pad, ax_pack = axes
+    width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
+    rows = max(min(padded.num_rows, max_rows), min(packed.num_rows, max_rows), 1)
+    batch_grid(padded, ax=ax_pad, max_rows=max_rows, width=width, height=rows,
+               title=f"{padded.kind} ({padded.name}): {padded.num_rows} rows, utilisation {padded.utilization:.1%}")
+    batch_grid(packed, ax=ax_pack, max_rows=max_rows, width=width, height=rows,
+               title=f"{packed.kind} ({packed.name}): {packed.num_rows} rows, utilisation {packed.utilization:.1%}")
+    return ax_pad, ax_pack
+
+
+# ---------------------------------------------------------------------- mask
+def mask_image(layout, row: int, max_pixels: int = 1024) -> np.ndarray:
+    """RGB image of one row's block-diagonal causal mask over all its slots (query = row, key = column).
+
+    Allowed (q, k) in the sequence's colour, computed-but-masked pairs light grey, pairs that
+    involve a pad slot mid grey. Above ``max_pixels`` slots the mask is *sampled* at
+    ``max_pixels`` evenly spaced slots (never materialised at full size: 8192² would be 64 MB).
+    """
+    ids = layout.seq_id_grid(rows=[row])[0][: int(layout.widths[row])]
+    w = len(ids)
+    idx = np.arange(w) if w <= max_pixels else np.linspace(0, w - 1, max_pixels).round().astype(np.int64)
+    q, k = ids[idx][:, None], ids[idx][None, :]
+    allowed = (q == k) & (q != PAD) & (idx[None, :] <= idx[:, None])
+    pad = (q == PAD) | (k == PAD)
+    img = np.empty((len(idx), len(idx), 3))
+    img[...] = to_rgb(MASKED_COLOR)
+    img[pad] = to_rgb(PAD_COLOR)
+    colors = sequence_colors(ids[idx])  # colour of each query's sequence
+    img[allowed] = np.broadcast_to(colors[:, None, :], img.shape)[allowed]
+    return img
+
+
+def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
+    """The block-diagonal causal mask of one pack, sequence boundaries drawn.
+
+    Readable at 8 tokens (a grid line around every cell, each slot's position id on the
+    axes) and at 8,192 (a sampled image with the boundaries as lines). Colour: the
+    sequence's own colour where a query may attend; light grey for pairs a dense kernel
+    still computes and then masks; mid grey for pairs involving a pad slot.
+    """
+    layout._check_row(row)
+    ax = _new_ax(ax, figsize)
+    w = int(layout.widths[row])
+    img = mask_image(layout, row)
+    ax.imshow(img, interpolation="nearest", extent=(0, w, w, 0))
+    segs = layout.row_segments(row)
+    # boundaries: a square around each sequence's block on the diagonal
+    lines = []
+    for _, o, n in segs.tolist():
+        lines += [[(o, o), (o + n, o)], [(o + n, o), (o + n, o + n)], [(o + n, o + n), (o, o + n)], [(o, o + n), (o, o)]]
+    if lines:
+        ax.add_collection(LineCollection(lines, colors="black", linewidths=1.2 if w <= 64 else 0.8))
+    if w <= 32:
+        ticks = np.arange(w) + 0.5
+        pos = layout.position_grid()[row][:w]
+        labels = [str(p) if p >= 0 else "·" for p in pos]
+        ax.set_xticks(ticks, labels, fontsize=8)
+        ax.set_yticks(ticks, labels, fontsize=8)
+        ax.set_xticks(np.arange(w + 1), minor=True)
+        ax.set_yticks(np.arange(w + 1), minor=True)
+        ax.grid(which="minor", color="white", linewidth=1)
+        ax.tick_params(which="minor", length=0)
+        ax.set_xlabel("key (position_id)")
+        ax.set_ylabel("query (position_id)")
+    else:
+        ax.set_xlabel("key slot")
+        ax.set_ylabel("query slot")
+    lengths = segs[:, 2]
+    needed = int((lengths * (lengths + 1) // 2).sum())
+    if title is None:
+        title = (f"row {row}: {len(lengths)} sequences in {w} slots\n"
+                 f"needed {needed:,} of {w * w:,} pairs ({needed / max(w * w, 1):.1%})")
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+# ---------------------------------------------------------------------- positions
+def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True, title=None,
+                      figsize=(8, 3)):
+    """``position_ids`` of one pack against its slot: a sawtooth restarting at every sequence.
+
+    With ``show_continued`` a dashed line shows ``0 .. W-1``: the positions RoPE would see if
+    they were not reset (a known packing bug).
+    """
+    layout._check_row(row)
+    ax = _new_ax(ax, figsize)
+    segs = layout.row_segments(row)
+    w = int(layout.widths[row])
+    if show_continued and len(segs):
+        end = int(segs[-1, 1] + segs[-1, 2])
+        ax.plot(np.arange(end), np.arange(end), ls="--", color="0.5", lw=1, label="not reset (bug)")
+    for s, o, n in segs.tolist():
+        x = np.arange(o, o + n)
+        ax.plot(x, x - o, color=OKABE_ITO[s % len(OKABE_ITO)], lw=1.8,
+                marker="o" if w <= 64 else None, ms=3)
+    used = int(segs[:, 2].sum()) if len(segs) else 0
+    if used < w:
+        ax.axvspan(used - 0.5, w - 0.5, color=PAD_COLOR, alpha=0.4, lw=0, label="pad")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("token slot in the pack")
+    ax.set_ylabel("position_id")
+    if title is None:
+        title = f"position_ids of row {row}: restart at each of {len(segs)} sequences"
+    ax.set_title(title, fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------- waste
+_UNITS = ((1e18, "EFLOP"), (1e15, "PFLOP"), (1e12, "TFLOP"), (1e9, "GFLOP"), (1e6, "MFLOP"), (1, "FLOP"))
+
+
+def _unit(x: float):
+    for scale, name in _UNITS:
+        if x >= scale:
+            return scale, name
+    return 1, "FLOP"
+
+
+def _as_pair(v):
+    if isinstance(v, dict):
+        return float(v["linear"]), float(v["attention"])
+    return float(v.linear), float(v.attention)
+
+
+def waste_bars(flops, ax=None, title=None, figsize=(7, 4)):
+    """Stacked linear + attention FLOPs for useful, padded, dense-packed and varlen.
+
+    ``flops``: :func:`packviz.flops.compare`'s result (or its JSON form), or any mapping of
+    ``{label: Flops}``. Each bar is labelled with its total and, where a ``"useful"`` entry
+    exists, the share of it that is waste; a dashed line marks the useful total.
+    """
+    ax = _new_ax(ax, figsize)
+    order = [k for k in ("useful", "padded", "dense", "varlen") if k in flops]
+    if not order:
+        order = list(flops)
+    names = {"useful": "useful", "padded": "padded", "dense": "packed\n(dense mask)", "varlen": "packed\n(varlen)"}
+    pairs = np.array([_as_pair(flops[k]) for k in order])
+    scale, unit = _unit(pairs.sum(axis=1).max(initial=0))
+    lin, att = pairs[:, 0] / scale, pairs[:, 1] / scale
+    x = np.arange(len(order))
+    ax.bar(x, lin, color=LINEAR_COLOR, label="linear (projections, MLP, lm_head)")
+    ax.bar(x, att, bottom=lin, color=ATTENTION_COLOR, hatch="//", edgecolor="white", label="attention (QKᵀ, AV)")
+    useful = pairs[order.index("useful")].sum() / scale if "useful" in order else None
+    for i, total in enumerate(lin + att):
+        text = f"{total:,.3g}"
+        if useful and order[i] != "useful" and total > 0:
+            waste = 1 - useful / total
+            waste = 0.0 if abs(waste) < 5e-4 else waste  # no "-0%" from rounding error
+            text += f"\n{waste:.0%} waste"
+        ax.annotate(text, (x[i], total), ha="center", va="bottom", fontsize=8,
+                    xytext=(0, 2), textcoords="offset points")
+    if useful:
+        ax.axhline(useful, color="black", ls="--", lw=0.8)
+    ax.set_xticks(x, [names.get(k, k) for k in order], fontsize=9)
+    ax.set_ylabel(f"prefill {unit}s")
+    ax.set_ylim(0, (lin + att).max(initial=1) * 1.22 or 1)
+    ax.legend(fontsize=8, loc="upper right")
+    if title is None:
+        model = flops.get("model") if isinstance(flops, dict) else None
+        title = "prefill FLOPs" + (f", {model}" if model else "")
+    ax.set_title(title, fontsize=10)
+    return ax

@@ -1,0 +1,296 @@
+"""FLOP accounting: hand-computed cases, Llama-3 shapes, FlopCounterMode agreement."""
+
+import subprocess
+import sys
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from packviz.flops import (
+    MODELS, Flops, ModelShape, causal_pairs, compare, compare_as_dict, get_shape, ideal_speedup,
+    layout_flops, sequence_lengths, shape_from_config, tiled_causal_pairs, useful_flops,
+)
+from packviz.layout import Layout
+from packviz.packing import pack
+
+# A toy shape small enough to count by hand:
+#   q_proj 2x2, k_proj 2x2, v_proj 2x2, o_proj 2x2  -> 16 weights
+#   gate 2x3, up 2x3, down 3x2                      -> 18 weights
+#   lm_head 2x5                                     -> 10 weights
+# per token: 2 * (16 + 18) = 68 linear FLOPs + 2 * 10 = 20 lm_head FLOPs
+# per (query, key) pair: QK^T 2*2 + AV 2*2 = 8 FLOPs (1 head of dim 2, 1 layer)
+TOY = ModelShape("toy", hidden=2, intermediate=3, layers=1, heads=1, kv_heads=1, head_dim=2, vocab=5)
+BODY, HEAD, PAIR = 68, 20, 8
+
+
+def test_toy_unit_costs():
+    assert TOY.linear_flops_per_token == BODY
+    assert TOY.lm_head_flops_per_token == HEAD
+    assert TOY.attention_flops_per_pair == PAIR
+    assert TOY.params() == 16 + 18 + 10
+    assert TOY.params(lm_head=False) == 34
+
+
+def test_one_sequence_by_hand():
+    # 4 tokens: causal pairs 1 + 2 + 3 + 4 = 10
+    f = useful_flops([4], TOY)
+    assert f == Flops(4 * (BODY + HEAD), 10 * PAIR)
+    assert f.total == 4 * 88 + 80
+    assert useful_flops([4], TOY, lm_head="last") == Flops(4 * BODY + 1 * HEAD, 10 * PAIR)
+    lay = pack([4], 4, "bfd")
+    # one full pack of 4: the dense kernel computes all 16 pairs, varlen only the 10
+    assert layout_flops(lay, TOY, "dense") == Flops(4 * (BODY + HEAD), 16 * PAIR)
+    assert layout_flops(lay, TOY, "varlen") == f
+
+
+def test_two_equal_sequences_by_hand():
+    lengths = [3, 3]
+    padded = pack(lengths, 6, "pad", batch_size=2)  # 2 rows x 3 slots, no pad
+    packed = pack(lengths, 6, "bfd")                # 1 row of 6 slots
+    # padded: each row its 3x3 square = 9 pairs, 18 in all; 6 slots
+    assert layout_flops(padded, TOY, "padded") == Flops(6 * (BODY + HEAD), 18 * PAIR)
+    # dense pack: one 6x6 square = 36 pairs (the 18 cross-sequence pairs are masked but computed)
+    assert layout_flops(packed, TOY, "dense") == Flops(6 * (BODY + HEAD), 36 * PAIR)
+    # varlen and useful: two triangles of 6 pairs
+    assert layout_flops(packed, TOY, "varlen") == Flops(6 * (BODY + HEAD), 12 * PAIR)
+    assert useful_flops(lengths, TOY) == Flops(6 * (BODY + HEAD), 12 * PAIR)
+    r = compare(padded, packed, TOY)
+    # equal lengths: padding wastes only the upper triangles; dense packing wastes more
+    assert r["speedup"]["dense"] == pytest.approx((6 * 88 + 18 * 8) / (6 * 88 + 36 * 8))
+    assert r["speedup"]["varlen"] == pytest.approx((6 * 88 + 18 * 8) / (6 * 88 + 12 * 8))
+    assert r["wasted"]["varlen"] == Flops(0, 0)
+
+
+def _llama3_8b_by_hand():
+    h, inter, layers, heads, kv, d, vocab = 4096, 14336, 32, 32, 8, 128, 128256
+    per_layer = h * heads * d + 2 * h * kv * d + heads * d * h + 3 * h * inter
+    return 2 * layers * per_layer, 2 * h * vocab, 4 * heads * d * layers
+
+
+def test_seed_case_50_and_4000_llama3_8b():
+    body, head, pair = _llama3_8b_by_hand()
+    lengths = [50, 4000]
+    padded = pack(lengths, 4096, "pad", batch_size=2)  # 2 rows of 4000 slots
+    packed = pack(lengths, 4096, "bfd")                # 1 row of 4096 slots
+    shape = MODELS["llama-3-8b"]
+    useful = Flops(4050 * (body + head), (50 * 51 // 2 + 4000 * 4001 // 2) * pair)
+    pad = Flops(8000 * (body + head), 2 * 4000 ** 2 * pair)
+    dense = Flops(4096 * (body + head), 4096 ** 2 * pair)
+    r = compare(padded, packed, shape)
+    assert r["useful"] == useful
+    assert r["padded"] == pad
+    assert r["dense"] == dense
+    assert r["varlen"] == useful
+    assert r["wasted"]["padded"] == pad - useful
+    assert r["speedup"]["dense"] == pytest.approx(pad.total / dense.total)
+    assert r["speedup"]["varlen"] == pytest.approx(pad.total / useful.total)
+    # padding 50 up to 4000 roughly doubles the work: the ideal speedup is about 2x
+    assert 2.0 < r["speedup"]["varlen"] < 2.2
+    # last-token lm_head: one row of the 128256-wide head per sequence
+    r_last = compare(padded, packed, shape, lm_head="last")
+    assert r_last["useful"].linear == 4050 * body + 2 * head
+    assert r_last["padded"].linear == 8000 * body + 2 * head
+    assert r_last["dense"].linear == 4096 * body + 2 * head
+
+
+def test_tiles_by_hand():
+    # n = 5, tiles 2x2: query tiles {0,1}, {2,3}, {4} touch 1, 2, 3 key tiles -> 6 tiles of 4 pairs
+    assert tiled_causal_pairs([5], (2, 2)) == 24
+    assert tiled_causal_pairs([4], (4, 4)) == 16  # one diagonal tile, computed whole
+    assert tiled_causal_pairs([7, 7, 3], (1, 1)) == causal_pairs([7, 7, 3]) == 28 + 28 + 6
+    # query tile 4, key tile 2, n = 8: query tiles end at rows 3 and 7 -> 2 and 4 key tiles
+    assert tiled_causal_pairs([8], (4, 2)) == (2 + 4) * 8
+    lay = pack([5], 5, "bfd")
+    assert layout_flops(lay, TOY, "varlen", tile=(2, 2)).attention == 24 * PAIR
+    with pytest.raises(ValueError, match="varlen"):
+        layout_flops(lay, TOY, "dense", tile=(2, 2))
+    with pytest.raises(ValueError):
+        tiled_causal_pairs([5], (0, 2))
+
+
+def test_padded_batches_have_their_own_widths():
+    # batches of 2: [1, 5] -> width 5, [2, 2] -> width 2
+    lay = pack([1, 5, 2, 2], 8, "pad", batch_size=2)
+    f = layout_flops(lay, TOY, "padded")
+    assert f == Flops((5 + 5 + 2 + 2) * (BODY + HEAD), (25 + 25 + 4 + 4) * PAIR)
+    per_batch = [layout_flops(lay, TOY, "padded", rows=b) for b in lay.batches()]
+    assert per_batch[0] + per_batch[1] == f
+    assert per_batch[1] == Flops(4 * (BODY + HEAD), 8 * PAIR)
+
+
+def test_partly_filled_pack_pays_for_its_pads_when_dense():
+    lay = Layout.from_rows([[(0, 0, 3)]], widths=[8])
+    assert layout_flops(lay, TOY, "dense") == Flops(8 * (BODY + HEAD), 64 * PAIR)
+    assert layout_flops(lay, TOY, "varlen") == Flops(3 * (BODY + HEAD), 6 * PAIR)
+    assert layout_flops(lay, TOY, "dense", lm_head="last") == Flops(8 * BODY + HEAD, 64 * PAIR)
+
+
+def test_split_sequence_one_lm_head_and_varlen_below_useful():
+    lay = pack([10], 4, "bfd", overlong="split")  # chunks 4, 4, 2
+    assert sequence_lengths(lay).tolist() == [10]
+    assert layout_flops(lay, TOY, "varlen", lm_head="last").linear == 10 * BODY + 1 * HEAD
+    # chunks attend only within themselves: 10 + 10 + 3 pairs, not the 55 of the whole sequence
+    assert layout_flops(lay, TOY, "varlen").attention == 23 * PAIR
+    padded = pack([10], 4, "pad", batch_size=3, overlong="split")
+    r = compare(padded, lay, TOY)
+    assert r["useful"].attention == 55 * PAIR
+    assert r["wasted"]["varlen"].attention < 0
+
+
+def test_compare_rejects_different_tokens():
+    with pytest.raises(ValueError, match="different tokens"):
+        compare(pack([3, 4], 8, "pad", batch_size=2), pack([3, 5], 8, "bfd"), TOY)
+
+
+def test_bad_arguments():
+    lay = pack([3], 4, "bfd")
+    with pytest.raises(ValueError, match="execution"):
+        layout_flops(lay, TOY, "sparse")
+    with pytest.raises(ValueError, match="lm_head"):
+        layout_flops(lay, TOY, "dense", lm_head="first")
+    with pytest.raises(ValueError, match="unknown model"):
+        get_shape("llama-2-7b")
+    with pytest.raises(ValueError):
+        ModelShape("bad", 8, 8, 1, heads=3, kv_heads=2, head_dim=4)
+    with pytest.raises(ValueError):
+        ModelShape("bad", 0, 8, 1, 1, 1, 4)
+    with pytest.raises(IndexError):
+        layout_flops(lay, TOY, "dense", rows=[1])
+
+
+def test_ideal_speedup_and_flops_arithmetic():
+    a, b = Flops(6, 2), Flops(3, 1)
+    assert ideal_speedup(a, b) == 2.0
+    assert a - b == b and 2 * b == a and b * 2 == a
+    assert a.as_dict() == {"linear": 6, "attention": 2, "total": 8}
+
+
+# ---------------------------------------------------------------------- shapes
+# bf16 weight sizes in GiB from the reference table (published checkpoints)
+PUBLISHED_GIB = {"llama-3-8b": 14.96, "llama-3.1-8b": 14.96, "llama-3.2-1b": 2.30,
+                 "llama-3.2-3b": 5.98, "llama-3-70b": 131}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_GIB))
+def test_shapes_match_published_weight_sizes(name):
+    gib = MODELS[name].weight_bytes() / 2 ** 30
+    assert gib == pytest.approx(PUBLISHED_GIB[name], abs=0.006 if name != "llama-3-70b" else 0.5)
+
+
+def test_llama3_8b_parameter_count():
+    body, head, _ = _llama3_8b_by_hand()
+    s = MODELS["llama-3-8b"]
+    assert 2 * s.params(lm_head=False) == body and 2 * s.lm_head_params == head
+    assert s.total_params() == 8_030_261_248  # the published 8.03B
+    assert MODELS["llama-3.2-1b"].tied_embeddings and not MODELS["llama-3-70b"].tied_embeddings
+    assert get_shape("Llama-3-8B") is s
+
+
+def test_shape_from_transformers_config_roundtrip():
+    transformers = pytest.importorskip("transformers")
+    for name, shape in MODELS.items():
+        cfg = transformers.LlamaConfig(**shape.config_kwargs())
+        back = shape_from_config(cfg, name=name)
+        assert back == shape, name
+        assert back.rope_parameters["rope_theta"] == 500000
+    assert get_shape(transformers.LlamaConfig(**MODELS["llama-3.2-1b"].config_kwargs())).head_dim == 64
+
+
+def test_shape_from_duck_typed_config_defaults_head_dim_and_kv():
+    cfg = types.SimpleNamespace(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                num_attention_heads=4, vocab_size=100)
+    s = shape_from_config(cfg)
+    assert (s.head_dim, s.kv_heads, s.tied_embeddings) == (16, 4, False)
+
+
+def test_flops_module_imports_no_heavy_stack():
+    code = ("import sys, packviz.flops; bad = [m for m in ('torch', 'transformers', 'matplotlib', 'ipywidgets') "
+            "if m in sys.modules]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ---------------------------------------------------------------------- properties
+lengths_st = st.lists(st.integers(1, 300), min_size=1, max_size=30)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lengths_st, st.sampled_from(["next-fit", "ffd", "bfd"]), st.integers(1, 8), st.sampled_from(["all", "last"]))
+def test_orderings_hold(lengths, strategy, batch, lm_head):
+    padded = pack(lengths, 300, "pad", batch_size=batch)
+    packed = pack(lengths, 300, strategy)
+    r = compare(padded, packed, TOY, lm_head=lm_head)
+    assert r["varlen"] == r["useful"]  # nothing split: varlen does exactly the needed work
+    assert r["padded"].total >= r["useful"].total and r["dense"].total >= r["useful"].total
+    assert r["speedup"]["varlen"] >= r["speedup"]["dense"]
+    # varlen on the padded layout (no pads computed) also equals useful
+    assert layout_flops(padded, TOY, "varlen", lm_head=lm_head) == r["useful"]
+    tiled = layout_flops(packed, TOY, "varlen", lm_head=lm_head, tile=(16, 16))
+    full_tiles = int(((-(-packed.seg_length // 16) * 16) ** 2).sum())  # every tile of each n x n square
+    assert r["varlen"].attention <= tiled.attention <= full_tiles * PAIR
+    assert tiled.linear == r["varlen"].linear
+    js = compare_as_dict(r)
+    assert js["dense"]["total"] == r["dense"].total
+
+
+# ---------------------------------------------------------------------- FlopCounterMode
+def _tiny_llama():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.LlamaConfig(hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                   vocab_size=64, max_position_embeddings=64)
+    # eager: QK^T and AV are bmm's that FlopCounterMode counts; CPU sdpa would count as ZERO
+    cfg._attn_implementation = "eager"
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(cfg).eval(), cfg
+
+
+def _count(fn):
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        fn()
+    return fc.get_total_flops()
+
+
+def test_flop_counter_mode_agrees_padded_and_dense():
+    import torch
+
+    model, cfg = _tiny_llama()
+    shape = shape_from_config(cfg)
+    lengths = [5, 9, 3, 7, 2]
+    padded = pack(lengths, 16, "pad", batch_size=3)  # batches of widths 9 and 7
+    packed = pack(lengths, 16, "bfd")                # 2 packs of 16 slots, one partly filled
+
+    def run_padded(keep):
+        def fn():
+            mask = padded.padding_attention_mask()
+            for b in padded.batches():
+                am = torch.tensor(mask[b.start:b.stop, : int(padded.widths[b.start])])
+                ids = torch.randint(0, cfg.vocab_size, am.shape)
+                model(input_ids=ids, attention_mask=am, use_cache=False, logits_to_keep=keep)
+        return fn
+
+    def run_packed():
+        for r in range(packed.num_rows):
+            lens = packed.row_lengths(r).tolist()
+            free = int(packed.widths[r]) - sum(lens)
+            # the pack's tail pads run too (as one more "sequence"): a dense pack is C slots
+            pos = torch.cat([torch.arange(n) for n in lens + ([free] if free else [])])[None]
+            ids = torch.randint(0, cfg.vocab_size, pos.shape)
+            model(input_ids=ids, position_ids=pos, use_cache=False)
+
+    cases = [
+        (_count(run_padded(0)), layout_flops(padded, shape, "padded")),
+        (_count(run_padded(1)), layout_flops(padded, shape, "padded", lm_head="last")),
+        (_count(run_packed), layout_flops(packed, shape, "dense")),
+    ]
+    for counted, predicted in cases:
+        assert counted > 0
+        assert abs(counted - predicted.total) / counted < 0.01
+    # and the attention term matters at this size: without it the prediction is off by > 1%
+    counted, predicted = cases[2]
+    assert abs(counted - predicted.linear) / counted > 0.01

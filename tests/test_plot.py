@@ -1,0 +1,220 @@
+"""Plots: every function on tiny and large inputs, on its own figure and on a given ax; no pyplot state."""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
+from matplotlib.figure import Figure
+
+from packviz import plot
+from packviz.flops import Flops, compare, compare_as_dict
+from packviz.layout import Layout
+from packviz.packing import pack
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """One pack of 8 slots: A (3 tokens) B (2) C (2) and one pad."""
+    return Layout.from_rows([[(0, 0, 3), (1, 3, 2), (2, 5, 2)]], widths=[8], kind="packed", capacity=8)
+
+
+@pytest.fixture(scope="module")
+def big_padded():
+    lengths = np.random.default_rng(0).integers(1, 8193, 256)
+    return pack(lengths, 8192, "pad", batch_size=256)
+
+
+@pytest.fixture(scope="module")
+def big_packed():
+    lengths = np.random.default_rng(1).integers(1, 8193, 64)
+    return pack(lengths, 8192, "bfd")
+
+
+def _own_figure(ax, figsize):
+    assert isinstance(ax.figure, plot.PackvizFigure)
+    assert tuple(ax.figure.get_size_inches()) == pytest.approx(figsize)
+    assert plot.to_png(ax).startswith(PNG)
+
+
+def _given_ax():
+    fig = Figure(figsize=(4, 3))
+    return fig.add_subplot()
+
+
+def _rgb(img, r, c):
+    return tuple(np.asarray(img)[r, c, :3] / (255 if np.asarray(img).dtype == np.uint8 else 1))
+
+
+# ---------------------------------------------------------------------- batch grid
+def test_grid_image_colours(tiny):
+    # padded batch of width 4 next to rows of width 2: slots beyond a row's width are white
+    lay = Layout.from_rows([[(0, 0, 4)], [(1, 0, 1)], [(2, 0, 2)]], widths=[4, 4, 2], kind="padded")
+    img = plot.grid_image(lay)
+    assert img.shape == (3, 4, 3)
+    pal = [to_rgb(c) for c in plot.OKABE_ITO]
+    assert _rgb(img, 0, 3) == pytest.approx(pal[0], abs=1 / 255)
+    assert _rgb(img, 1, 0) == pytest.approx(pal[1], abs=1 / 255)
+    assert _rgb(img, 1, 1) == pytest.approx(to_rgb(plot.PAD_COLOR), abs=1 / 255)  # pad in a width-4 row
+    assert _rgb(img, 2, 3) == pytest.approx(to_rgb(plot.NONE_COLOR), abs=1 / 255)  # beyond width 2
+    # the same sequence has the same colour in any layout
+    packed = pack([4, 1, 2], 8, "next-fit")
+    pimg = plot.grid_image(packed)
+    assert _rgb(pimg, 0, 4) == _rgb(img, 1, 0)  # sequence 1 sits at slot 4 of the pack
+
+
+def test_batch_grid_tiny_labels_every_row_with_utilisation(tiny):
+    ax = plot.batch_grid(tiny)
+    _own_figure(ax, (8, 4))
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["0: 88%"]  # 7 of 8 slots
+    assert "utilisation 87.5%" in ax.get_title()
+    assert np.array_equal(ax.images[0].get_array(), plot.grid_image(tiny))
+
+
+def test_batch_grid_on_given_ax(tiny):
+    ax = _given_ax()
+    assert plot.batch_grid(tiny, ax=ax) is ax
+    assert len(ax.images) == 1
+
+
+def test_batch_grid_large_labels_a_subset_and_says_rows_hidden(big_packed):
+    ax = plot.batch_grid(big_packed, max_rows=10, max_labels=4)
+    assert f"first 10 of {big_packed.num_rows} rows" in ax.get_title()
+    assert len(ax.get_yticklabels()) == 4  # every 3rd of 10
+    assert ax.images[0].get_array().shape[0] == 10
+
+
+def test_batch_grid_256_by_8192_renders_under_a_second(big_padded):
+    assert big_padded.num_rows == 256 and big_padded.widths.max() > 8000
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        png = plot.to_png(plot.batch_grid(big_padded))
+        best = min(best, time.perf_counter() - t0)
+    assert png.startswith(PNG)
+    assert best < 1.0, f"256 x 8192 grid took {best:.2f} s"
+
+
+def test_padded_vs_packed_share_scale(tiny, big_padded, big_packed):
+    lengths = [3, 2, 2]
+    padded = pack(lengths, 8, "pad", batch_size=2)
+    a, b = plot.padded_vs_packed(padded, tiny)
+    assert a.figure is b.figure and isinstance(a.figure, plot.PackvizFigure)
+    assert a.get_xlim() == b.get_xlim() and a.get_ylim() == b.get_ylim()
+    assert a.get_ylim()[0] == 3  # padded has 3 rows, packed 1: same row scale
+    assert "padded" in a.get_title() and "packed" in b.get_title()
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    assert plot.padded_vs_packed(big_padded, big_packed, axes=axes) == tuple(axes)
+    assert plot.to_png(fig).startswith(PNG)
+
+
+# ---------------------------------------------------------------------- mask
+def test_mask_image_matches_block_causal_mask(tiny):
+    img = plot.mask_image(tiny, 0)
+    expected = tiny.block_causal_mask(0, include_pads=True)
+    masked = np.all(np.isclose(img, to_rgb(plot.MASKED_COLOR)), axis=-1)
+    pad = np.all(np.isclose(img, to_rgb(plot.PAD_COLOR)), axis=-1)
+    allowed = ~masked & ~pad
+    assert np.array_equal(allowed, expected)
+    assert pad[7].all() and pad[:, 7].all() and not pad[:7, :7].any()
+    assert tuple(img[1, 0]) == pytest.approx(to_rgb(plot.OKABE_ITO[0]))
+    assert tuple(img[4, 3]) == pytest.approx(to_rgb(plot.OKABE_ITO[1]))
+
+
+def test_mask_tiny_is_readable(tiny):
+    ax = plot.mask(tiny, 0)
+    _own_figure(ax, (5.5, 5.5))
+    # one label per slot: position ids restart per sequence, the pad is a dot
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "0", "1", "0", "1", "·"]
+    assert len(ax.collections[0].get_segments()) == 4 * 3  # a square around each sequence
+    assert "needed 12 of 64 pairs" in ax.get_title()  # 3*4/2 + 2*3/2 + 2*3/2 of 8*8
+
+
+def test_mask_large_is_sampled_and_keeps_boundaries(big_packed):
+    row = int(np.argmax([len(big_packed.row_lengths(r)) for r in range(big_packed.num_rows)]))
+    n_seq = len(big_packed.row_lengths(row))
+    img = plot.mask_image(big_packed, row, max_pixels=512)
+    assert img.shape == (512, 512, 3)  # never 8192 x 8192
+    ax = plot.mask(big_packed, row)
+    _own_figure(ax, (5.5, 5.5))
+    assert ax.images[0].get_extent() == [0, 8192, 8192, 0]
+    assert len(ax.collections[0].get_segments()) == 4 * n_seq
+    ax2 = _given_ax()
+    assert plot.mask(big_packed, row, ax=ax2) is ax2
+    with pytest.raises(IndexError):
+        plot.mask(big_packed, big_packed.num_rows)
+
+
+# ---------------------------------------------------------------------- positions
+def test_sawtooth_tiny_plots_position_ids(tiny):
+    ax = plot.position_sawtooth(tiny, 0)
+    _own_figure(ax, (8, 3))
+    lines = ax.get_lines()
+    continued, seqs = lines[0], lines[1:]
+    assert list(continued.get_ydata()) == list(range(7))  # the not-reset positions, for contrast
+    ys = np.concatenate([ln.get_ydata() for ln in seqs])
+    assert ys.tolist() == tiny.position_ids(0).tolist() == [0, 1, 2, 0, 1, 0, 1]
+    assert [ln.get_color() for ln in seqs] == list(plot.OKABE_ITO[:3])
+
+
+def test_sawtooth_large_and_given_ax(big_packed):
+    ax = _given_ax()
+    assert plot.position_sawtooth(big_packed, 0, ax=ax, show_continued=False) is ax
+    ys = np.concatenate([ln.get_ydata() for ln in ax.get_lines()])
+    assert np.array_equal(ys, big_packed.position_ids(0))
+
+
+# ---------------------------------------------------------------------- waste
+def test_waste_bars_from_compare():
+    lengths = [50, 4000]
+    r = compare(pack(lengths, 4096, "pad", batch_size=2), pack(lengths, 4096, "bfd"), "llama-3-8b")
+    ax = plot.waste_bars(r)
+    _own_figure(ax, (7, 4))
+    assert "TFLOP" in ax.get_ylabel()
+    bars = ax.patches
+    assert len(bars) == 8  # 4 bars x (linear, attention)
+    lin = [p.get_height() for p in bars[:4]]
+    att = [p.get_height() for p in bars[4:]]
+    for i, k in enumerate(["useful", "padded", "dense", "varlen"]):
+        assert lin[i] == pytest.approx(r[k].linear / 1e12)
+        assert att[i] == pytest.approx(r[k].attention / 1e12)
+        assert bars[4 + i].get_y() == pytest.approx(lin[i])  # stacked
+    texts = [t.get_text() for t in ax.texts]
+    assert any(f"{r['waste_fraction']['padded']:.0%} waste" in t for t in texts)
+    # the JSON form draws the same bars
+    ax2 = plot.waste_bars(compare_as_dict(r), ax=_given_ax())
+    assert [p.get_height() for p in ax2.patches] == pytest.approx(lin + att)
+
+
+def test_waste_bars_tiny_mapping():
+    ax = plot.waste_bars({"useful": Flops(3, 1), "padded": Flops(6, 2)})
+    assert [p.get_height() for p in ax.patches] == [3, 6, 1, 2]
+    assert ax.get_ylabel() == "prefill FLOPs"
+    assert any("50% waste" in t.get_text() for t in ax.texts)
+
+
+# ---------------------------------------------------------------------- global state
+def test_no_pyplot_state():
+    """Every plot function in a fresh interpreter: pyplot never imported, no figure registered."""
+    code = """
+import sys
+from packviz import plot
+from packviz.flops import compare
+from packviz.packing import pack
+pd, pk = pack([5, 3, 9], 16, "pad", batch_size=2), pack([5, 3, 9], 16, "bfd")
+plot.to_png(plot.batch_grid(pk)); plot.to_png(plot.padded_vs_packed(pd, pk)[0])
+plot.to_png(plot.mask(pk, 0)); plot.to_png(plot.position_sawtooth(pk, 0))
+plot.to_png(plot.waste_bars(compare(pd, pk, "llama-3.2-1b")))
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_figure_displays_itself_in_jupyter(tiny):
+    fig = plot.batch_grid(tiny).figure
+    assert fig._repr_png_().startswith(PNG)
