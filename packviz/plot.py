@@ -157,18 +157,18 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     step = 1 if height <= max_labels else int(np.ceil(height / max_labels))
     ticks = np.arange(0, shown, step)
     ax.set_yticks(ticks + 0.5)
-    ax.set_yticklabels([f"{r}: {util[r]:.0%}" for r in ticks], fontsize=7 if height > 16 else 9)
+    ax.set_yticklabels([f"{r}: {util[r]:.0%}" for r in ticks], fontsize=8 if height > 16 else 9)
     ax.set_ylabel("row: utilisation" if step == 1 else f"row: utilisation (every {step} rows)")
     if step > 1:  # too many rows to label each: a utilisation strip on the right, one step per row
-        strip = ax.inset_axes((1.005, 0, 0.045, 1))
+        strip = ax.inset_axes((1.01, 0, 0.045, 1))
         edges = np.arange(shown + 1)
         strip.stairs(util, edges, orientation="horizontal", fill=True, color="0.35", baseline=0)
         strip.set_ylim(height, 0)
         strip.set_xlim(0, 1)
-        strip.set_xticks([0, 1], ["0", "100%"], fontsize=6)
+        strip.set_xticks([1], ["100%"], fontsize=7)
         strip.set_yticks([])
         strip.tick_params(length=2)
-        strip.set_title("util.", fontsize=7)
+        strip.set_title("util.", fontsize=8)
     ax.set_xlabel("token slot")
     if shown * max(width, 1) <= 4096:  # small: draw segment boundaries so equal colours stay apart
         segs = [[(o, r), (o, r + 1)] for r, o in zip(layout.seg_row.tolist(), layout.seg_offset.tolist())
@@ -360,4 +360,33 @@ def waste_bars(flops, ax=None, title=None, figsize=(7, 4)):
         model = flops.get("model") if isinstance(flops, dict) else None
         title = "prefill FLOPs" + (f", {model}" if model else "")
     ax.set_title(title, fontsize=10)
+    return ax
+
+
+# ---------------------------------------------------------------------- curves
+def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percent: bool = False,
+          logx: bool = False, figsize=(7, 3.5)):
+    """One line per ``{label: values}`` over ``x`` (e.g. waste against batch size), markers on the points.
+
+    ``percent``: values are fractions, shown as percentages. ``logx``: a log2 x axis
+    labelled with the values of ``x`` themselves.
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    ax = _new_ax(ax, figsize)
+    for (label, ys), color in zip(series.items(), OKABE_ITO):
+        ax.plot(x, ys, marker="o", color=color, label=label)
+    if logx:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(x), [str(v) for v in x])
+    if percent:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(xlabel or "")
+    ax.set_ylabel(ylabel or "")
+    if title:
+        ax.set_title(title, fontsize=10)
+    if len(series) > 1:
+        ax.legend(fontsize=8)
     return ax

@@ -109,11 +109,12 @@ def numbers_html(numbers: dict, model: str = "") -> str:
          f"{n['dense_speedup']:.2f}× / {n['varlen_speedup']:.2f}×"),
     ]
     body = "".join(f"<tr><td style='text-align:left;padding-right:1em'>{k}</td>"
-                   f"<td style='text-align:right' class='packviz-value'>{v}</td></tr>" for k, v in rows)
+                   f"<td style='text-align:right;font-variant-numeric:tabular-nums;min-width:22em' "
+                   f"class='packviz-value'>{v}</td></tr>" for k, v in rows)
     return f"<table class='packviz-table'>{body}</table>"
 
 
-def render_batch(result: dict, max_rows: int = 64, dpi: int = 80, figsize=(12, 4.5)) -> bytes:
+def render_batch(result: dict, max_rows: int = 256, dpi: int = 80, figsize=(12, 4.5)) -> bytes:
     """PNG of the padded and packed grids of an :func:`explore` result, side by side."""
     ax_pad, _ = plot.padded_vs_packed(result["padded"], result["packed"], max_rows=max_rows, figsize=figsize)
     return plot.to_png(ax_pad.figure, dpi=dpi)
@@ -147,9 +148,21 @@ def render_pack(layout, row: int, dpi: int = 80, figsize=(12, 4.5)) -> bytes:
 
 
 # ---------------------------------------------------------------------- widget layer
+_WIDTHS = {widgets.IntSlider: "340px", widgets.SelectionSlider: "340px", widgets.Dropdown: "260px"}
+
+
 def _tag(w, name: str):
+    """Give a widget its CSS class ``packviz-<name>`` and, for a control, a fixed width
+    (so sliders stay long enough to drag and the layout does not jump)."""
     w.add_class(f"packviz-{name}")
+    if type(w) in _WIDTHS:
+        w.layout.width = _WIDTHS[type(w)]
     return w
+
+
+def _row(children):
+    """A row of controls that wraps instead of squeezing them."""
+    return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
 
 
 def _error_html(e: Exception) -> str:
@@ -161,7 +174,7 @@ class BatchExplorer(widgets.VBox):
 
     def __init__(self, source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack_len: int = 4096,
                  strategy: str = "bfd", padding: str = "pad", model: str = "llama-3-8b", seed: int = 0,
-                 max_rows: int = 64, dpi: int = 80):
+                 max_rows: int = 256, dpi: int = 80):
         style = {"description_width": "initial"}
         self.source = _tag(widgets.Dropdown(options=list(SOURCES), value=source, description="lengths", style=style), "source")
         self.num_sequences = _tag(widgets.IntSlider(value=n, min=1, max=512, description="sequences",
@@ -180,7 +193,7 @@ class BatchExplorer(widgets.VBox):
         self.error: str | None = None
         controls = [self.source, self.num_sequences, self.batch_size, self.pack_len, self.padding,
                     self.strategy, self.model]
-        box = _tag(widgets.VBox([widgets.HBox(controls[:4]), widgets.HBox(controls[4:])]), "controls")
+        box = _tag(widgets.VBox([_row(controls[:4]), _row(controls[4:])]), "controls")
         super().__init__([box, self.image, self.numbers])
         self.add_class("packviz-batch-explorer")
         for c in controls:
@@ -230,7 +243,7 @@ class MaskExplorer(widgets.VBox):
         self.error: str | None = None
         self._relayouting = False
         layout_controls = [self.source, self.num_sequences, self.pack_len, self.strategy]
-        box = _tag(widgets.VBox([widgets.HBox(layout_controls), widgets.HBox([self.row])]), "controls")
+        box = _tag(widgets.VBox([_row(layout_controls), _row([self.row])]), "controls")
         super().__init__([box, self.image, self.numbers])
         self.add_class("packviz-mask-explorer")
         if layout is not None:  # a given layout: only the row slider matters

@@ -218,3 +218,16 @@ assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
 def test_figure_displays_itself_in_jupyter(tiny):
     fig = plot.batch_grid(tiny).figure
     assert fig._repr_png_().startswith(PNG)
+
+
+def test_lines_draws_one_line_per_series_on_a_given_ax():
+    from matplotlib.figure import Figure
+
+    from packviz import plot
+
+    ax = Figure(figsize=(4, 3)).add_subplot()
+    out = plot.lines([1, 2, 4, 8], {"a": [0.1, 0.2, 0.3, 0.4], "b": [0.5, 0.4, 0.3, 0.2]}, ax=ax,
+                     percent=True, logx=True, xlabel="batch size")
+    assert out is ax and len(ax.lines) == 2
+    assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8"]
+    assert ax.get_ylim() == (0, 1) and ax.get_legend() is not None
