@@ -1,0 +1,316 @@
+"""Attention backends for padded and packed Llama forwards, and which of them run here.
+
+One row per way of running the same sequences (``bench`` times each; the FLOP model of
+:mod:`packviz.flops` prices each)::
+
+    method   layout   transformers attn_implementation  mask / boundaries           FLOP model
+    -------  -------  --------------------------------  --------------------------  ----------
+    padded   padded   "sdpa"                            (B,1,L,L) padding+causal    padded
+    dense    packed   "sdpa"                            dense (1,1,T,T) block-diag  dense
+    flex     packed   "flex_attention"                  BlockMask (block-sparse)    varlen
+    varlen   packed   "packviz_varlen" (registered)     cu_seqlens, no mask         varlen
+    flash    packed   "flash_attention_2"               cu_seqlens, no mask         varlen
+
+* ``dense``: transformers builds the block-diagonal mask itself from ``position_ids`` that
+  restart at 0, but **only** when ``attention_mask is None`` and there is no KV cache
+  (``masking_utils._preprocess_mask_arguments`` / ``find_packed_sequence_indices``). SDPA then
+  gets a dense boolean mask, which rules out its flash kernel: every (query, key) pair of the
+  T × T square is computed, then most are thrown away.
+* ``flex``: the same mask as a ``BlockMask``; tiles that are fully masked are skipped. Compiled
+  with ``torch.compile`` on first use (tens of seconds; on CPU the inductor C++ backend). Its
+  shapes should stay fixed (``bench`` pads every flex row to the pack length) or it recompiles.
+* ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10) on the packed
+  ``(T, H, D)`` stream with ``cu_seqlens``, registered through transformers'
+  ``AttentionInterface``. CUDA only (flash kernels, sm80+, fp16/bf16): there is no CPU kernel.
+  Its signature changed: torch 2.10 takes ``is_causal=True``; 2.11+ take
+  ``window_size=(-1, 0)``; 2.12+ add ``enable_gqa`` (without it we repeat the K/V heads).
+  :func:`varlen_signature` reads the installed one with :mod:`inspect`.
+* ``flash``: flash-attn's ``flash_attn_varlen_func`` through transformers'
+  ``"flash_attention_2"``, which goes varlen when given ``cu_seq_lens_q/k`` and
+  ``max_length_q/k``. Only when the ``flash_attn`` package imports (not on the lent GPU image).
+
+:func:`availability` says which run here and why the others do not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+from dataclasses import dataclass
+
+VARLEN_NAME = "packviz_varlen"
+"""The name under which :func:`register_varlen` registers the varlen_attn backend."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run a batch: its layout, transformers attention, and FLOP execution model."""
+
+    method: str
+    layout: str  # "padded" | "packed"
+    attn_implementation: str
+    execution: str  # packviz.flops execution model
+    pad_to_capacity: bool  # packed rows padded to the pack length (one static shape)
+    description: str
+
+
+BACKENDS: dict[str, Backend] = {
+    "padded": Backend("padded", "padded", "sdpa", "padded", False,
+                      "padded batch, SDPA with the padding + causal mask"),
+    "dense": Backend("dense", "packed", "sdpa", "dense", True,
+                     "packed rows, SDPA with the dense block-diagonal mask transformers builds from position_ids"),
+    "flex": Backend("flex", "packed", "flex_attention", "varlen", True,
+                    "packed rows, FlexAttention with a block-sparse BlockMask (compiled)"),
+    "varlen": Backend("varlen", "packed", VARLEN_NAME, "varlen", False,
+                      "packed rows, torch.nn.attention.varlen.varlen_attn with cu_seqlens"),
+    "flash": Backend("flash", "packed", "flash_attention_2", "varlen", False,
+                     "packed rows, flash-attn flash_attn_varlen_func with cu_seqlens"),
+}
+METHODS = tuple(BACKENDS)
+
+
+def get_backend(method: str) -> Backend:
+    if method not in BACKENDS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    return BACKENDS[method]
+
+
+# ---------------------------------------------------------------------- varlen_attn
+def varlen_signature(fn=None) -> dict:
+    """How the installed ``varlen_attn`` (or ``fn``) asks for causality and GQA.
+
+    Returns ``{"causal": "window_size" | "is_causal", "enable_gqa": bool, "scale": bool}``; raises
+    ``ValueError`` if neither causal argument exists (an API this code does not know).
+    """
+    if fn is None:
+        from torch.nn.attention.varlen import varlen_attn as fn
+    params = inspect.signature(fn).parameters
+    if "window_size" in params:
+        causal = "window_size"  # torch >= 2.11: (-1, 0) is causal
+    elif "is_causal" in params:
+        causal = "is_causal"  # torch 2.10
+    else:
+        raise ValueError(f"varlen_attn{inspect.signature(fn)} has neither window_size nor is_causal")
+    return {"causal": causal, "enable_gqa": "enable_gqa" in params, "scale": "scale" in params}
+
+
+def call_varlen(kernel, q, k, v, cu_q, cu_k, max_q: int, max_k: int, scale=None, signature: dict | None = None):
+    """Causal ``kernel(q, k, v, cu_q, cu_k, max_q, max_k, ...)`` on ``(T, H, D)`` tensors, any signature.
+
+    K/V with fewer heads than Q (GQA) are passed with ``enable_gqa=True`` when the kernel
+    takes it, else repeated to the query heads first.
+    """
+    sig = signature or varlen_signature(kernel)
+    kw = {}
+    if scale is not None:
+        if sig.get("scale", True):
+            kw["scale"] = scale
+        elif abs(scale - q.shape[-1] ** -0.5) > 1e-6 * scale:
+            raise ValueError(f"this varlen_attn takes no scale and uses 1/sqrt(head_dim), not {scale}")
+    if sig["causal"] == "window_size":
+        kw["window_size"] = (-1, 0)
+    else:
+        kw["is_causal"] = True
+    if k.shape[1] != q.shape[1]:
+        if sig["enable_gqa"]:
+            kw["enable_gqa"] = True
+        else:
+            rep = q.shape[1] // k.shape[1]
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+    return kernel(q, k, v, cu_q, cu_k, int(max_q), int(max_k), **kw)
+
+
+def varlen_reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, scale=None,
+                     window_size=(-1, -1), enable_gqa=False):
+    """A slow pure-torch stand-in with ``varlen_attn``'s (torch >= 2.12) signature: runs anywhere.
+
+    Each segment ``cu[i]:cu[i+1]`` attends only to itself, via SDPA. For tests of the
+    plumbing on CPU, where the real kernel does not exist.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    causal = tuple(window_size) == (-1, 0)
+    if key.shape[1] != query.shape[1] and not enable_gqa:
+        raise ValueError("query and key/value heads differ: pass enable_gqa=True")
+    out = torch.empty_like(query)
+    bounds = cu_seq_q.tolist()
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        q = query[a:b].transpose(0, 1)
+        k = key[a:b].transpose(0, 1)
+        v = value[a:b].transpose(0, 1)
+        if k.shape[0] != q.shape[0]:
+            k = k.repeat_interleave(q.shape[0] // k.shape[0], dim=0)
+            v = v.repeat_interleave(q.shape[0] // v.shape[0], dim=0)
+        out[a:b] = F.scaled_dot_product_attention(q, k, v, is_causal=causal, scale=scale).transpose(0, 1)
+    return out
+
+
+def cu_seqlens_from_positions(position_ids):
+    """``(cu_seqlens int32, max_seqlen)`` of one row of ``position_ids``: a new sequence wherever
+    the position does not go up by exactly 1 (the rule transformers uses)."""
+    import torch
+
+    p = position_ids.reshape(-1) if position_ids.dim() == 1 else position_ids[0]
+    breaks = torch.nonzero(torch.diff(p) != 1).flatten() + 1
+    ends = torch.tensor([p.numel()], device=p.device)
+    cu = torch.cat([torch.zeros_like(ends), breaks, ends]).to(torch.int32)
+    return cu, int((cu[1:] - cu[:-1]).max())
+
+
+def make_varlen_attention(kernel=None):
+    """A transformers attention function running ``kernel`` (default: torch's ``varlen_attn``).
+
+    transformers calls it per layer as ``fn(module, query, key, value, attention_mask,
+    scaling=..., dropout=..., **kwargs)`` with ``query`` of shape ``(1, H, T, D)``; the
+    ``cu_seq_lens_q/k`` and ``max_length_q/k`` of the batch arrive in ``kwargs``. It
+    returns ``((1, T, H, D), None)``. No attention mask is accepted: the boundaries are
+    the mask.
+    """
+    state = {"kernel": kernel, "sig": None}
+
+    def varlen_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0,
+                                 cu_seq_lens_q=None, cu_seq_lens_k=None, max_length_q=None,
+                                 max_length_k=None, **kwargs):
+        if state["kernel"] is None:
+            from torch.nn.attention.varlen import varlen_attn
+            state["kernel"] = varlen_attn
+        if state["sig"] is None:
+            state["sig"] = varlen_signature(state["kernel"])
+        if cu_seq_lens_q is None or max_length_q is None:
+            # no boundaries given: derive them from position_ids (a sequence starts wherever
+            # the position does not continue), as transformers' flash path does. Costs a sync.
+            if kwargs.get("position_ids") is None:
+                raise ValueError(f"{VARLEN_NAME} needs cu_seq_lens_q/k and max_length_q/k (or position_ids) "
+                                 "in the forward kwargs (build the batch with packviz.model.packed_batch)")
+            cu_seq_lens_q, max_length_q = cu_seqlens_from_positions(kwargs["position_ids"])
+            cu_seq_lens_k, max_length_k = cu_seq_lens_q, max_length_q
+        if attention_mask is not None:
+            raise ValueError(f"{VARLEN_NAME} takes no attention_mask (a padding mask means the batch "
+                             "is not packed); pass cu_seq_lens instead")
+        if query.shape[0] != 1:
+            raise ValueError(f"{VARLEN_NAME} expects one packed row (batch size 1), got {query.shape[0]}")
+        if dropout:
+            raise ValueError(f"{VARLEN_NAME} is inference-only (dropout must be 0)")
+        cu_k = cu_seq_lens_k if cu_seq_lens_k is not None else cu_seq_lens_q
+        max_k = max_length_k if max_length_k is not None else max_length_q
+        q = query[0].transpose(0, 1).contiguous()  # (T, H, D)
+        k = key[0].transpose(0, 1).contiguous()
+        v = value[0].transpose(0, 1).contiguous()
+        out = call_varlen(state["kernel"], q, k, v, cu_seq_lens_q, cu_k, max_length_q, max_k,
+                          scale=scaling, signature=state["sig"])
+        return out.unsqueeze(0), None
+
+    return varlen_attention_forward
+
+
+def register_varlen(name: str = VARLEN_NAME, kernel=None) -> str:
+    """Register the varlen backend with transformers under ``name`` and return the name.
+
+    Registers the attention function (``AttentionInterface``) and, as its mask function,
+    transformers' flash-attention one (returns ``None`` unless a real padding mask is given),
+    so no dense mask is ever built. Re-registering replaces the previous function.
+    """
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(name, make_varlen_attention(kernel))
+    try:
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, flash_attention_mask
+
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, flash_attention_mask)
+    except ImportError:  # older transformers: mask creation already skips unknown names
+        pass
+    return name
+
+
+def set_backend(model, method: str) -> Backend:
+    """Switch ``model`` to ``method``'s attention (registering the varlen one if needed)."""
+    backend = get_backend(method)
+    if backend.attn_implementation == VARLEN_NAME:
+        register_varlen()
+    if model.config._attn_implementation != backend.attn_implementation:
+        model.set_attn_implementation(backend.attn_implementation)
+    return backend
+
+
+# ---------------------------------------------------------------------- availability
+def _device_type(device) -> str:
+    import torch
+
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(device).type
+
+
+def availability(device=None) -> list[dict]:
+    """Which methods run on ``device`` (default: CUDA if present, else CPU), and why not.
+
+    Returns one dict per method in :data:`METHODS`: ``{"method", "attn_implementation",
+    "available": bool, "reason": str}``.
+    """
+    import torch
+
+    dev = _device_type(device)
+    cuda = dev == "cuda" and torch.cuda.is_available()
+    cap = torch.cuda.get_device_capability() if cuda else None
+    sm80 = cap is not None and cap >= (8, 0)
+    out = []
+
+    def add(method, ok, reason):
+        out.append({"method": method, "attn_implementation": BACKENDS[method].attn_implementation,
+                    "available": bool(ok), "reason": reason})
+
+    add("padded", True, f"torch SDPA with a padding mask runs on {dev}")
+    add("dense", True, f"torch SDPA with a dense block-diagonal bool mask runs on {dev}")
+
+    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
+        add("flex", False, f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs >= 2.5)")
+    elif cuda and importlib.util.find_spec("triton") is None:
+        add("flex", False, "FlexAttention on CUDA compiles with triton, which is not installed")
+    elif cuda:
+        add("flex", True, "FlexAttention compiled with triton on first use (tens of seconds)")
+    else:
+        add("flex", True, "FlexAttention compiled by inductor's C++ backend on first use "
+                          "(10-40 s on CPU; slower than SDPA there: CPU numbers are not meaningful)")
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+
+        sig = varlen_signature(varlen_attn)
+        sig_text = (f"signature: {'window_size=(-1, 0)' if sig['causal'] == 'window_size' else 'is_causal=True'}"
+                    f", enable_gqa {'yes' if sig['enable_gqa'] else 'no (K/V heads repeated)'}")
+        if not cuda:
+            add("varlen", False, f"varlen_attn has no CPU kernel: CUDA sm80+ only ({sig_text})")
+        elif not sm80:
+            add("varlen", False, f"varlen_attn needs sm80+ (this GPU is sm{cap[0]}{cap[1]})")
+        else:
+            add("varlen", True, f"torch {torch.__version__} varlen_attn on sm{cap[0]}{cap[1]} ({sig_text})")
+    except ImportError:
+        add("varlen", False, f"torch {torch.__version__} has no torch.nn.attention.varlen (needs >= 2.10)")
+    except ValueError as e:
+        add("varlen", False, str(e))
+
+    if importlib.util.find_spec("flash_attn") is None:
+        add("flash", False, "flash-attn is not installed (pip install flash-attn: compiles for a long time)")
+    elif not cuda or not sm80:
+        add("flash", False, "flash-attn needs a CUDA GPU, Ampere (sm80) or newer")
+    else:
+        try:
+            import flash_attn
+
+            add("flash", True, f"flash-attn {getattr(flash_attn, '__version__', '?')} via transformers flash_attention_2")
+        except Exception as e:  # a broken build (ABI mismatch) fails at import
+            add("flash", False, f"flash-attn is installed but does not import: {type(e).__name__}: {e}")
+    return out
+
+
+def available_methods(device=None) -> list[str]:
+    """The methods of :func:`availability` that run on ``device``, in :data:`METHODS` order."""
+    return [row["method"] for row in availability(device) if row["available"]]
+
+
+def format_availability(rows: list[dict]) -> str:
+    """The availability report as aligned text lines."""
+    width = max(len(r["method"]) for r in rows)
+    return "\n".join(f"{r['method']:<{width}}  {'yes' if r['available'] else 'no ':<3}  {r['reason']}" for r in rows)

@@ -1,0 +1,421 @@
+"""A Llama-3 to run: built with random weights or loaded locally; its packed batch and isolated forward.
+
+**The weights are random** (seeded normal, std 0.02) unless a local checkpoint is given.
+That does not change speed: a forward's time is set by the shapes (the matmuls and
+attention it runs, the bytes it moves), never by the values in the weights. What random
+weights cannot show is model quality, which packing must not change at all -- and the
+proofs here check exactly that: packed logits equal per-sequence logits.
+
+From token-id sequences A (3 tokens) and B (2), the padding-free batch (the same keys and
+values as ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)``)::
+
+    input_ids      [[a0 a1 a2 b0 b1]]       [1, T]
+    position_ids   [[ 0  1  2  0  1]]       restart at 0 per sequence
+    labels         [[-100 a1 a2 -100 b1]]   (for training; never passed to the forward here)
+    cu_seq_lens_q = cu_seq_lens_k = [0, 3, 5]   int32
+    max_length_q  = max_length_k  = 3           int
+
+A packed forward is isolated by construction (:func:`packed_forward`):
+
+* ``use_cache=False`` -- the default ``use_cache=True`` creates a KV cache even for one
+  forward, and with a cache transformers no longer builds the block-diagonal mask;
+* no ``attention_mask`` -- any 2-D mask, even all ones, has the same effect;
+* ``position_ids`` restarting at 0 -- transformers finds the sequence boundaries from them;
+* logits only where needed: each sequence's last token (serving-style prefill), since full
+  logits for T tokens are T × 128,256 floats (4 GB at 16k tokens in fp16).
+
+:data:`TRAPS` are the ways to get this wrong; :func:`trap_forward` runs each one.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import torch
+
+from .flops import ModelShape, get_shape
+
+PRESETS: dict[str, ModelShape] = {
+    "tiny": ModelShape("tiny", hidden=64, intermediate=224, layers=2, heads=4, kv_heads=2, head_dim=16,
+                       vocab=256, max_position=8192,
+                       rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+    "tiny-3.2": ModelShape("tiny-3.2", hidden=64, intermediate=224, layers=2, heads=4, kv_heads=2, head_dim=16,
+                           vocab=256, tied_embeddings=True, max_position=131072,
+                           rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                            "original_max_position_embeddings": 8192}),
+    "small": ModelShape("small", hidden=256, intermediate=896, layers=4, heads=8, kv_heads=2, head_dim=32,
+                        vocab=2048, max_position=8192,
+                        rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
+}
+"""Tiny Llama-3-architecture shapes for CPU (GQA, RoPE theta 500k; ``tiny-3.2`` ties embeddings
+and uses Llama-3.1/3.2 ``llama3`` RoPE scaling)."""
+
+RANDOM_WEIGHTS_NOTE = (
+    "Weights are random (seeded normal, std 0.02), not trained. Speed does not depend on weight "
+    "values: the same shapes run the same kernels over the same FLOPs and bytes. (Token ids are "
+    "random too: all-zero inputs would make some matmuls measurably faster.)"
+)
+
+
+def get_model_shape(name_or_shape) -> ModelShape:
+    """A shape from :data:`PRESETS`, :data:`packviz.flops.MODELS`, a ModelShape or a LlamaConfig."""
+    if isinstance(name_or_shape, str) and name_or_shape.strip().lower() in PRESETS:
+        return PRESETS[name_or_shape.strip().lower()]
+    try:
+        return get_shape(name_or_shape)
+    except ValueError:
+        raise ValueError(f"unknown model {name_or_shape!r}; choose one of "
+                         f"{sorted(PRESETS)} (CPU presets) or a Llama-3 name from packviz.flops.MODELS") from None
+
+
+def llama_config(name_or_shape="tiny", **overrides):
+    """A transformers ``LlamaConfig`` with Llama-3 values (RoPE theta 500k, GQA, 3.1/3.2 scaling, ties).
+
+    ``overrides`` are LlamaConfig keyword arguments (e.g. ``num_hidden_layers=2``).
+    """
+    from transformers import LlamaConfig
+
+    shape = get_model_shape(name_or_shape)
+    kw = shape.config_kwargs()
+    if shape.vocab == 128256:  # the real Llama-3 tokenizer's special tokens
+        kw.update(bos_token_id=128000, eos_token_id=128001)
+    kw.update(overrides)
+    return LlamaConfig(**kw)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device) -> torch.dtype:
+    """bf16 on a GPU, fp32 on CPU (fp32 keeps the CPU proofs exact to ~1e-6)."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
+def _resolve(device, dtype):
+    device = torch.device(device) if device is not None else default_device()
+    if isinstance(dtype, str):
+        name = dtype
+        dtype = getattr(torch, name, None)
+        if not isinstance(dtype, torch.dtype):
+            raise ValueError(f"unknown dtype {name!r}; use e.g. bfloat16, float16, float32")
+    return device, dtype if dtype is not None else default_dtype(device)
+
+
+def _attn_impl(attn_implementation: str) -> str:
+    from .attention import BACKENDS, VARLEN_NAME, register_varlen
+
+    if attn_implementation in BACKENDS:  # a packviz method name
+        attn_implementation = BACKENDS[attn_implementation].attn_implementation
+    if attn_implementation == VARLEN_NAME:
+        register_varlen()
+    return attn_implementation
+
+
+def build_model(name_or_shape="tiny", *, dtype=None, device=None, seed: int = 0,
+                attn_implementation: str = "sdpa", **config_overrides):
+    """A ``LlamaForCausalLM`` with random, seeded weights, in eval mode.
+
+    Built directly on ``device`` (``with torch.device(device)``: an 8B model initialises on
+    the GPU in seconds) with transformers' own init (normal, std 0.02; norms at 1). Not via
+    meta tensors + ``to_empty``, which leaves the RoPE buffers uninitialised.
+    ``dtype``: default bf16 on CUDA, fp32 on CPU. ``attn_implementation``: a transformers
+    name or a method of :data:`packviz.attention.BACKENDS`.
+    """
+    from transformers import LlamaForCausalLM
+
+    device, dtype = _resolve(device, dtype)
+    cfg = llama_config(name_or_shape, **config_overrides)
+    impl = _attn_impl(attn_implementation)
+    torch.manual_seed(seed)
+    with torch.device(device):
+        model = LlamaForCausalLM._from_config(cfg, dtype=dtype, attn_implementation=impl)
+    return model.eval()
+
+
+def load_checkpoint(path, *, dtype=None, device=None, attn_implementation: str = "sdpa"):
+    """A ``LlamaForCausalLM`` from a local directory: safetensors only, no remote code, no hub.
+
+    The directory must hold a ``config.json`` with ``model_type: "llama"`` and
+    ``*.safetensors`` weights (``save_pretrained(..., safe_serialization=True)`` writes them).
+    """
+    from transformers import LlamaForCausalLM
+
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise ValueError(f"checkpoint directory not found: {path}")
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise ValueError(f"{path} has no config.json")
+    model_type = json.loads(cfg_file.read_text()).get("model_type")
+    if model_type != "llama":
+        raise ValueError(f"{path}: model_type is {model_type!r}; packviz loads Llama checkpoints only")
+    if not any(path.glob("*.safetensors")):
+        raise ValueError(f"{path} has no *.safetensors files; packviz loads safetensors only (no pickle)")
+    device, dtype = _resolve(device, dtype)
+    model = LlamaForCausalLM.from_pretrained(
+        path, dtype=dtype, local_files_only=True, use_safetensors=True, trust_remote_code=False,
+        attn_implementation=_attn_impl(attn_implementation),
+    )
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------- batches
+def _as_list(seq) -> list[int]:
+    if isinstance(seq, torch.Tensor):
+        seq = seq.tolist()
+    elif isinstance(seq, np.ndarray):
+        seq = seq.tolist()
+    seq = list(seq)
+    if not seq:
+        raise ValueError("every sequence needs at least one token")
+    return [int(t) for t in seq]
+
+
+def _check_sequences(sequences) -> list[list[int]]:
+    seqs = [_as_list(s) for s in sequences]
+    if not seqs:
+        raise ValueError("need at least one sequence")
+    return seqs
+
+
+def packed_batch(sequences, *, pad_to: int | None = None, pad_id: int = 0, device=None) -> dict:
+    """The padding-free batch of ``sequences`` (lists / arrays / 1-D tensors of token ids).
+
+    Keys and values as ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)``:
+    ``input_ids``, ``labels`` (-100 on each sequence's first token), ``position_ids``
+    (all int64, shape [1, T]), ``cu_seq_lens_q`` = ``cu_seq_lens_k`` (int32, N+1),
+    ``max_length_q`` = ``max_length_k`` (int).
+
+    ``pad_to``: append a filler segment of ``pad_id`` tokens (its own sequence, labels -100)
+    so that T == pad_to -- one static shape for compiled kernels. The filler is the last
+    segment; see :func:`last_token_index`.
+    """
+    seqs = _check_sequences(sequences)
+    lengths = [len(s) for s in seqs]
+    total = sum(lengths)
+    fill = 0
+    if pad_to is not None:
+        if pad_to < total:
+            raise ValueError(f"pad_to={pad_to} is shorter than the {total} tokens of the sequences")
+        fill = pad_to - total
+    ids, labels, pos = [], [], []
+    for s in seqs:
+        ids += s
+        labels += [-100] + s[1:]
+        pos += list(range(len(s)))
+    cu = np.concatenate([[0], np.cumsum(lengths)])
+    if fill:
+        ids += [pad_id] * fill
+        labels += [-100] * fill
+        pos += list(range(fill))
+        cu = np.concatenate([cu, [total + fill]])
+        lengths = lengths + [fill]
+    cu_t = torch.tensor(cu, dtype=torch.int32, device=device)
+    return {
+        "input_ids": torch.tensor([ids], dtype=torch.int64, device=device),
+        "labels": torch.tensor([labels], dtype=torch.int64, device=device),
+        "position_ids": torch.tensor([pos], dtype=torch.int64, device=device),
+        "cu_seq_lens_q": cu_t,
+        "cu_seq_lens_k": cu_t.clone(),
+        "max_length_q": int(max(lengths)),
+        "max_length_k": int(max(lengths)),
+    }
+
+
+def padded_batch(sequences, *, pad_id: int = 0, pad_to: int | None = None, device=None) -> dict:
+    """A right-padded batch: ``input_ids`` and ``attention_mask`` (1 real, 0 pad), both [B, L] int64.
+
+    L is the longest sequence (or ``pad_to``). Right padding keeps every real token at its
+    own position 0..n-1 and causal attention never reaches the pads that follow it.
+    """
+    seqs = _check_sequences(sequences)
+    width = max(len(s) for s in seqs)
+    if pad_to is not None:
+        if pad_to < width:
+            raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({width})")
+        width = pad_to
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.int64)
+    mask = torch.zeros((len(seqs), width), dtype=torch.int64)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
+        mask[i, : len(s)] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, device=None) -> dict:
+    """The batch for one forward of a :class:`~packviz.layout.Layout`.
+
+    ``token_ids[i]`` are the tokens of sequence ``i`` (the layout's ``seg_index``). For a
+    packed layout ``row`` is a row index and the result is :func:`packed_batch` of the row's
+    segments in slot order; for a padded one ``row`` may also be a range of rows (one of
+    ``layout.batches()``) and the result is :func:`padded_batch`. A segment shorter than its
+    sequence (``overlong="truncate"``) takes the sequence's first tokens. Split sequences
+    (several segments per sequence) are not supported: their chunks are separate sequences.
+    """
+    if np.unique(layout.seg_index).size != layout.num_segments:
+        raise ValueError("the layout splits sequences into several segments; pass each chunk as its own sequence")
+    rows = list(row) if isinstance(row, range) else [row]
+    seqs = []
+    for r in rows:
+        for s, _, n in layout.row_segments(r).tolist():
+            seqs.append(_as_list(token_ids[s])[:n])
+    if layout.kind == "padded":
+        return padded_batch(seqs, pad_to=pad_to, device=device)
+    if len(rows) != 1:
+        raise ValueError("a packed layout runs one row per forward; pass a single row index")
+    return packed_batch(seqs, pad_to=pad_to, device=device)
+
+
+def last_token_index(batch: dict, num_sequences: int | None = None) -> torch.Tensor:
+    """Index in the packed stream of each sequence's last token: ``cu_seq_lens_q[1:] - 1``.
+
+    ``num_sequences``: keep only the first ones (drop a ``pad_to`` filler segment).
+    """
+    idx = batch["cu_seq_lens_q"][1:].long() - 1
+    return idx if num_sequences is None else idx[:num_sequences]
+
+
+def _flash_kwargs(batch: dict) -> dict:
+    return {k: batch[k] for k in ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k") if k in batch}
+
+
+# ---------------------------------------------------------------------- forwards
+def packed_forward(model, batch: dict, last_token_only: bool = True, keep=None) -> torch.Tensor:
+    """Logits of a packed batch, each sequence isolated from the others.
+
+    ``use_cache=False``, no ``attention_mask``, restarting ``position_ids`` and the
+    ``cu_seq_lens``/``max_length`` kwargs (read by the varlen and flash backends; the SDPA
+    and flex ones build their block-diagonal mask from ``position_ids``). The lm_head runs
+    only where logits are needed:
+
+    * ``last_token_only=True`` (default): each sequence's last token -> ``[N, vocab]``
+    * ``keep``: a 1-D tensor of stream positions -> ``[len(keep), vocab]``
+    * ``last_token_only=False``: every token -> ``[T, vocab]``
+    """
+    if batch["input_ids"].shape[0] != 1:
+        raise ValueError("a packed batch has one row: input_ids of shape [1, T]")
+    with torch.inference_mode():
+        out = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                          use_cache=False, **_flash_kwargs(batch))
+        hidden = out.last_hidden_state[0]
+        if keep is not None:
+            hidden = hidden[torch.as_tensor(keep, device=hidden.device)]
+        elif last_token_only:
+            hidden = hidden[last_token_index(batch).to(hidden.device)]
+        return model.lm_head(hidden)
+
+
+def padded_forward(model, batch: dict, last_token_only: bool = True) -> torch.Tensor:
+    """Logits of a right-padded batch (``use_cache=False``, the padding ``attention_mask``).
+
+    ``last_token_only=True``: ``[B, vocab]`` at each row's last real token; else ``[B, L, vocab]``.
+    """
+    with torch.inference_mode():
+        out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        hidden = out.last_hidden_state
+        if last_token_only:
+            last = batch["attention_mask"].sum(1) - 1
+            hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+        return model.lm_head(hidden)
+
+
+def per_sequence_logits(model, sequences, last_token_only: bool = False) -> torch.Tensor:
+    """The reference: each sequence run alone (batch of one, no padding, no packing).
+
+    Concatenated in order: ``[T, vocab]`` (or ``[N, vocab]`` with ``last_token_only``).
+    """
+    device = next(model.parameters()).device
+    outs = []
+    with torch.inference_mode():
+        for s in _check_sequences(sequences):
+            ids = torch.tensor([s], dtype=torch.int64, device=device)
+            h = model.model(input_ids=ids, use_cache=False).last_hidden_state[0]
+            outs.append(model.lm_head(h[-1:] if last_token_only else h))
+    return torch.cat(outs)
+
+
+def max_abs_diff(a, b) -> float:
+    """max |a - b| in fp32 (a Python float)."""
+    return float((a.float() - b.float()).abs().max())
+
+
+# ---------------------------------------------------------------------- the traps
+TRAPS = {
+    "no_position_reset": "position_ids run 0..T-1 across the whole row: transformers finds no "
+                         "boundaries, builds a plain causal mask, and each sequence attends to the ones before it",
+    "no_block_mask": "position_ids restart, but the mask is plain causal over the stream "
+                     "(a kernel or mask that ignores the boundaries)",
+    "kv_cache_on": "use_cache left at its default (True): a KV cache is created even for one forward, "
+                   "and with a cache transformers skips the block-diagonal mask",
+    "stray_attention_mask": "an all-ones attention_mask passed along (as a tokenizer returns it): "
+                            "with any 2-D mask transformers skips the block-diagonal mask",
+}
+"""Ways a packed forward silently contaminates sequences with each other (name -> what goes wrong)."""
+
+
+def _additive_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
+    """A 4-D additive mask (0 where allowed, dtype min elsewhere): eager, SDPA and flex all take it."""
+    out = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    out.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return out[None, None]
+
+
+def block_diagonal_mask(batch: dict, dtype=torch.float32) -> torch.Tensor:
+    """The block-diagonal causal mask of a packed batch as a (1, 1, T, T) additive mask."""
+    cu = batch["cu_seq_lens_q"].long()
+    T = int(cu[-1])
+    seq = torch.repeat_interleave(torch.arange(len(cu) - 1, device=cu.device), cu[1:] - cu[:-1])
+    i = torch.arange(T, device=cu.device)
+    allowed = (seq[:, None] == seq[None, :]) & (i[None, :] <= i[:, None])
+    return _additive_mask(allowed.to(batch["input_ids"].device), dtype)
+
+
+def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
+    """Logits ``[T, vocab]`` of a packed batch run the broken way ``trap`` (one of :data:`TRAPS`)."""
+    if trap not in TRAPS:
+        raise ValueError(f"unknown trap {trap!r}; choose from {sorted(TRAPS)}")
+    ids, pos = batch["input_ids"], batch["position_ids"]
+    kw: dict = {"input_ids": ids}
+    if trap == "no_position_reset":
+        kw.update(position_ids=torch.arange(ids.shape[1], device=ids.device)[None], use_cache=False)
+    elif trap == "no_block_mask":
+        T = ids.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool, device=ids.device).tril()
+        kw.update(position_ids=pos, attention_mask=_additive_mask(causal, model.dtype), use_cache=False)
+    elif trap == "kv_cache_on":
+        kw.update(position_ids=pos)  # use_cache not passed: the config default (True) applies
+    elif trap == "stray_attention_mask":
+        kw.update(position_ids=pos, attention_mask=torch.ones_like(ids), use_cache=False)
+    with torch.inference_mode():
+        hidden = model.model(**kw).last_hidden_state[0]
+        return model.lm_head(hidden)
+
+
+def rope_offset_forward(model, batch: dict) -> torch.Tensor:
+    """Positions NOT reset but the block-diagonal mask given explicitly: logits ``[T, vocab]``.
+
+    Not a trap for Llama: RoPE makes q·k depend on position *differences* only, and inside
+    one sequence every position is shifted by the same offset, so the logits match the
+    per-sequence ones up to rounding (they grow with the offset in bf16). What breaks when
+    positions are not reset is the mask transformers derives from them (``no_position_reset``),
+    and any model with absolute position embeddings.
+    """
+    ids = batch["input_ids"]
+    mask = block_diagonal_mask(batch, model.dtype)
+    with torch.inference_mode():
+        hidden = model.model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=ids.device)[None],
+                             attention_mask=mask, use_cache=False).last_hidden_state[0]
+        return model.lm_head(hidden)
+
+
+def contamination(model, sequences, trap: str | None = None) -> float:
+    """max |Δlogit| of a packed forward (``trap=None``: the correct one) vs each sequence alone."""
+    device = next(model.parameters()).device
+    batch = packed_batch(sequences, device=device)
+    ref = per_sequence_logits(model, sequences)
+    got = packed_forward(model, batch, last_token_only=False) if trap is None else trap_forward(model, batch, trap)
+    return max_abs_diff(got, ref)

@@ -1,0 +1,221 @@
+"""The benchmark: the --smoke run end to end on CPU, the deadline, incremental results, the GPU script."""
+
+import ast
+import json
+import math
+import pathlib
+import re
+import subprocess
+
+import numpy as np
+import pytest
+
+from packviz import bench
+from packviz.attention import METHODS
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+QUIET = dict(log=lambda msg: None)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke")
+    res = bench.run(bench.smoke_config(progress=False), out, **QUIET)
+    return out, res
+
+
+def test_smoke_writes_json_and_png(smoke):
+    out, res = smoke
+    on_disk = json.loads((out / "bench.json").read_text())
+    assert on_disk["status"] == res["status"] == "complete"
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert on_disk["png"] == str(out / "bench.png")
+    assert on_disk["errors"] == []
+    for key in ("device", "versions", "git_commit", "config", "weights", "model", "availability", "ceiling"):
+        assert key in on_disk
+    assert on_disk["versions"]["torch"] and on_disk["versions"]["transformers"]
+    assert on_disk["device"]["type"] == "cpu" and on_disk["device"]["name"]
+    assert "random" in on_disk["weights"] and "does not depend on weight values" in on_disk["weights"]
+    assert on_disk["model"]["random_weights"] is True
+    assert on_disk["config"]["smoke"] is True and on_disk["config"]["model"] == "tiny"
+    assert [r["method"] for r in on_disk["availability"]] == list(METHODS)
+
+
+def test_smoke_measures_every_scenario_and_method(smoke):
+    _, res = smoke
+    assert res["ceiling"]["tflops"] > 0 and res["ceiling"]["dtype"] == "float32"
+    assert [s["name"] for s in res["scenarios"]] == list(bench.SCENARIOS)
+    for s in res["scenarios"]:
+        useful = s["flops"]["useful"]["total"]
+        assert 0 < useful <= s["flops"]["varlen"]["total"] <= s["flops"]["padded"]["total"]
+        for m in ("padded", "dense"):
+            r = s["methods"][m]
+            assert r["status"] == "complete"
+            assert len(r["times_s"]) == 2 and all(t > 0 for t in r["times_s"])
+            assert r["min_s"] <= r["median_s"] <= r["max_s"] and r["iqr_s"] >= 0
+            assert r["valid_tokens"] == s["real_tokens"]
+            assert r["processed_tokens"] >= r["valid_tokens"]
+            assert math.isclose(r["valid_tokens_per_s"], r["valid_tokens"] / r["median_s"])
+            assert math.isclose(r["useful_tflops_per_s"], useful / r["median_s"] / 1e12)
+            assert math.isclose(r["useful_fraction_of_ceiling"], r["useful_tflops_per_s"] / res["ceiling"]["tflops"])
+            assert r["measured_speedup"] > 0 and r["ideal_speedup"] > 0
+            assert r["peak_memory_bytes"] is None  # not measured on CPU, said so
+            # the logits of this method, checked on this device against each sequence alone
+            assert r["check"]["max_abs_diff"] <= 1e-4
+        assert s["methods"]["padded"]["measured_speedup"] == 1.0
+        # not run on CPU, and the results say why
+        assert s["methods"]["varlen"]["status"].startswith("unavailable")
+        assert "CPU" in s["methods"]["varlen"]["status"]
+        assert s["methods"]["flex"]["status"].startswith(("skipped", "unavailable"))
+
+
+def test_smoke_scenarios_teach_what_they_should(smoke):
+    _, res = smoke
+    sc = {s["name"]: s for s in res["scenarios"]}
+    # seed mix and trace: padding wastes a lot, dense packing wins in the FLOP model
+    for name in ("seed", "trace"):
+        assert sc[name]["layouts"]["padded"]["utilization"] < 0.7
+        assert sc[name]["methods"]["dense"]["ideal_speedup"] > 1.2
+    # the control: equal lengths, nothing to unpad; the dense T x T square makes packing lose
+    u = sc["uniform"]
+    assert u["layouts"]["padded"]["pads"] == 0
+    assert u["methods"]["dense"]["ideal_speedup"] < 1
+    assert u["lengths"]["min"] == u["lengths"]["max"]
+
+
+def test_smoke_targets_are_reported_not_tested(smoke):
+    _, res = smoke
+    t = res["targets"]
+    assert t["scenario"] == "trace" and "not tested" in t["note"]
+    assert t["varlen_measured_over_ideal"] is None  # varlen does not run on CPU
+
+
+def test_deadline_ends_a_run_cleanly(tmp_path):
+    res = bench.run(bench.smoke_config(progress=False, png=False, deadline=0.0), tmp_path, **QUIET)
+    assert res["status"] == "deadline"
+    on_disk = json.loads((tmp_path / "bench.json").read_text())
+    assert on_disk["status"] == "deadline"
+    assert all(s.get("status") == "skipped: deadline" for s in on_disk["scenarios"])
+
+
+def test_results_are_on_disk_after_every_step(tmp_path, monkeypatch):
+    seen = []
+    original = bench._Run.scenario
+
+    def scenario(self, name, progress):
+        if name == "seed":
+            seen.append(json.loads((tmp_path / "bench.json").read_text()))
+            raise KeyboardInterrupt  # the run is killed in its second scenario
+        return original(self, name, progress)
+
+    monkeypatch.setattr(bench._Run, "scenario", scenario)
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(bench.smoke_config(progress=False, png=False, scenarios=("uniform", "seed"),
+                                     methods=("padded",)), tmp_path, **QUIET)
+    [before] = seen
+    assert before["ceiling"]["tflops"] > 0
+    assert before["scenarios"][0]["methods"]["padded"]["status"] == "complete"
+    after = json.loads((tmp_path / "bench.json").read_text())
+    assert after["status"].startswith("failed: KeyboardInterrupt")
+    assert after["scenarios"][0]["methods"]["padded"]["median_s"] > 0
+
+
+def test_stats():
+    s = bench.stats([3.0, 1.0, 2.0, 10.0])
+    assert s["median_s"] == 2.5 and s["min_s"] == 1.0 and s["max_s"] == 10.0
+    assert s["iqr_s"] == pytest.approx(np.percentile([1, 2, 3, 10], 75) - np.percentile([1, 2, 3, 10], 25))
+    assert bench.stats([])["median_s"] is None
+
+
+def test_scenario_lengths_clip_to_the_pack_length():
+    cfg = bench.BenchConfig(pack_len=1000, trace_n=200)
+    lengths, info = bench.scenario_lengths("trace", cfg)
+    assert lengths.max() <= 1000 and info["clipped_sequences"] > 0
+    assert info["clipped_tokens"] > 0 and info["real_tokens"] == int(lengths.sum())
+    with pytest.raises(ValueError, match="unknown scenario"):
+        bench.scenario_lengths("nope", cfg)
+
+
+def test_cli_bench_smoke(tmp_path, capsys):
+    from packviz.cli import main
+
+    rc = main(["bench", "--smoke", "--out", str(tmp_path), "--scenarios", "uniform", "--methods", "padded,dense",
+               "--repeats", "1", "--no-progress"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "complete" and set(out["scenarios"]) == {"uniform"}
+    assert out["scenarios"]["uniform"]["dense"]["median_s"] > 0
+    assert pathlib.Path(out["json"]).is_file() and pathlib.Path(out["png"]).is_file()
+    assert main(["bench", "--smoke", "--out", str(tmp_path), "--scenarios", "nope"]) == 2
+
+
+def test_bench_and_model_never_import_the_display_stack():
+    for mod in ("bench", "model", "attention"):
+        tree = ast.parse((ROOT / "packviz" / f"{mod}.py").read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                names.add(("." * node.level) + (node.module or ""))
+                names |= {a.name for a in node.names}
+        assert not {"plot", "widgets", ".plot", ".widgets", "packviz.plot", "packviz.widgets",
+                    "ipywidgets"} & names, mod
+
+
+def test_gpu_script_is_one_bounded_call():
+    script = ROOT / "scripts" / "gpu_bench.sh"
+    text = script.read_text()
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    assert "$OUT" in text and "timeout" in text and "nvidia-smi" in text and "--smoke" in text
+    limit = max(int(x) for x in re.findall(r"LIMIT:-(\d+)", text))
+    deadline = int(re.search(r"DEADLINE:-(\d+)", text).group(1))
+    assert deadline < limit < 8 * 60 - 20  # the whole call stays under 8 minutes
+    # the GPU arguments are ones the CLI accepts
+    from packviz.cli import build_parser
+
+    words = re.search(r"ARGS=\((--model .*?)\)", text, flags=re.S).group(1).split()
+    words = [re.sub(r'^"\$\{DEADLINE:-(\d+)\}"$', r"\1", w) for w in words if w != '"$@"']
+    ns = build_parser().parse_args(["bench", "--out", "x"] + words)
+    assert ns.model == "llama-3-8b" and ns.pack_len == 8192 and ns.batch_size == 32
+    assert ns.deadline == deadline and not ns.smoke
+
+
+def test_bench_runs_the_varlen_method_end_to_end_with_a_stand_in_kernel(tmp_path, monkeypatch):
+    # varlen_attn has no CPU kernel; the CPU reference with its signature drives the same plumbing
+    from packviz import attention as A
+
+    real_availability, real_register = A.availability, A.register_varlen
+
+    def availability(device=None):
+        rows = real_availability(device)
+        for r in rows:
+            if r["method"] == "varlen":
+                r.update(available=True, reason="CPU stand-in kernel (test)")
+        return rows
+
+    monkeypatch.setattr(A, "availability", availability)
+    monkeypatch.setattr(A, "register_varlen", lambda name=A.VARLEN_NAME, kernel=None:
+                        real_register(name, kernel=A.varlen_reference))
+    try:
+        res = bench.run(bench.smoke_config(progress=False, png=False, scenarios=("trace",),
+                                           methods=("padded", "dense", "varlen"), repeats=1), tmp_path, **QUIET)
+    finally:
+        real_register()  # put the real kernel back under the public name
+    [sc] = res["scenarios"]
+    v, d = sc["methods"]["varlen"], sc["methods"]["dense"]
+    assert v["status"] == "complete" and v["check"]["max_abs_diff"] <= 1e-4
+    assert v["processed_tokens"] == v["valid_tokens"] == sc["real_tokens"]  # no pads, no filler
+    assert d["processed_tokens"] == sc["layouts"]["packed"]["num_rows"] * 256  # dense rows padded to C
+    assert v["ideal_speedup"] > d["ideal_speedup"] > 1
+    t = res["targets"]
+    assert t["varlen_measured_over_ideal"] == pytest.approx(v["measured_speedup"] / v["ideal_speedup"])
+    assert isinstance(t["varlen_beats_dense"], bool) and isinstance(t["varlen_reaches_0.6_of_ceiling"], bool)
+
+
+@pytest.mark.parametrize("bad", [dict(methods=("padded", "paged")), dict(scenarios=("trace", "nope")),
+                                 dict(repeats=0), dict(pack_len=-1)])
+def test_bad_configs_fail_before_any_work(tmp_path, bad):
+    with pytest.raises(ValueError):
+        bench.run(bench.smoke_config(progress=False, **bad), tmp_path, **QUIET)
+    assert not (tmp_path / "bench.json").exists()

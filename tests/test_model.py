@@ -1,0 +1,271 @@
+"""The model, the HF packed batch and the isolated forward: proofs on a tiny Llama-3 in fp32 on CPU."""
+
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from packviz import model as M
+from packviz.attention import register_varlen, varlen_reference
+from packviz.flops import MODELS
+from packviz.packing import pack
+
+TOL = 1e-4  # packed vs per-sequence, fp32
+TRAP = 1e-2  # a trap must move some logit by more than this
+
+REF_VARLEN = "packviz_varlen_reference"  # the varlen plumbing with a CPU stand-in kernel
+
+
+def _seqs(lengths, vocab=256, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, vocab, (n,), generator=g) for n in lengths]
+
+
+LENGTHS = (7, 1, 12, 5, 3)  # includes a 1-token sequence (a boundary right after a boundary)
+
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from threads, and a thread stalled by a busy core slows every op."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.fixture(scope="module")
+def tiny():
+    return M.build_model("tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def seqs():
+    return _seqs(LENGTHS)
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, seqs):
+    tiny.set_attn_implementation("sdpa")
+    return M.per_sequence_logits(tiny, seqs)
+
+
+# ---------------------------------------------------------------------- the model
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_llama_config_has_the_llama3_values(name):
+    shape = MODELS[name]
+    cfg = M.llama_config(name)
+    assert (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) == (shape.hidden, shape.intermediate, shape.layers)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim) == (shape.heads, 8, shape.head_dim)
+    assert cfg.vocab_size == 128256 and cfg.rms_norm_eps == 1e-5
+    rope = cfg.rope_parameters
+    assert rope["rope_theta"] == 500000.0
+    if name.startswith(("llama-3.1", "llama-3.2")):
+        assert rope["rope_type"] == "llama3" and rope["original_max_position_embeddings"] == 8192
+        assert rope["factor"] == (8.0 if name.startswith("llama-3.1") else 32.0)
+        assert cfg.max_position_embeddings == 131072
+    else:
+        assert rope["rope_type"] == "default" and cfg.max_position_embeddings == 8192
+    assert cfg.tie_word_embeddings is name.startswith("llama-3.2")
+    assert cfg.use_cache is True  # the default that makes the kv_cache_on trap the default
+
+
+def test_llama_config_overrides_and_unknown_name():
+    assert M.llama_config("llama-3-8b", num_hidden_layers=2).num_hidden_layers == 2
+    with pytest.raises(ValueError, match="unknown model"):
+        M.llama_config("llama-2-7b")
+
+
+def test_build_model_is_seeded_random_and_tied_where_llama32_ties():
+    a = M.build_model("tiny", seed=0)
+    b = M.build_model("tiny", seed=0)
+    c = M.build_model("tiny", seed=1)
+    wa, wb, wc = (m.model.layers[0].self_attn.q_proj.weight for m in (a, b, c))
+    assert torch.equal(wa, wb) and not torch.equal(wa, wc)
+    assert 0.01 < float(wa.detach().std()) < 0.04  # transformers' normal(0, 0.02) init, not zeros or empty memory
+    assert a.dtype == torch.float32 and not a.training
+    assert a.lm_head.weight is not a.model.embed_tokens.weight
+    t = M.build_model("tiny-3.2")
+    assert t.lm_head.weight is t.model.embed_tokens.weight
+    assert torch.isfinite(t.model.rotary_emb.inv_freq).all()
+
+
+def test_load_checkpoint_round_trip(tmp_path, tiny, seqs):
+    tiny.save_pretrained(tmp_path, safe_serialization=True)
+    assert list(tmp_path.glob("*.safetensors"))
+    loaded = M.load_checkpoint(tmp_path)
+    assert M.max_abs_diff(M.per_sequence_logits(loaded, seqs[:2]), M.per_sequence_logits(tiny, seqs[:2])) == 0.0
+
+
+def test_load_checkpoint_refuses_what_it_should(tmp_path):
+    with pytest.raises(ValueError, match="not found"):
+        M.load_checkpoint(tmp_path / "missing")
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    with pytest.raises(ValueError, match="config.json"):
+        M.load_checkpoint(d)
+    (d / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    with pytest.raises(ValueError, match="Llama"):
+        M.load_checkpoint(d)
+    (d / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (d / "pytorch_model.bin").write_bytes(b"not loaded: pickles are never read")
+    with pytest.raises(ValueError, match="safetensors"):
+        M.load_checkpoint(d)
+
+
+# ---------------------------------------------------------------------- the batch
+def test_packed_batch_equals_the_transformers_collator(seqs):
+    from transformers import DataCollatorWithFlattening
+
+    ours = M.packed_batch(seqs)
+    theirs = DataCollatorWithFlattening(return_flash_attn_kwargs=True)(
+        [{"input_ids": s.tolist()} for s in seqs], return_tensors="pt")
+    assert set(ours) == set(theirs)
+    for key, value in theirs.items():
+        if isinstance(value, torch.Tensor):
+            assert ours[key].dtype == value.dtype, key
+            assert torch.equal(ours[key], value), key
+        else:
+            assert type(ours[key]) is type(value) and ours[key] == value, key
+
+
+def test_packed_batch_by_hand():
+    b = M.packed_batch([[5, 6, 7, 8], [9, 10, 11], [1, 2, 3, 4, 5]])
+    assert b["input_ids"].shape == (1, 12)
+    assert b["position_ids"].tolist() == [[0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 4]]
+    assert b["cu_seq_lens_q"].tolist() == [0, 4, 7, 12] and b["cu_seq_lens_q"].dtype == torch.int32
+    assert b["max_length_q"] == b["max_length_k"] == 5
+    assert b["labels"][0, [0, 4, 7]].tolist() == [-100, -100, -100]
+    assert M.last_token_index(b).tolist() == [3, 6, 11]
+
+
+def test_packed_batch_pad_to_adds_one_filler_sequence():
+    b = M.packed_batch([[5, 6, 7], [9]], pad_to=8)
+    assert b["input_ids"].tolist() == [[5, 6, 7, 9, 0, 0, 0, 0]]
+    assert b["position_ids"].tolist() == [[0, 1, 2, 0, 0, 1, 2, 3]]
+    assert b["cu_seq_lens_q"].tolist() == [0, 3, 4, 8]
+    assert M.last_token_index(b, 2).tolist() == [2, 3]
+    with pytest.raises(ValueError, match="shorter"):
+        M.packed_batch([[1, 2, 3]], pad_to=2)
+    with pytest.raises(ValueError, match="at least one token"):
+        M.packed_batch([[1], []])
+
+
+def test_padded_batch_is_right_padded():
+    b = M.padded_batch([[5, 6, 7], [9]], pad_id=0)
+    assert b["input_ids"].tolist() == [[5, 6, 7], [9, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_batch_from_layout_follows_the_layout():
+    lengths = np.array([5, 3, 8, 2, 6])
+    toks = _seqs(lengths.tolist())
+    packed = pack(lengths, 10, "bfd")
+    for row in range(packed.num_rows):
+        b = M.batch_from_layout(packed, row, toks)
+        order = packed.row_segments(row)[:, 0]
+        ref = M.packed_batch([toks[i] for i in order])
+        assert all(torch.equal(b[k], ref[k]) for k in ("input_ids", "position_ids", "cu_seq_lens_q"))
+        assert b["cu_seq_lens_q"].tolist() == packed.cu_seqlens(row).tolist()
+        assert b["position_ids"][0].tolist() == packed.position_ids(row).tolist()
+    padded = pack(lengths, 10, "pad", batch_size=2)
+    rng = padded.batches()[1]
+    b = M.batch_from_layout(padded, rng, toks)
+    assert b["input_ids"].shape == (2, 8) and b["attention_mask"].sum().item() == 8 + 2
+    split = pack([15], 10, "next-fit", overlong="split")
+    with pytest.raises(ValueError, match="split"):
+        M.batch_from_layout(split, 0, _seqs([15]))
+
+
+# ---------------------------------------------------------------------- the proofs
+def _run_backend(model, backend, fn):
+    if backend == "flex_attention":
+        # transformers compiles flex; on CPU that costs 10-40 s, so the proof runs flex's eager
+        # (unfused) implementation of the same BlockMask. The compiled kernel: PACKVIZ_SLOW_TESTS=1.
+        with torch.compiler.set_stance("force_eager"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn()
+    return fn()
+
+
+@pytest.mark.parametrize("backend", ["sdpa", "eager", "flex_attention", REF_VARLEN])
+def test_packed_logits_equal_per_sequence_logits(tiny, seqs, reference, backend):
+    if backend == REF_VARLEN:
+        register_varlen(REF_VARLEN, kernel=varlen_reference)
+    tiny.set_attn_implementation(backend)
+    try:
+        batch = M.packed_batch(seqs)
+        full = _run_backend(tiny, backend, lambda: M.packed_forward(tiny, batch, last_token_only=False))
+        last = _run_backend(tiny, backend, lambda: M.packed_forward(tiny, batch))
+    finally:
+        tiny.set_attn_implementation("sdpa")
+    assert full.shape == (sum(LENGTHS), 256) and last.shape == (len(LENGTHS), 256)
+    assert M.max_abs_diff(full, reference) <= TOL
+    ends = np.cumsum(LENGTHS) - 1
+    assert M.max_abs_diff(last, reference[ends]) <= TOL
+
+
+@pytest.mark.skipif(not os.environ.get("PACKVIZ_SLOW_TESTS"), reason="compiles flex on CPU (10-40 s); PACKVIZ_SLOW_TESTS=1")
+def test_compiled_flex_packed_logits_equal_per_sequence_logits(tiny, seqs, reference):
+    tiny.set_attn_implementation("flex_attention")
+    try:
+        got = M.packed_forward(tiny, M.packed_batch(seqs), last_token_only=False)
+    finally:
+        tiny.set_attn_implementation("sdpa")
+    assert M.max_abs_diff(got, reference) <= TOL
+
+
+def test_padded_forward_equals_per_sequence_last_logits(tiny, seqs, reference):
+    got = M.padded_forward(tiny, M.padded_batch(seqs))
+    assert M.max_abs_diff(got, reference[np.cumsum(LENGTHS) - 1]) <= TOL
+
+
+def test_llama32_style_tiny_model_packs_exactly_too():
+    model = M.build_model("tiny-3.2", seed=2)
+    seqs = _seqs([9, 4, 6], seed=3)
+    assert M.contamination(model, seqs) <= TOL
+
+
+def test_isolation_replacing_one_sequence_changes_only_that_sequence(tiny, seqs):
+    victim = 2
+    other = list(seqs)
+    other[victim] = (seqs[victim] + 1 + torch.arange(len(seqs[victim]))) % 256  # every token different
+    assert (other[victim] != seqs[victim]).all()
+    a = M.packed_forward(tiny, M.packed_batch(seqs), last_token_only=False)
+    b = M.packed_forward(tiny, M.packed_batch(other), last_token_only=False)
+    cu = np.concatenate([[0], np.cumsum(LENGTHS)])
+    own = torch.zeros(len(a), dtype=torch.bool)
+    own[cu[victim]: cu[victim + 1]] = True
+    assert M.max_abs_diff(a[~own], b[~own]) <= 1e-6  # every other sequence: unchanged
+    assert M.max_abs_diff(a[own], b[own]) > TRAP  # its own logits did change
+
+
+@pytest.mark.parametrize("trap", sorted(M.TRAPS))
+def test_each_trap_contaminates(tiny, seqs, reference, trap):
+    got = M.trap_forward(tiny, M.packed_batch(seqs), trap)
+    assert M.max_abs_diff(got, reference) > TRAP
+    # contamination flows forward only: the first sequence sees nothing before it
+    assert M.max_abs_diff(got[: LENGTHS[0]], reference[: LENGTHS[0]]) <= TOL
+
+
+def test_contamination_measures_the_correct_forward_and_a_trap(tiny, seqs):
+    assert M.contamination(tiny, seqs) <= TOL
+    assert M.contamination(tiny, seqs, "kv_cache_on") > TRAP
+    with pytest.raises(ValueError, match="unknown trap"):
+        M.trap_forward(tiny, M.packed_batch(seqs), "no_such_trap")
+
+
+def test_positions_not_reset_are_harmless_to_rope_when_the_mask_is_right(tiny, seqs, reference):
+    # RoPE sees only position differences: what 'no_position_reset' breaks is the mask
+    assert M.max_abs_diff(M.rope_offset_forward(tiny, M.packed_batch(seqs)), reference) <= TOL
+
+
+def test_block_diagonal_mask_matches_the_layout_mask():
+    from packviz.layout import Layout
+
+    b = M.packed_batch([[1, 2, 3], [4, 5]])
+    mask = M.block_diagonal_mask(b)[0, 0] == 0
+    layout = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[5])
+    assert mask.numpy().tolist() == layout.block_causal_mask(0).tolist()
