@@ -1,0 +1,106 @@
+"""Self-checking exercises for notebook 06. The expected answers are computed by packviz itself.
+
+::
+
+    >>> from packviz import exercises
+    >>> print(exercises.question("padded_utilization"))
+    >>> exercises.check("padded_utilization", 0.5)
+    '✓ padded_utilization: correct'
+
+``check`` never raises on a wrong answer (a notebook cell left unanswered must still run);
+it returns a one-line verdict with a hint.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .flops import compare
+from .lengths import seed_scenario
+from .packing import pack
+
+
+@dataclass(frozen=True)
+class Exercise:
+    question: str
+    answer: Callable[[], Any]
+    hint: str
+    rel_tol: float = 0.0
+
+
+EXERCISES: dict[str, Exercise] = {
+    "padded_utilization": Exercise(
+        "Four prompts of 100, 400, 250 and 50 tokens are padded into ONE batch. "
+        "What fraction of the token slots hold real tokens? (a float between 0 and 1)",
+        lambda: pack([100, 400, 250, 50], 400, "pad", batch_size=4).utilization,
+        "every row is as long as the longest prompt: real tokens / (rows × longest)",
+        rel_tol=1e-3,
+    ),
+    "bfd_rows": Exercise(
+        "Best-fit decreasing packs prompts of 700, 600, 500, 400, 300, 200 and 100 tokens into rows "
+        "of 1,000. How many rows? (an int)",
+        lambda: pack([700, 600, 500, 400, 300, 200, 100], 1000, "bfd").num_rows,
+        "longest first; each prompt into the row with the least room that still fits it. "
+        "Compare with ceil(total / 1000)",
+    ),
+    "position_ids": Exercise(
+        "A pack holds sequences of 3, 2 and 4 tokens. Write its position_ids. (a list of ints)",
+        lambda: pack([3, 2, 4], 9, "next-fit").position_ids(0).tolist(),
+        "positions restart at 0 at every sequence start",
+    ),
+    "cu_seqlens": Exercise(
+        "The same pack (3, 2 and 4 tokens): its cu_seqlens, as flash-attn expects them. (a list of ints)",
+        lambda: pack([3, 2, 4], 9, "next-fit").cu_seqlens(0).tolist(),
+        "N+1 cumulative boundaries, starting at 0",
+    ),
+    "varlen_speedup": Exercise(
+        "For the seed scenario (packviz.lengths.seed_scenario(16, seed=0)) padded in batches of 8 and "
+        "packed by BFD into rows of 8,192 tokens, what ideal speed-up over padding does a varlen kernel "
+        "give on Llama-3-8B prefill? (a float, 1% tolerance)",
+        lambda: compare(pack(seed_scenario(16, seed=0), 8192, "pad", batch_size=8),
+                        pack(seed_scenario(16, seed=0), 8192, "bfd"), "llama-3-8b")["speedup"]["varlen"],
+        "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b')",
+        rel_tol=0.01,
+    ),
+}
+
+
+def question(name: str) -> str:
+    """The text of exercise ``name``."""
+    return _get(name).question
+
+
+def check(name: str, value) -> str:
+    """A one-line verdict on ``value`` as the answer to exercise ``name`` (never raises on a wrong answer)."""
+    ex = _get(name)
+    if value is None or value is Ellipsis:
+        return f"… {name}: not answered yet. Hint: {ex.hint}"
+    ok = _matches(value, ex.answer(), ex.rel_tol)
+    return f"✓ {name}: correct" if ok else f"✗ {name}: not quite ({value!r}). Hint: {ex.hint}"
+
+
+def solution(name: str):
+    """The expected answer (computed by packviz)."""
+    return _get(name).answer()
+
+
+def _get(name: str) -> Exercise:
+    if name not in EXERCISES:
+        raise ValueError(f"unknown exercise {name!r}; choose one of {list(EXERCISES)}")
+    return EXERCISES[name]
+
+
+def _matches(value, expected, rel_tol: float) -> bool:
+    if isinstance(expected, list):
+        try:
+            return [int(v) for v in np.asarray(value).ravel().tolist()] == expected
+        except (TypeError, ValueError):
+            return False
+    try:
+        return math.isclose(float(value), float(expected), rel_tol=rel_tol, abs_tol=0 if rel_tol else 1e-12)
+    except (TypeError, ValueError):
+        return False

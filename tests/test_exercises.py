@@ -1,0 +1,33 @@
+"""Exercises: right answers pass, wrong and missing ones get a hint, never an exception."""
+
+import numpy as np
+import pytest
+
+from packviz import exercises
+
+
+def test_hand_computed_answers_are_accepted():
+    assert exercises.check("padded_utilization", 800 / 1600).startswith("✓")
+    assert exercises.check("position_ids", [0, 1, 2, 0, 1, 0, 1, 2, 3]).startswith("✓")
+    assert exercises.check("position_ids", np.array([0, 1, 2, 0, 1, 0, 1, 2, 3])).startswith("✓")
+    assert exercises.check("cu_seqlens", [0, 3, 5, 9]).startswith("✓")
+    # 2,800 tokens: lower bound 3; BFD: [700+300], [600+400], [500+200+100]
+    assert exercises.check("bfd_rows", 3).startswith("✓")
+
+
+def test_every_solution_checks_and_near_misses_do_not():
+    for name in exercises.EXERCISES:
+        sol = exercises.solution(name)
+        assert exercises.check(name, sol).startswith("✓")
+        wrong = [x + 1 for x in sol] if isinstance(sol, list) else sol * 1.05 + 1
+        verdict = exercises.check(name, wrong)
+        assert verdict.startswith("✗") and "Hint:" in verdict
+        assert "not answered yet" in exercises.check(name, None)
+        assert exercises.question(name)
+
+
+def test_garbage_answers_and_unknown_names():
+    assert exercises.check("cu_seqlens", "abc").startswith("✗")
+    assert exercises.check("padded_utilization", "half").startswith("✗")
+    with pytest.raises(ValueError, match="unknown exercise 'nope'"):
+        exercises.check("nope", 1)
