@@ -27,14 +27,7 @@ def _seqs(lengths, vocab=256, seed=1):
 LENGTHS = (7, 1, 12, 5, 3)  # includes a 1-token sequence (a boundary right after a boundary)
 
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from threads, and a thread stalled by a busy core slows every op."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny():
