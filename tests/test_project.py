@@ -55,3 +55,29 @@ def test_readme_test_command_is_what_ci_runs():
     [torch_dep] = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch")]
     lo = torch_dep.split(">=")[1]
     assert tuple(map(int, pin.split("."))) >= tuple(map(int, lo.split(".")))
+
+
+LAYERS = [
+    # module, packages it must never import (design: the core is numpy only; a GPU run needs no display stack)
+    ("packviz.lengths", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.layout", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.flops", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.exercises", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.cli", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.bench", ("packviz.plot", "packviz.widgets", "ipywidgets")),
+    ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
+]
+
+
+def test_layers_import_only_what_the_design_allows():
+    import subprocess
+    import sys
+
+    for module, banned in LAYERS:
+        code = (f"import sys, {module}; bad = [m for m in {banned!r} if m in sys.modules]; "
+                f"assert not bad, 'imports ' + ', '.join(bad)")
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert p.returncode == 0, f"{module}: {p.stderr.strip().splitlines()[-1]}"
