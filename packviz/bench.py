@@ -50,6 +50,8 @@ import numpy as np
 
 SCENARIOS = ("trace", "seed", "uniform")
 SCHEMA = "packviz.bench/1"
+RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "results"
+"""Where recorded GPU runs are kept (a copy of each run's ``bench.json`` and ``bench.png``)."""
 
 
 @dataclass
@@ -189,6 +191,72 @@ def scenario_lengths(name: str, cfg: BenchConfig) -> tuple[np.ndarray, dict]:
             "lengths": {"min": int(lengths.min()), "median": float(np.median(lengths)),
                         "mean": float(lengths.mean()), "max": int(lengths.max())}}
     return lengths, info
+
+
+def scenario_setup(name: str, cfg: BenchConfig, shape):
+    """A scenario before anything runs: ``(lengths, info, padded, packed, flops)``.
+
+    ``info`` is :func:`scenario_lengths`' dict plus ``layouts`` (the counts of the padded
+    layout, batches of ``cfg.batch_size`` in arrival order, and of the BFD packing into rows
+    of ``cfg.pack_len``) and ``flops`` (JSON form of ``flops``: the FLOP model with the
+    lm_head on each sequence's last token -- ``useful``, ``padded``, ``dense``, ``varlen``).
+    No model, no device: deterministic.
+    """
+    from .flops import layout_flops, useful_flops
+    from .packing import pack
+
+    lengths, info = scenario_lengths(name, cfg)
+    padded = pack(lengths, cfg.pack_len, "pad", batch_size=cfg.batch_size)
+    packed = pack(lengths, cfg.pack_len, "bfd")
+    flops = {"useful": useful_flops(lengths, shape, "last")}
+    for e in ("padded", "dense", "varlen"):
+        flops[e] = layout_flops(padded if e == "padded" else packed, shape, e, "last")
+    info.update(layouts={"padded": padded.summary(), "packed": packed.summary()},
+                flops={k: v.as_dict() for k, v in flops.items()})
+    return lengths, info, padded, packed, flops
+
+
+def plan(cfg: BenchConfig | None = None, shape=None) -> list[dict]:
+    """What a run of ``cfg`` will measure, computed without running it: one dict per scenario.
+
+    Each is :func:`scenario_setup`'s ``info`` plus ``ideal_speedup``: ``{method: x}``, the FLOP
+    model's speed-up of every method of :data:`packviz.attention.METHODS` over padded (the
+    numbers a run's results repeat beside the measured ones). ``shape``: the model's
+    :class:`~packviz.flops.ModelShape`; default ``cfg.model`` looked up in the presets and
+    :data:`packviz.flops.MODELS` (a checkpoint run needs it given). Deterministic.
+    """
+    from .attention import BACKENDS
+    from .flops import ideal_speedup
+
+    cfg = cfg or BenchConfig()
+    if shape is None:
+        if cfg.checkpoint:
+            raise ValueError("a checkpoint's shape is in its config.json: pass shape= "
+                             "(packviz.flops.shape_from_config)")
+        from .model import get_model_shape
+
+        shape = get_model_shape(cfg.model)
+    out = []
+    for name in cfg.scenarios:
+        _, info, _, _, flops = scenario_setup(name, cfg, shape)
+        info["model"] = shape.name
+        info["ideal_speedup"] = {m: ideal_speedup(flops["padded"], flops[b.execution]) for m, b in BACKENDS.items()}
+        out.append(info)
+    return out
+
+
+def format_plan(scenarios: list[dict]) -> str:
+    """:func:`plan`'s scenarios as a text table: tokens, slots (utilisation), ideal speed-ups over padded."""
+    lines = [f"{'':<9} {'':>7} {'':>8} {'padded':>16} {'packed':>16}   ideal speed-up over padded",
+             f"{'scenario':<9} {'prompts':>7} {'tokens':>8} {'slots (util)':>16} {'slots (util)':>16}   "
+             f"{'dense':>6} {'varlen/flex/flash':>18}"]
+    for s in scenarios:
+        pad, pk = s["layouts"]["padded"], s["layouts"]["packed"]
+        ideal = s["ideal_speedup"]
+        lines.append(f"{s['name']:<9} {s['num_sequences']:>7,} {s['real_tokens']:>8,} "
+                     f"{pad['slots']:>9,} ({pad['utilization']:>4.0%}) {pk['slots']:>9,} ({pk['utilization']:>4.0%})   "
+                     f"{ideal['dense']:>5.2f}x {ideal['varlen']:>17.2f}x")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- timing
@@ -416,22 +484,14 @@ class _Run:
     # -- one scenario -------------------------------------------------------------------
     def scenario(self, name: str, progress: _Progress) -> None:
         from .attention import get_backend
-        from .flops import ideal_speedup, layout_flops, useful_flops
+        from .flops import ideal_speedup, layout_flops
         from .model import per_sequence_logits
-        from .packing import pack
 
         torch, cfg = self.torch, self.cfg
-        lengths, info = scenario_lengths(name, cfg)
-        padded = pack(lengths, cfg.pack_len, "pad", batch_size=cfg.batch_size)
-        packed = pack(lengths, cfg.pack_len, "bfd")
-        useful = useful_flops(lengths, self.shape, "last")
+        lengths, info, padded, packed, _ = scenario_setup(name, cfg, self.shape)
         gen = torch.Generator().manual_seed(cfg.seed + 1)
         tokens = [torch.randint(0, self.shape.vocab, (int(n),), generator=gen) for n in lengths]
-        info.update(layouts={"padded": padded.summary(), "packed": packed.summary()},
-                    flops={"useful": useful.as_dict(),
-                           **{e: layout_flops(padded if e == "padded" else packed, self.shape, e, "last").as_dict()
-                              for e in ("padded", "dense", "varlen")}},
-                    methods={})
+        info.update(methods={})
         self.res["scenarios"].append(info)
         self.save()
 
@@ -692,6 +752,130 @@ def summary(res: dict) -> dict:
         out["scenarios"][s["name"]] = rows
     out["targets"] = res.get("targets")
     return out
+
+
+# ---------------------------------------------------------------------- recorded results
+def _read_result(path: pathlib.Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+
+def find_results(directory) -> list[pathlib.Path]:
+    """Every benchmark results file (``schema`` ``packviz.bench/1``) under ``directory``, oldest first.
+
+    Searched recursively (``*.json``); other JSON files are ignored. Ordered by the run's own
+    ``started`` time (file times change with every checkout), then by path. A missing
+    directory holds none.
+    """
+    directory = pathlib.Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in sorted(directory.rglob("*.json")):
+        data = _read_result(path)
+        if data is not None:
+            found.append((str(data.get("started") or ""), str(path), path))
+    return [p for *_, p in sorted(found)]
+
+
+def latest_result(directory) -> pathlib.Path | None:
+    """The newest results file under ``directory`` (:func:`find_results`), or ``None``."""
+    found = find_results(directory)
+    return found[-1] if found else None
+
+
+def load_results(path) -> dict:
+    """A recorded run: ``path`` is a results JSON file, or a directory (its :func:`latest_result`).
+
+    Raises ``FileNotFoundError`` when there is none, ``ValueError`` for a JSON file that is
+    not a packviz benchmark result.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        found = latest_result(path)
+        if found is None:
+            raise FileNotFoundError(f"no benchmark results (schema {SCHEMA}) under {path}")
+        path = found
+    if not path.is_file():
+        raise FileNotFoundError(f"no such results file: {path}")
+    data = _read_result(path)
+    if data is None:
+        raise ValueError(f"{path} is not a packviz benchmark result (schema {SCHEMA})")
+    data["path"] = str(path)
+    return data
+
+
+def format_run_info(res: dict) -> str:
+    """Where and how a run was made: device, versions, date, commit, model, weights, status."""
+    dev = res.get("device") or {}
+    ver = res.get("versions") or {}
+    model = res.get("model") or {}
+    ceil = res.get("ceiling") or {}
+    if dev.get("type") == "cuda":
+        where = f"{dev.get('name', '?')} (sm{''.join(str(c) for c in dev.get('capability') or [])}, CUDA {dev.get('cuda')})"
+    else:
+        where = f"{dev.get('name', '?')} ({dev.get('type', '?')}, {dev.get('threads', '?')} thread(s))"
+    commit = res.get("git_commit") or "unknown"
+    dirty = " + uncommitted changes" if res.get("git_dirty") else ""
+    params = model.get("total_params")
+    lines = [
+        f"device:   {where}",
+        "versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if v),
+        f"date:     {res.get('started', '?')} (status: {res.get('status', '?')})",
+        f"commit:   {commit[:12]}{dirty}",
+        f"model:    {model.get('name', '?')}, {model.get('dtype', '?')}"
+        + (f", {_count_text(params)} parameters" if params else "")
+        + (", random weights" if model.get("random_weights") else ""),
+    ]
+    if ceil.get("tflops"):
+        lines.append(f"ceiling:  {ceil['tflops']:,.3g} TFLOP/s ({ceil.get('dtype')} {ceil.get('n')}³ matmul, measured in the run)")
+    return "\n".join(lines)
+
+
+def _count_text(n: int) -> str:
+    """8030261248 -> '8.03 B', 143680 -> '144 k'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return str(n)
+
+
+def _short_status(status) -> str:
+    s = str(status or "not run")
+    return s.split(":", 1)[0]
+
+
+def format_results(res: dict) -> str:
+    """A results dict as a text table: per scenario and method, time, tokens/s, measured vs ideal.
+
+    Columns: median seconds of a pass, valid (real prompt) tokens/s, measured and ideal
+    speed-up over padded, their ratio, and the useful TFLOP/s as a share of the matmul ceiling.
+    Methods that did not run show why in one word (unavailable, skipped, error).
+    """
+    head = (f"{'scenario':<9} {'method':<7} {'median s':>9} {'valid tok/s':>12} {'measured':>9} "
+            f"{'ideal':>7} {'meas/ideal':>10} {'useful/ceiling':>14}")
+    lines = [head]
+    for s in res.get("scenarios", []):
+        methods = s.get("methods") or {}
+        if not methods:
+            lines.append(f"{s.get('name', '?'):<9} {_short_status(s.get('status'))}")
+            continue
+        for m, r in methods.items():
+            ideal = r.get("ideal_speedup")
+            ideal_txt = f"{ideal:>6.2f}x" if ideal else f"{'':>7}"
+            if r.get("median_s"):
+                frac = r.get("useful_fraction_of_ceiling")
+                lines.append(
+                    f"{s['name']:<9} {m:<7} {r['median_s']:>9.4f} {r['valid_tokens_per_s']:>12,.0f} "
+                    f"{r.get('measured_speedup', float('nan')):>8.2f}x {ideal_txt} "
+                    f"{r.get('measured_over_ideal', float('nan')):>10.2f} "
+                    + (f"{frac:>14.1%}" if frac is not None else f"{'':>14}"))
+            else:
+                lines.append(f"{s['name']:<9} {m:<7} {'(' + _short_status(r.get('status')) + ')':<32} {ideal_txt}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- the figure

@@ -343,6 +343,29 @@ def max_abs_diff(a, b) -> float:
     return float((a.float() - b.float()).abs().max())
 
 
+def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
+    """max |a - b| over each sequence's rows of two ``[T, ...]`` outputs of one packed stream.
+
+    ``cu_seqlens``: the stream's N+1 boundaries (``batch["cu_seq_lens_q"]``). Returns N floats:
+    which sequences moved, not just how much the worst one did.
+    """
+    cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
+    if len(cu) < 2 or cu[-1] > a.shape[0] or a.shape != b.shape:
+        raise ValueError(f"need outputs of equal shape [T, ...] with T >= {cu[-1] if cu else '?'}, "
+                         f"got {tuple(a.shape)} and {tuple(b.shape)}")
+    return [max_abs_diff(a[lo:hi], b[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
+
+
+def diff_text(d: float, tol: float = 1e-5) -> str:
+    """A max |Δ| for display, stable across CPUs: ``"0 (bit-identical)"``, ``"< 1e-05 (rounding)"``
+    (below ``tol``: float rounding, whose exact digits vary with the machine) or the value to 3 decimals."""
+    if d == 0:
+        return "0 (bit-identical)"
+    if d < tol:
+        return f"< {tol:.0e} (rounding)"
+    return f"{d:.3f}"
+
+
 # ---------------------------------------------------------------------- the traps
 TRAPS = {
     "no_position_reset": "position_ids run 0..T-1 across the whole row: transformers finds no "

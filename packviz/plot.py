@@ -390,3 +390,47 @@ def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percen
     if len(series) > 1:
         ax.legend(fontsize=8)
     return ax
+
+
+# ---------------------------------------------------------------------- benchmark results
+def bench_speedups(res: dict, ax=None, title=None, figsize=(9, 3.6)):
+    """Measured speed-up over padded (bars) beside the FLOP model's ideal (black ticks), per scenario.
+
+    ``res``: a results dict of :func:`packviz.bench.run` (or :func:`packviz.bench.load_results`).
+    Only methods that were timed get a bar; each bar is labelled with measured / ideal. The
+    baseline, padded, is the grey line at 1× (no gain).
+    """
+    ax = _new_ax(ax, figsize)
+    scen = [s for s in res.get("scenarios", []) if s.get("methods")]
+    methods = []
+    for s in scen:
+        for m, r in s["methods"].items():
+            if r.get("median_s") and m != "padded" and m not in methods:
+                methods.append(m)
+    x = np.arange(len(scen))
+    width = 0.8 / max(len(methods), 1)
+    top = 1.0
+    for i, m in enumerate(methods):
+        xs = x - 0.4 + width * (i + 0.5)
+        rows = [s["methods"].get(m, {}) for s in scen]
+        meas = np.array([r.get("measured_speedup") or 0.0 for r in rows])
+        ideal = np.array([r.get("ideal_speedup") or np.nan for r in rows])
+        ax.bar(xs, meas, width * 0.9, color=OKABE_ITO[(i + 1) % len(OKABE_ITO)], label=f"packed, {m}")
+        ax.scatter(xs, ideal, marker="_", s=400 * width, color="black", linewidths=2, zorder=3,
+                   label="ideal (FLOP model)" if i == len(methods) - 1 else None)
+        for xi, mv, iv in zip(xs, meas, ideal):
+            if mv > 0 and np.isfinite(iv):
+                ax.annotate(f"{mv / iv:.2f}\nof ideal", (xi, max(mv, iv)), ha="center", va="bottom",
+                            fontsize=7, xytext=(0, 2), textcoords="offset points")
+        top = max(top, np.nanmax(np.concatenate([meas, ideal])) if len(meas) else 1.0)
+    ax.axhline(1, color="0.5", lw=0.8, label="padded (baseline)")
+    ax.set_xticks(x, [s["name"] for s in scen])
+    ax.set_ylim(0, top * 1.3)
+    ax.set_ylabel("speed-up over padded (×)")
+    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    if title is None:
+        dev = (res.get("device") or {}).get("name", "?")
+        model = (res.get("model") or {}).get("name", "?")
+        title = f"{model} on {dev}: measured vs ideal speed-up"
+    ax.set_title(title, fontsize=10)
+    return ax

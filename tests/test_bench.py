@@ -219,3 +219,81 @@ def test_bad_configs_fail_before_any_work(tmp_path, bad):
     with pytest.raises(ValueError):
         bench.run(bench.smoke_config(progress=False, **bad), tmp_path, **QUIET)
     assert not (tmp_path / "bench.json").exists()
+
+
+# ---------------------------------------------------------------------- plan, recorded results, tables
+def test_plan_predicts_what_a_run_reports_without_running(smoke):
+    _, res = smoke
+    cfg = bench.smoke_config(progress=False)
+    planned = bench.plan(cfg)
+    assert [p["name"] for p in planned] == list(cfg.scenarios)
+    for p, s in zip(planned, res["scenarios"]):
+        assert p["real_tokens"] == s["real_tokens"]
+        assert p["layouts"] == s["layouts"] and p["flops"] == s["flops"]
+        assert set(p["ideal_speedup"]) == set(METHODS)
+        for m, r in s["methods"].items():
+            assert p["ideal_speedup"][m] == pytest.approx(r["ideal_speedup"])
+    assert bench.plan(cfg) == planned  # deterministic
+    text = bench.format_plan(planned)
+    assert len(text.splitlines()) == 2 + len(planned)
+    assert "ideal speed-up" in text and f"{planned[0]['ideal_speedup']['dense']:.2f}x" in text
+
+
+def test_plan_for_the_gpu_run_needs_no_gpu_and_a_checkpoint_needs_a_shape():
+    planned = bench.plan(bench.BenchConfig(trace_n=16, seed_n=8, uniform_n=4, scenarios=("seed", "uniform")))
+    assert planned[0]["model"] == "llama-3-8b" and planned[0]["ideal_speedup"]["varlen"] > 2
+    assert planned[1]["layouts"]["padded"]["pads"] == 0
+    with pytest.raises(ValueError, match="shape="):
+        bench.plan(bench.BenchConfig(checkpoint="/some/dir"))
+
+
+def _result_file(path, started, **extra):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": bench.SCHEMA, "started": started, "scenarios": [], **extra}))
+    return path
+
+
+def test_find_latest_and_load_recorded_results(tmp_path):
+    assert bench.find_results(tmp_path / "missing") == [] and bench.latest_result(tmp_path) is None
+    with pytest.raises(FileNotFoundError, match="no benchmark results"):
+        bench.load_results(tmp_path)
+    (tmp_path / "notes.json").write_text('{"not": "a result"}')
+    (tmp_path / "broken.json").write_text("{")
+    # newest by the run's own start time, not by name or file time
+    new = _result_file(tmp_path / "a" / "bench.json", "2025-02-01T00:00:00+00:00", status="complete")
+    old = _result_file(tmp_path / "z-old.json", "2025-01-01T00:00:00+00:00")
+    assert bench.find_results(tmp_path) == [old, new]
+    assert bench.latest_result(tmp_path) == new
+    res = bench.load_results(tmp_path)
+    assert res["status"] == "complete" and res["path"] == str(new)
+    assert bench.load_results(old)["started"].startswith("2025-01")
+    with pytest.raises(ValueError, match="not a packviz benchmark result"):
+        bench.load_results(tmp_path / "notes.json")
+    with pytest.raises(FileNotFoundError):
+        bench.load_results(tmp_path / "nope.json")
+
+
+def test_run_info_and_results_tables(smoke):
+    out, res = smoke
+    info = bench.format_run_info(bench.load_results(out))
+    for key in ("device:", "versions:", "date:", "commit:", "model:", "ceiling:"):
+        assert key in info
+    assert "torch" in info and "random weights" in info and "144 k parameters" in info
+    table = bench.format_results(res).splitlines()
+    assert len(table) == 1 + sum(len(s["methods"]) for s in res["scenarios"])
+    dense = next(line for line in table if line.startswith("trace") and " dense " in line)
+    r = res["scenarios"][0]["methods"]["dense"]
+    assert f"{r['measured_speedup']:.2f}x" in dense and f"{r['ideal_speedup']:.2f}x" in dense
+    assert any("(unavailable)" in line for line in table if " varlen " in line)
+
+
+def test_bench_speedups_plot_of_a_results_dict(smoke):
+    from packviz import plot
+
+    _, res = smoke
+    ax = plot.bench_speedups(res)
+    assert isinstance(ax.figure, plot.PackvizFigure)
+    assert tuple(ax.figure.get_size_inches()) == pytest.approx((9, 3.6))
+    assert [t.get_text() for t in ax.get_xticklabels()] == list(bench.SCENARIOS)
+    assert len(ax.patches) == len(bench.SCENARIOS)  # one timed packed method (dense) per scenario
+    assert plot.to_png(ax).startswith(b"\x89PNG")

@@ -262,3 +262,22 @@ def test_block_diagonal_mask_matches_the_layout_mask():
     mask = M.block_diagonal_mask(b)[0, 0] == 0
     layout = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[5])
     assert mask.numpy().tolist() == layout.block_causal_mask(0).tolist()
+
+
+def test_per_sequence_max_abs_diff_says_which_sequences_moved(tiny, seqs, reference):
+    b = M.packed_batch(seqs)
+    got = M.trap_forward(tiny, b, "kv_cache_on")
+    per = M.per_sequence_max_abs_diff(got, reference, b["cu_seq_lens_q"])
+    assert len(per) == len(LENGTHS)
+    assert per[0] <= TOL and max(per) > TRAP  # the first sequence is clean, a later one is not
+    assert max(per) == M.max_abs_diff(got, reference)
+    assert M.per_sequence_max_abs_diff(reference, reference, [0, 7, 8]) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="equal shape"):
+        M.per_sequence_max_abs_diff(got[:3], reference, b["cu_seq_lens_q"])
+
+
+def test_diff_text_is_stable_for_display():
+    assert M.diff_text(0.0) == "0 (bit-identical)"
+    assert M.diff_text(2.1e-7) == M.diff_text(9e-6) == "< 1e-05 (rounding)"
+    assert M.diff_text(0.62345) == "0.623"
+    assert M.diff_text(0.05, tol=0.1) == "< 1e-01 (rounding)"
