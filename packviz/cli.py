@@ -88,37 +88,14 @@ def _cmd_flops(args) -> dict:
 def _cmd_figures(args) -> dict:
     import pathlib
 
-    import numpy as np
-
     from . import plot
-    from .flops import compare
-    from .lengths import azure_conv, seed_scenario
-    from .packing import pack
 
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    seed = seed_scenario(16, seed=0)
-    seed_pad = pack(seed, 8192, "pad", batch_size=8)
-    seed_pack = pack(seed, 8192, "bfd")
-    azure = azure_conv(256, seed=0)
-    az_pad = pack(azure, 8192, "pad", batch_size=16, overlong="truncate")
-    az_pack = pack(azure, 8192, "bfd", overlong="truncate")
-    tiny = pack([3, 2, 3], 8, "next-fit")
-    big_row = int(np.argmax([len(az_pack.row_lengths(r)) for r in range(az_pack.num_rows)]))
-    figures = {
-        "batch_grid_seed.png": lambda: plot.padded_vs_packed(seed_pad, seed_pack)[0],
-        "batch_grid_azure.png": lambda: plot.padded_vs_packed(az_pad, az_pack)[0],
-        "mask_8_tokens.png": lambda: plot.mask(tiny, 0),
-        "mask_8192_tokens.png": lambda: plot.mask(az_pack, big_row),
-        "position_ids_8_tokens.png": lambda: plot.position_sawtooth(tiny, 0),
-        "position_ids_8192_tokens.png": lambda: plot.position_sawtooth(az_pack, big_row),
-        "waste_seed_llama-3-8b.png": lambda: plot.waste_bars(compare(seed_pad, seed_pack, "llama-3-8b")),
-        "waste_azure_llama-3-8b.png": lambda: plot.waste_bars(compare(az_pad, az_pack, "llama-3-8b")),
-    }
     written = []
-    for name, draw in figures.items():
+    for name, draw in plot.standard_figures().items():
         plot.save(draw(), out / name, dpi=args.dpi)
         written.append(str(out / name))
     return {"out": str(out), "files": written}

@@ -434,3 +434,34 @@ def bench_speedups(res: dict, ax=None, title=None, figsize=(9, 3.6)):
         title = f"{model} on {dev}: measured vs ideal speed-up"
     ax.set_title(title, fontsize=10)
     return ax
+
+
+# ---------------------------------------------------------------------- the workshop set
+def standard_figures() -> dict:
+    """``{file name: () -> Axes}``: the figures ``python -m packviz figures`` writes for slides.
+
+    The seed scenario (16 prompts, batches of 8, packs of 8,192) and 256 prompts of the Azure
+    trace (batches of 16), as grids and waste bars; masks and position sawtooths of an
+    8-token pack and of the busiest 8,192-token pack. Drawn lazily, one at a time.
+    """
+    from .flops import compare
+    from .lengths import azure_conv, seed_scenario
+    from .packing import pack
+
+    seed = seed_scenario(16, seed=0)
+    seed_pad, seed_pack = pack(seed, 8192, "pad", batch_size=8), pack(seed, 8192, "bfd")
+    azure = azure_conv(256, seed=0)
+    az_pad = pack(azure, 8192, "pad", batch_size=16, overlong="truncate")
+    az_pack = pack(azure, 8192, "bfd", overlong="truncate")
+    tiny = pack([3, 2, 3], 8, "next-fit")
+    big_row = int(np.argmax([len(az_pack.row_lengths(r)) for r in range(az_pack.num_rows)]))
+    return {
+        "batch_grid_seed.png": lambda: padded_vs_packed(seed_pad, seed_pack)[0],
+        "batch_grid_azure.png": lambda: padded_vs_packed(az_pad, az_pack)[0],
+        "mask_8_tokens.png": lambda: mask(tiny, 0),
+        "mask_8192_tokens.png": lambda: mask(az_pack, big_row),
+        "position_ids_8_tokens.png": lambda: position_sawtooth(tiny, 0),
+        "position_ids_8192_tokens.png": lambda: position_sawtooth(az_pack, big_row),
+        "waste_seed_llama-3-8b.png": lambda: waste_bars(compare(seed_pad, seed_pack, "llama-3-8b")),
+        "waste_azure_llama-3-8b.png": lambda: waste_bars(compare(az_pad, az_pack, "llama-3-8b")),
+    }
