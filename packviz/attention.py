@@ -235,6 +235,46 @@ def set_backend(model, method: str) -> Backend:
 
 
 # ---------------------------------------------------------------------- availability
+def triton_build_problem(environ=None, which=None, python_include=None) -> str | None:
+    """Why Triton could not build its CUDA launcher here, or ``None`` if it can.
+
+    Triton (3.x, including 3.6 of the lent GPU image) compiles a small C module at run time
+    -- its CUDA driver utilities and each kernel's launcher (``triton/runtime/build.py``:
+    ``$CC``, else ``gcc``, else ``clang``, with ``#include <Python.h>``) -- unless
+    ``triton.knobs.build.impl`` is set. Without a C compiler or the Python headers, every
+    compiled FlexAttention call fails, so ``flex`` is reported unavailable instead of
+    spending the GPU run's time on a compile that cannot finish. ``environ`` / ``which`` /
+    ``python_include``: stand-ins for ``os.environ`` / ``shutil.which`` / the headers'
+    directory (tests).
+    """
+    import os
+    import shutil
+    import sysconfig
+
+    environ = os.environ if environ is None else environ
+    which = shutil.which if which is None else which
+    try:
+        from triton import knobs
+
+        if getattr(getattr(knobs, "build", None), "impl", None):
+            return None  # a custom build function replaces the C compiler
+    except Exception:  # noqa: BLE001 -- older triton: no knobs; fall through to the checks
+        pass
+    cc = environ.get("CC") or which("gcc") or which("clang")
+    if not cc:
+        return "no C compiler (gcc/clang/$CC): triton compiles its CUDA launcher at run time"
+    if python_include is None:
+        scheme = sysconfig.get_default_scheme()
+        python_include = sysconfig.get_paths(scheme="posix_prefix" if scheme == "posix_local" else scheme)["include"]
+    # triton passes -I<python_include>; the compiler also searches $CPATH / $C_INCLUDE_PATH
+    dirs = [python_include] + [d for var in ("CPATH", "C_INCLUDE_PATH")
+                               for d in environ.get(var, "").split(os.pathsep) if d]
+    if not any(os.path.isfile(os.path.join(d, "Python.h")) for d in dirs):
+        return (f"no Python.h under {python_include} (python3-dev): triton compiles its CUDA launcher "
+                "against the Python headers at run time")
+    return None
+
+
 def _device_type(device) -> str:
     import torch
 
@@ -268,6 +308,8 @@ def availability(device=None) -> list[dict]:
         add("flex", False, f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs >= 2.5)")
     elif cuda and importlib.util.find_spec("triton") is None:
         add("flex", False, "FlexAttention on CUDA compiles with triton, which is not installed")
+    elif cuda and (problem := triton_build_problem()) is not None:
+        add("flex", False, f"FlexAttention cannot compile here: {problem}")
     elif cuda:
         add("flex", True, "FlexAttention compiled with triton on first use (tens of seconds)")
     else:

@@ -22,6 +22,8 @@ mkdir -p "$OUT"
 {
   echo "== $(date -u +%FT%TZ) $(hostname)"
   nvidia-smi || echo "nvidia-smi: not available"
+  # FlexAttention needs triton to build a C launcher at run time: a C compiler and Python.h
+  echo "C compiler: $(command -v "${CC:-gcc}" || command -v clang || echo none)"
   "$PY" -c "
 import torch, transformers
 print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
@@ -36,8 +38,10 @@ if [ "${1:-}" = "--smoke" ]; then
   ARGS=(--smoke --no-progress "$@")
   LIMIT="${LIMIT:-120}"
 else
+  # --no-progress: a non-interactive run logs one line per method instead of a tqdm bar
+  # (whose carriage-return redraws would crowd the log tail the device tool returns)
   ARGS=(--model llama-3-8b --pack-len 8192 --batch-size 32 --trace-n 96 --repeats 3
-        --deadline "${DEADLINE:-370}" "$@")
+        --deadline "${DEADLINE:-370}" --no-progress "$@")
   LIMIT="${LIMIT:-440}"
 fi
 

@@ -146,3 +146,20 @@ def test_backend_table_is_consistent_with_the_flop_model():
     for b in A.BACKENDS.values():
         assert b.execution in EXECUTIONS and b.layout in ("padded", "packed")
         assert (b.layout == "padded") == (b.method == "padded")
+
+
+def test_triton_build_problem_names_what_triton_needs_to_compile_flex(tmp_path):
+    # triton builds a C launcher at run time: a C compiler and the Python headers (stand-ins here)
+    nothing = dict(environ={}, which=lambda name: None, python_include=str(tmp_path))
+    assert "C compiler" in A.triton_build_problem(**nothing)
+    with_cc = dict(nothing, which=lambda name: "/usr/bin/gcc" if name == "gcc" else None)
+    assert "Python.h" in A.triton_build_problem(**with_cc)
+    elsewhere = tmp_path / "inc"
+    elsewhere.mkdir()
+    (elsewhere / "Python.h").write_text("")
+    assert A.triton_build_problem(**dict(with_cc, environ={"CPATH": str(elsewhere)})) is None
+    (tmp_path / "Python.h").write_text("")
+    assert A.triton_build_problem(**with_cc) is None
+    assert A.triton_build_problem(**dict(nothing, environ={"CC": "cc"}, python_include=str(tmp_path))) is None
+    real = A.triton_build_problem()  # this machine's answer: either is fine, it must not raise
+    assert real is None or isinstance(real, str)

@@ -297,3 +297,41 @@ def test_bench_speedups_plot_of_a_results_dict(smoke):
     assert [t.get_text() for t in ax.get_xticklabels()] == list(bench.SCENARIOS)
     assert len(ax.patches) == len(bench.SCENARIOS)  # one timed packed method (dense) per scenario
     assert plot.to_png(ax).startswith(b"\x89PNG")
+
+
+def test_run_order_puts_the_baseline_first_and_the_compiling_method_last(smoke, tmp_path):
+    _, res = smoke
+    for s in res["scenarios"]:
+        assert list(s["methods"]) == ["padded", "varlen", "flash", "dense", "flex"]
+    # padded always runs, whatever order the methods were asked in
+    run = bench._Run(bench.smoke_config(methods=("flex", "dense", "varlen")), tmp_path, **QUIET)
+    run.avail = [{"method": m, "available": True, "reason": ""} for m in METHODS]
+    assert [m for m, _ in run.methods()] == ["padded", "varlen", "dense", "flex"]
+
+
+def test_padded_baseline_without_pads_says_it_ran_causal(smoke):
+    _, res = smoke
+    sc = {s["name"]: s for s in res["scenarios"]}
+    assert "causal" in sc["uniform"]["methods"]["padded"]["attention_note"]  # no pads: HF drops the mask
+    assert "attention_note" not in sc["trace"]["methods"]["padded"]
+
+
+def test_one_log_line_per_method(tmp_path):
+    lines = []
+    bench.run(bench.smoke_config(progress=False, png=False, scenarios=("uniform",), methods=("padded", "dense"),
+                                 repeats=1), tmp_path, log=lines.append)
+    per_method = [ln for ln in lines if ln.startswith("uniform/")]
+    assert [ln.split(":")[0] for ln in per_method] == ["uniform/padded", "uniform/dense"]
+    assert "median" in per_method[0] and "complete" in per_method[0]
+    assert any(ln.startswith("uniform/dense: complete") and "x padded" in ln for ln in per_method)
+
+
+def test_flex_compile_allowance_only_until_flex_has_compiled(tmp_path):
+    run = bench._Run(bench.smoke_config(), tmp_path, **QUIET)
+    run.cuda = True  # the allowance is for GPU compiles
+    info = {"methods": {"padded": {"median_s": 10.0}}}
+    r = {"method": "flex", "ideal_speedup": 4.0}
+    assert run._guess(r, info) == pytest.approx(2 * 10.0 / 4.0 + 60.0)
+    run.flex_compiled = True
+    assert run._guess(r, info) == pytest.approx(5.0)
+    assert run._guess({"method": "padded", "ideal_speedup": 1.0}, info) is None
