@@ -396,7 +396,7 @@ def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percen
 def bench_speedups(res: dict, ax=None, title=None, figsize=(9, 3.6)):
     """Measured speed-up over padded (bars) beside the FLOP model's ideal (black ticks), per scenario.
 
-    ``res``: a results dict of :func:`packviz.bench.run` (or :func:`packviz.bench.load_results`).
+    ``res``: a results dict of :func:`packviz.bench.run` (or :func:`packviz.results.load_results`).
     Only methods that were timed get a bar; each bar is labelled with measured / ideal. The
     baseline, padded, is the grey line at 1× (no gain).
     """

@@ -10,7 +10,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from packviz import bench
+from packviz import bench, results
 from packviz.attention import METHODS
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -254,32 +254,32 @@ def _result_file(path, started, **extra):
 
 
 def test_find_latest_and_load_recorded_results(tmp_path):
-    assert bench.find_results(tmp_path / "missing") == [] and bench.latest_result(tmp_path) is None
+    assert results.find_results(tmp_path / "missing") == [] and results.latest_result(tmp_path) is None
     with pytest.raises(FileNotFoundError, match="no benchmark results"):
-        bench.load_results(tmp_path)
+        results.load_results(tmp_path)
     (tmp_path / "notes.json").write_text('{"not": "a result"}')
     (tmp_path / "broken.json").write_text("{")
     # newest by the run's own start time, not by name or file time
     new = _result_file(tmp_path / "a" / "bench.json", "2025-02-01T00:00:00+00:00", status="complete")
     old = _result_file(tmp_path / "z-old.json", "2025-01-01T00:00:00+00:00")
-    assert bench.find_results(tmp_path) == [old, new]
-    assert bench.latest_result(tmp_path) == new
-    res = bench.load_results(tmp_path)
+    assert results.find_results(tmp_path) == [old, new]
+    assert results.latest_result(tmp_path) == new
+    res = results.load_results(tmp_path)
     assert res["status"] == "complete" and res["path"] == str(new)
-    assert bench.load_results(old)["started"].startswith("2025-01")
+    assert results.load_results(old)["started"].startswith("2025-01")
     with pytest.raises(ValueError, match="not a packviz benchmark result"):
-        bench.load_results(tmp_path / "notes.json")
+        results.load_results(tmp_path / "notes.json")
     with pytest.raises(FileNotFoundError):
-        bench.load_results(tmp_path / "nope.json")
+        results.load_results(tmp_path / "nope.json")
 
 
 def test_run_info_and_results_tables(smoke):
     out, res = smoke
-    info = bench.format_run_info(bench.load_results(out))
+    info = results.format_run_info(results.load_results(out))
     for key in ("device:", "versions:", "date:", "commit:", "model:", "ceiling:"):
         assert key in info
     assert "torch" in info and "random weights" in info and "144 k parameters" in info
-    table = bench.format_results(res).splitlines()
+    table = results.format_results(res).splitlines()
     assert len(table) == 1 + sum(len(s["methods"]) for s in res["scenarios"])
     dense = next(line for line in table if line.startswith("trace") and " dense " in line)
     r = res["scenarios"][0]["methods"]["dense"]

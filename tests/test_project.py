@@ -64,6 +64,7 @@ LAYERS = [
     ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.flops", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.exercises", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.results", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.cli", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
