@@ -48,8 +48,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCENARIOS = ("trace", "seed", "uniform")
 from .results import SCHEMA
+
+SCENARIOS = ("trace", "seed", "uniform")
 
 
 @dataclass
@@ -370,7 +371,6 @@ class _Run:
         self.cfg = cfg
         self.t0 = time.monotonic()
         self.out = pathlib.Path(out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
         self.json_path = self.out / "bench.json"
         self.png_path = self.out / "bench.png"
         from .attention import METHODS
@@ -385,9 +385,16 @@ class _Run:
             v = getattr(cfg, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{k} must be a positive integer, got {v!r}")
-        if cfg.warmup < 0:
-            raise ValueError(f"warmup must be >= 0, got {cfg.warmup!r}")
+        for k in ("warmup", "seed"):
+            v = getattr(cfg, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
+        if cfg.deadline is not None and not cfg.deadline >= 0:
+            raise ValueError(f"deadline must be seconds >= 0 (or None), got {cfg.deadline!r}")
         self.device, self.dtype = _resolve(cfg.device, cfg.dtype)
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"out {str(self.out)!r} exists and is not a directory")
+        self.out.mkdir(parents=True, exist_ok=True)  # only once the configuration is known to be good
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.torch = torch
         self.cuda = self.device.type == "cuda"
@@ -457,10 +464,7 @@ class _Run:
         from .attention import METHODS
 
         ok = {r["method"]: r for r in self.avail}
-        wanted = list(self.cfg.methods) if self.cfg.methods is not None else list(METHODS)
-        for m in wanted:
-            if m not in METHODS:
-                raise ValueError(f"unknown method {m!r}; choose from {METHODS}")
+        wanted = list(self.cfg.methods) if self.cfg.methods is not None else list(METHODS)  # checked in __init__
         rank = {m: i for i, m in enumerate(self.RUN_ORDER)}
         # padded always runs (the baseline), even when not asked for
         wanted = sorted(dict.fromkeys(["padded"] + wanted), key=lambda m: rank.get(m, len(rank)))
@@ -797,12 +801,12 @@ def summary(res: dict) -> dict:
 def write_png(res: dict, path) -> pathlib.Path:
     """Two panels: measured vs ideal speed-up over padded; useful TFLOP/s as a share of the ceiling.
 
-    Plain matplotlib (Agg), imported here: bench never imports packviz.plot.
+    Plain matplotlib, imported here: bench never imports packviz.plot. A bare ``Figure`` saved
+    by Agg, without pyplot: no backend switched, no figure left registered (a notebook that
+    runs a benchmark keeps its own display).
     """
     import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     scen = [s for s in res.get("scenarios", []) if s.get("methods")]
     methods = []
@@ -810,10 +814,11 @@ def write_png(res: dict, path) -> pathlib.Path:
         for m, r in s["methods"].items():
             if r.get("median_s") and m not in methods:
                 methods.append(m)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    axes = fig.subplots(1, 2)
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(scen))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, m in enumerate(methods):
         meas = [s["methods"].get(m, {}).get("measured_speedup") or 0 for s in scen]
         ideal = [s["methods"].get(m, {}).get("ideal_speedup") or 0 for s in scen]
@@ -829,16 +834,16 @@ def write_png(res: dict, path) -> pathlib.Path:
     axes[0].axhline(1, color="grey", lw=0.8)
     axes[0].set_ylabel("speed-up over padded (×)")
     axes[0].set_title("measured vs ideal speed-up")
-    axes[0].legend(fontsize=7)
     axes[1].set_ylabel("useful TFLOP/s, % of matmul ceiling")
     ceil = (res.get("ceiling") or {}).get("tflops")
     axes[1].set_title(f"useful work vs the {ceil:.0f} TFLOP/s ceiling" if ceil else "useful work vs ceiling")
-    axes[1].legend(fontsize=7)
+    if methods:  # nothing timed (e.g. a deadline hit first): no legend to draw
+        axes[0].legend(fontsize=7)
+        axes[1].legend(fontsize=7)
     dev = (res.get("device") or {}).get("name", "?")
     model = (res.get("model") or {}).get("name", "?")
     rnd = " (random weights: speed does not depend on them)" if (res.get("model") or {}).get("random_weights") else ""
     fig.suptitle(f"{model} on {dev}{rnd}", fontsize=10)
     path = pathlib.Path(path)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path

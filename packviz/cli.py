@@ -47,7 +47,7 @@ def _load_shape(model: str):
         try:
             cfg = json.loads(path.read_text())
             return shape_from_config(types.SimpleNamespace(**cfg), name=str(model))
-        except (json.JSONDecodeError, AttributeError, KeyError, TypeError) as e:
+        except (ValueError, AttributeError, KeyError, TypeError) as e:  # ValueError: bad JSON, not UTF-8, bad shape
             raise ValueError(f"{path}: not a Llama config.json ({e})") from None
     return get_shape(model)
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         out = args.run(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:  # OSError: a path that cannot be read or written (not a directory, ...)
         print(f"error: {e}", file=sys.stderr)
         return 2
     if out is None:

@@ -97,9 +97,12 @@ def _get(name: str) -> Exercise:
 def _matches(value, expected, rel_tol: float) -> bool:
     if isinstance(expected, list):
         try:
-            return [int(v) for v in np.asarray(value).ravel().tolist()] == expected
+            got = np.asarray(value).ravel().tolist()
         except (TypeError, ValueError):
             return False
+        # equal numbers only: 2.0 is 2, but 2.9 is not (no int() truncation) and "2" is not a number
+        return len(got) == len(expected) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and v == e for v, e in zip(got, expected))
     try:
         return math.isclose(float(value), float(expected), rel_tol=rel_tol, abs_tol=0 if rel_tol else 1e-12)
     except (TypeError, ValueError):

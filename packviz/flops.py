@@ -306,13 +306,19 @@ def useful_flops(lengths, shape, lm_head: str = "all") -> Flops:
     """
     _check_lm_head(lm_head)
     shape = get_shape(shape)
-    n = np.asarray(lengths, dtype=np.int64)
-    if n.ndim != 1 or (n < 0).any():
-        raise ValueError("lengths must be a 1-D array of non-negative integers")
+    n = np.asarray(lengths)
+    if n.ndim != 1 or (n.size and n.dtype.kind not in "iu") or (n < 0).any():
+        raise ValueError(f"lengths must be a 1-D array of non-negative integers, got {_preview(lengths)}")
+    n = n.astype(np.int64)
     tokens = int(n.sum())
     head_rows = _lm_head_tokens(tokens, int((n > 0).sum()), lm_head)
     linear = tokens * shape.linear_flops_per_token + head_rows * shape.lm_head_flops_per_token
     return Flops(linear, causal_pairs(n) * shape.attention_flops_per_pair)
+
+
+def _preview(values) -> str:
+    text = repr(values.tolist() if isinstance(values, np.ndarray) else values)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def sequence_lengths(layout) -> np.ndarray:

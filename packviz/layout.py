@@ -90,9 +90,31 @@ class Layout:
             raise ValueError("segment arrays must all have the same length")
         if self.kind not in ("padded", "packed"):
             raise ValueError(f"kind must be 'padded' or 'packed', got {self.kind!r}")
+        if (self.widths < 0).any():
+            raise ValueError(f"row widths must be >= 0, got {int(self.widths.min())}")
+        self._check_segments()
         # first segment of every row (rows may be empty only in hand-built layouts)
         start = np.searchsorted(self.seg_row, np.arange(self.num_rows + 1))
         object.__setattr__(self, "_row_start", start)
+
+    def _check_segments(self) -> None:
+        """Every segment inside its row, none overlapping, sorted by (row, offset); else ``ValueError``."""
+        row, off, n = self.seg_row, self.seg_offset, self.seg_length
+
+        def fail_at(hit, shift, why):
+            if hit.any():
+                i = int(np.flatnonzero(hit)[0]) + shift
+                raise ValueError(f"segment (seq {self.seg_index[i]}, offset {off[i]}, length {n[i]}) {why(i)}")
+
+        fail_at((row < 0) | (row >= self.num_rows), 0,
+                lambda i: f"is in row {row[i]}, but the layout has {self.num_rows} rows")
+        fail_at((off < 0) | (n <= 0) | (off + n > self.widths[row]), 0,
+                lambda i: f"does not fit row {row[i]} of width {self.widths[row[i]]}")
+        same_row = row[1:] == row[:-1]
+        fail_at((row[1:] < row[:-1]) | (same_row & (off[1:] < off[:-1])), 1,
+                lambda i: f"in row {row[i]} is not sorted by (row, offset)")
+        fail_at(same_row & (off[1:] < off[:-1] + n[:-1]), 1,
+                lambda i: f"in row {row[i]} overlaps the one before it")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -103,9 +125,6 @@ class Layout:
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
         arr = np.array(flat, dtype=np.int64).reshape(-1, 4)
-        for r, o, n, s in flat:
-            if n <= 0 or o < 0 or o + n > widths[r]:
-                raise ValueError(f"segment (seq {s}, offset {o}, length {n}) does not fit row {r} of width {widths[r]}")
         if num_sequences is None:
             num_sequences = len({s for *_, s in flat})
         return cls(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], np.array(widths), num_sequences, **kw)
@@ -227,7 +246,7 @@ class Layout:
         sizes and small models; a real kernel takes ``cu_seqlens`` instead.
         """
         if include_pads:
-            ids = self.seq_id_grid(rows=[row])[0]
+            ids = self.seq_id_grid(rows=[self._check_row(row)])[0]
             pos = np.arange(len(ids))
         else:
             ids = self.seq_idx(row)
@@ -240,24 +259,35 @@ class Layout:
         """Sequence index of every slot, shape (num_rows, max width); ``PAD`` (-1) for pads.
 
         Slots beyond a row's own width (a narrower padded batch) are ``PAD`` as well.
+        ``rows``: only these rows, in this order (shape (len(rows), their max width)).
         """
-        rows = np.arange(self.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
-        width = int(self.widths[rows].max()) if len(rows) else 0
-        grid = np.full((len(rows), width), PAD, dtype=np.int64)
-        for i, r in enumerate(rows):
+        rows, grid = self._empty_grid(rows)
+        for i, r in enumerate(rows.tolist()):
             a, b = self._row_start[r], self._row_start[r + 1]
             for s, o, n in zip(self.seg_index[a:b], self.seg_offset[a:b], self.seg_length[a:b]):
                 grid[i, o: o + n] = s
         return grid
 
-    def position_grid(self) -> np.ndarray:
-        """``position_ids`` of every slot, shape (num_rows, max width); -1 for pads."""
-        grid = np.full((self.num_rows, int(self.widths.max(initial=0))), -1, dtype=np.int64)
-        for r in range(self.num_rows):
+    def position_grid(self, rows=None) -> np.ndarray:
+        """``position_ids`` of every slot, shape (num_rows, max width); -1 for pads (``rows`` as in :meth:`seq_id_grid`)."""
+        rows, grid = self._empty_grid(rows)
+        for i, r in enumerate(rows.tolist()):
             a, b = self._row_start[r], self._row_start[r + 1]
             for o, n in zip(self.seg_offset[a:b], self.seg_length[a:b]):
-                grid[r, o: o + n] = np.arange(n)
+                grid[i, o: o + n] = np.arange(n)
         return grid
+
+    def _empty_grid(self, rows):
+        """``rows`` (all: ``None``) checked, as an int64 array, and a grid of -1 as wide as the widest of them."""
+        if rows is None:
+            rows = np.arange(self.num_rows)
+        else:
+            rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+            bad = (rows < 0) | (rows >= self.num_rows)
+            if bad.any():
+                raise IndexError(f"row {int(rows[bad][0])} out of range: layout has {self.num_rows} rows")
+        width = int(self.widths[rows].max(initial=0))
+        return rows, np.full((len(rows), width), PAD, dtype=np.int64)
 
     def padding_attention_mask(self) -> np.ndarray:
         """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad. Shape (num_rows, max width)."""

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import pathlib
 
 import numpy as np
 
-from .packing import validate_lengths
+from .packing import _check_positive_int as _positive_int, validate_lengths
 
 DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
 AZURE_SUMMARY = DATA_DIR / "azure_conv_2023_lengths.json"
@@ -66,6 +67,10 @@ def seed_scenario(n: int = 16, long_fraction: float = 0.25, short: int = 50, lon
 def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: int | None = None,
               seed: int = 0) -> np.ndarray:
     """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``."""
+    if not median > 0:
+        raise ValueError(f"median must be positive, got {median!r}")
+    if max_len is not None:
+        max_len = _positive_int("max_len", max_len)
     x = np.random.default_rng(seed).lognormal(np.log(median), sigma, _count(n))
     x = np.maximum(1, np.rint(x))
     if max_len is not None:
@@ -75,7 +80,7 @@ def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: 
 
 def uniform(n: int = 1000, low: int = 1, high: int = 4096, seed: int = 0) -> np.ndarray:
     """Lengths uniform in ``[low, high]`` (inclusive). ``low == high`` gives the equal-length control."""
-    if not 1 <= low <= high:
+    if not 1 <= _positive_int("low", low) <= _positive_int("high", high):
         raise ValueError(f"need 1 <= low <= high, got low={low!r}, high={high!r}")
     return np.random.default_rng(seed).integers(low, high + 1, _count(n)).astype(np.int64)
 
@@ -91,34 +96,47 @@ SOURCES = {
 
 
 def _count(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
-        raise ValueError(f"number of lengths must be a positive integer, got {n!r}")
-    return int(n)
+    return _positive_int("number of lengths", n)
 
 
 # ---------------------------------------------------------------------- files
 def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
     """Read lengths from a file: one integer per line, or a CSV whose header has ``column``.
 
-    Blank lines and lines starting with ``#`` are skipped in the plain format. A bad
-    value raises ``ValueError`` naming the file, the line and the value.
+    Blank lines and lines starting with ``#`` are skipped in the plain format (a comment may
+    hold a comma: the format is told by the first other line). UTF-8, with or without a BOM.
+    A bad value raises ``ValueError`` naming the file, the line and the value.
     """
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a lengths file")
     if not path.is_file():
         raise ValueError(f"lengths file not found: {path}")
-    with path.open(newline="") as f:
-        first = f.readline()
-        f.seek(0)
-        if "," in first or first.strip() == column:
-            reader = csv.DictReader(f)
-            if column not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: CSV header {reader.fieldnames} has no {column!r} column")
-            values = [(i + 2, row[column]) for i, row in enumerate(reader)]
-        else:
-            values = [(i + 1, line.strip()) for i, line in enumerate(f)
-                      if line.strip() and not line.lstrip().startswith("#")]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        line_no = e.object[: e.start].count(b"\n") + 1
+        raise ValueError(f"{path}, line {line_no}: not UTF-8 text (byte {e.object[e.start]:#04x}); "
+                         "expected one integer per line or a CSV") from None
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+    lines = text.splitlines(keepends=True)
+    first = next((i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")), None)
+    if first is not None and ("," in lines[first] or lines[first].strip() == column):
+        reader = csv.DictReader(io.StringIO("".join(lines[first:]), newline=""))
+        if column not in (reader.fieldnames or []):
+            if all(_is_int(f) for f in reader.fieldnames):  # a number with a comma, not a header
+                raise ValueError(f"{path}, line {first + 1}: {lines[first].strip()!r} is not an integer length "
+                                 f"(and not a CSV header with a {column!r} column)")
+            raise ValueError(f"{path}: CSV header {reader.fieldnames} has no {column!r} column")
+        values = [(reader.line_num + first, row[column]) for row in reader]
+    else:
+        values = [(i + 1, line.strip()) for i, line in enumerate(lines)
+                  if line.strip() and not line.lstrip().startswith("#")]
     out = []
     for line_no, text in values:
+        if text is None:
+            raise ValueError(f"{path}, line {line_no}: no {column!r} value (the row is shorter than the header)")
         try:
             out.append(int(str(text).strip()))
         except ValueError:
@@ -129,3 +147,11 @@ def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
         return validate_lengths(out)
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
+
+
+def _is_int(text) -> bool:
+    try:
+        int(text)
+    except (TypeError, ValueError):
+        return False
+    return True

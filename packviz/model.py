@@ -96,7 +96,15 @@ def default_dtype(device) -> torch.dtype:
 
 
 def _resolve(device, dtype):
-    device = torch.device(device) if device is not None else default_device()
+    if device is None:
+        device = default_device()
+    else:
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"unknown device {device!r}; use e.g. cpu, cuda, cuda:0") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
     if isinstance(dtype, str):
         name = dtype
         dtype = getattr(torch, name, None)

@@ -61,12 +61,22 @@ def validate_lengths(lengths) -> np.ndarray:
         for i, v in enumerate(lengths if not isinstance(lengths, np.ndarray) else arr.tolist()):
             if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
                 raise ValueError(f"length at index {i} is {_show(v)}: lengths must be positive integers")
+    if arr.dtype == object or arr.dtype == np.uint64:  # Python ints beyond int64, or uint64 ones
+        for i, v in enumerate(arr.tolist()):
+            if not 0 < v <= np.iinfo(np.int64).max:
+                _bad_length(i, v)
     arr = arr.astype(np.int64)
     bad = arr <= 0
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"length at index {i} is {arr[i]}: lengths must be positive (>= 1)")
+        _bad_length(i, arr[i])
     return arr
+
+
+def _bad_length(i: int, v) -> None:
+    if v <= 0:
+        raise ValueError(f"length at index {i} is {v}: lengths must be positive (>= 1)")
+    raise ValueError(f"length at index {i} is {v}: too large for a length (more than 2**63 - 1 tokens)")
 
 
 def _show(v) -> str:

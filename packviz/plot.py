@@ -34,6 +34,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .flops import causal_pairs
 from .layout import PAD
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -147,9 +148,9 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     slots = int(layout.widths[rows].max(initial=0))
     width = int(width or slots)
     ax.imshow(img, aspect="auto", interpolation="nearest", extent=(0, slots, shown, 0))
+    height = max(int(height or shown), shown, 1)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    height = max(int(height or shown), shown, 1)
     util = layout.row_utilization()[:shown]
     # no more labels than fit the axes' height at ~11 pt per label
     fit = int(ax.get_position().height * ax.figure.get_figheight() * 72 / 11)
@@ -250,7 +251,7 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
         ax.add_collection(LineCollection(lines, colors="black", linewidths=1.2 if w <= 64 else 0.8))
     if w <= 32:
         ticks = np.arange(w) + 0.5
-        pos = layout.position_grid()[row][:w]
+        pos = layout.position_grid(rows=[row])[0][:w]
         labels = [str(p) if p >= 0 else "·" for p in pos]
         ax.set_xticks(ticks, labels, fontsize=8)
         ax.set_yticks(ticks, labels, fontsize=8)
@@ -264,7 +265,7 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
         ax.set_xlabel("key slot")
         ax.set_ylabel("query slot")
     lengths = segs[:, 2]
-    needed = int((lengths * (lengths + 1) // 2).sum())
+    needed = causal_pairs(lengths)
     if title is None:
         title = (f"row {row}: {len(lengths)} sequences in {w} slots\n"
                  f"needed {needed:,} of {w * w:,} pairs ({needed / max(w * w, 1):.1%})")

@@ -33,7 +33,7 @@ import ipywidgets as widgets
 from matplotlib.gridspec import GridSpec
 
 from . import plot
-from .flops import MODELS, compare
+from .flops import MODELS, causal_pairs, compare
 from .lengths import SOURCES
 from .packing import pack
 
@@ -125,7 +125,7 @@ def pack_stats(layout, row: int) -> dict:
     layout._check_row(row)
     lengths = layout.row_lengths(row)
     w = int(layout.widths[row])
-    needed = int((lengths * (lengths + 1) // 2).sum())
+    needed = causal_pairs(lengths)
     return {"row": int(row), "sequences": int(len(lengths)), "tokens": int(lengths.sum()), "slots": w,
             "pads": w - int(lengths.sum()), "needed_pairs": needed, "dense_pairs": w * w,
             "needed_fraction": needed / (w * w) if w else 0.0}

@@ -6,6 +6,7 @@ import math
 import pathlib
 import re
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -213,12 +214,54 @@ def test_bench_runs_the_varlen_method_end_to_end_with_a_stand_in_kernel(tmp_path
     assert isinstance(t["varlen_beats_dense"], bool) and isinstance(t["varlen_reaches_0.6_of_ceiling"], bool)
 
 
-@pytest.mark.parametrize("bad", [dict(methods=("padded", "paged")), dict(scenarios=("trace", "nope")),
-                                 dict(repeats=0), dict(pack_len=-1)])
-def test_bad_configs_fail_before_any_work(tmp_path, bad):
-    with pytest.raises(ValueError):
-        bench.run(bench.smoke_config(progress=False, **bad), tmp_path, **QUIET)
-    assert not (tmp_path / "bench.json").exists()
+@pytest.mark.parametrize("bad, shown", [
+    (dict(methods=("padded", "paged")), "paged"), (dict(scenarios=("trace", "nope")), "nope"),
+    (dict(repeats=0), "repeats"), (dict(pack_len=-1), "pack_len"), (dict(seed=-1), "seed must be an integer >= 0, got -1"),
+    (dict(deadline=-5.0), "deadline must be seconds >= 0"), (dict(device="gpu0"), "unknown device 'gpu0'"),
+])
+def test_bad_configs_fail_before_any_work(tmp_path, bad, shown):
+    out = tmp_path / "out"
+    with pytest.raises(ValueError, match=re.escape(shown)):
+        bench.run(bench.smoke_config(progress=False, **bad), out, **QUIET)
+    assert not out.exists()  # not even the directory
+
+
+def test_cuda_asked_for_where_there_is_none_is_a_value_error(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="'cuda' asked for, but CUDA is not available"):
+        bench.run(bench.smoke_config(progress=False, device="cuda"), tmp_path, **QUIET)
+
+
+def test_cli_bench_bad_device_and_out_are_one_line(tmp_path, capsys):
+    from packviz.cli import main
+
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    for argv, shown in ((["--out", str(tmp_path / "o"), "--device", "tpu9"], "unknown device 'tpu9'"),
+                        (["--out", str(f)], "exists and is not a directory")):
+        assert main(["bench", "--smoke", "--no-progress", *argv]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and shown in err
+
+
+def test_write_png_leaves_pyplot_and_its_backend_alone(tmp_path):
+    """A notebook that runs a benchmark keeps its own matplotlib backend and gets no warning."""
+    code = f"""
+import warnings, matplotlib
+matplotlib.use("svg")
+warnings.simplefilter("error")
+from packviz import bench
+bench.write_png({{"scenarios": [{{"name": "seed", "methods": {{"padded": {{"status": "skipped: deadline"}}}}}}]}},
+                {str(tmp_path / "b.png")!r})
+import sys
+assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+assert "matplotlib.pyplot" not in sys.modules, "pyplot imported"
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------------- plan, recorded results, tables

@@ -89,6 +89,17 @@ def test_flops_bad_input_exits_2_with_one_line(capsys, seed_file, extra, message
 def test_flops_missing_file(capsys, tmp_path):
     rc, _, err = _run(capsys, "flops", "--lengths", tmp_path / "nope.txt", "--batch-size", 2, "--pack-len", 64)
     assert rc == 2 and "not found" in err
+    rc, _, err = _run(capsys, "flops", "--lengths", tmp_path, "--batch-size", 2, "--pack-len", 64)
+    assert rc == 2 and f"{tmp_path} is a directory, not a lengths file" in err
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe{}", b'{"hidden_size": "wide"}', b"[1, 2]"])
+def test_flops_model_config_that_is_not_one_names_the_file(capsys, seed_file, tmp_path, content):
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(content)
+    rc, out, err = _run(capsys, "flops", "--model", cfg, "--lengths", seed_file, "--batch-size", 2, "--pack-len", 4096)
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert f"{cfg}: not a Llama config.json" in err
 
 
 def test_figures_writes_the_standard_pngs(capsys, tmp_path):
@@ -110,3 +121,11 @@ def test_figures_out_is_a_file(capsys, tmp_path):
     f.write_text("x")
     rc, _, err = _run(capsys, "figures", "--out", f)
     assert rc == 2 and "not a directory" in err
+
+
+def test_figures_out_below_a_file_is_one_line_not_a_traceback(capsys, tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    rc, out, err = _run(capsys, "figures", "--out", f / "figs")
+    assert rc == 2 and out == "" and err.startswith("error:") and err.count("\n") == 1
+    assert "Not a directory" in err and str(f / "figs") in err

@@ -55,6 +55,10 @@ def test_csv_input(tmp_path):
     ("100\n-3\n", [], "-3"),
     ("100\nx\n", [], "'x'"),
     ("100\n", ["--strategy", "pad"], "batch_size"),
+    ("100\n", ["--pack-len", "0"], "pack_len must be a positive integer, got 0"),
+    ("100\n", ["--strategy", "pad", "--batch-size", "-2"], "batch_size must be a positive integer, got -2"),
+    ("100\n99999999999999999999999\n", [], "index 1 is 99999999999999999999999: too large"),
+    ("# lengths, one per line\n100\nabc\n", [], "line 3: 'abc'"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, content, args, shown):
     f = tmp_path / "l.txt"
@@ -69,3 +73,12 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path, content, args, shown):
 def test_human_readable_output(lengths_file):
     p = run("pack", "--lengths", str(lengths_file), "--pack-len", "4096")
     assert p.returncode == 0 and "rows (lower bound 3)" in p.stdout
+
+
+def test_a_file_that_is_not_text_exits_with_one_line(tmp_path):
+    f = tmp_path / "l.bin"
+    f.write_bytes(b"100\n\x89PNG\xff\n")
+    p = run("pack", "--lengths", str(f), "--pack-len", "4096")
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "l.bin, line 2: not UTF-8" in lines[0]

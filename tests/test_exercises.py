@@ -28,6 +28,9 @@ def test_every_solution_checks_and_near_misses_do_not():
 
 def test_garbage_answers_and_unknown_names():
     assert exercises.check("cu_seqlens", "abc").startswith("✗")
+    assert exercises.check("cu_seqlens", [0, 3, 5.9, 9]).startswith("✗")  # not truncated to 5
+    assert exercises.check("cu_seqlens", ["0", "3", "5", "9"]).startswith("✗")  # strings are not numbers
+    assert exercises.check("cu_seqlens", [0.0, 3.0, 5.0, 9.0]).startswith("✓")
     assert exercises.check("padded_utilization", "half").startswith("✗")
     with pytest.raises(ValueError, match="unknown exercise 'nope'"):
         exercises.check("nope", 1)

@@ -137,6 +137,12 @@ def test_split_sequence_one_lm_head_and_varlen_below_useful():
     assert r["wasted"]["varlen"].attention < 0
 
 
+@pytest.mark.parametrize("bad", [[2.5], [3, -1], [[3]], ["3"]])
+def test_useful_flops_rejects_lengths_that_are_not_counts(bad):
+    with pytest.raises(ValueError, match="non-negative integers, got"):
+        useful_flops(bad, TOY)
+
+
 def test_compare_rejects_different_tokens():
     with pytest.raises(ValueError, match="different tokens"):
         compare(pack([3, 4], 8, "pad", batch_size=2), pack([3, 5], 8, "bfd"), TOY)

@@ -94,3 +94,38 @@ def test_views_are_consistent_on_random_packings(lengths, cap, strategy):
         q, k = np.nonzero(m)
         assert (sid[q] == sid[k]).all()  # never across segments
         assert m.sum() == (lens * (lens + 1) // 2).sum()  # and every allowed pair present
+
+
+@pytest.mark.parametrize("arrays, shown", [
+    # (seg_row, seg_offset, seg_length, seg_index), widths
+    (([0, 0], [0, 2], [3, 2], [0, 1]), "overlaps the one before it"),
+    (([1, 0], [0, 0], [2, 2], [0, 1]), "not sorted by"),
+    (([0], [2], [4], [0]), "does not fit row 0 of width 5"),
+    (([0], [0], [0], [0]), "does not fit row 0"),
+    (([3], [0], [2], [0]), "in row 3, but the layout has 2 rows"),
+])
+def test_segments_that_break_the_layout_are_rejected(arrays, shown):
+    with pytest.raises(ValueError, match=shown):
+        Layout(*arrays, widths=[5, 5], num_sequences=2)
+
+
+def test_overlapping_hand_made_segments_are_rejected():
+    with pytest.raises(ValueError, match=r"segment \(seq 1, offset 2, length 2\) in row 0 overlaps"):
+        Layout.from_rows([[(0, 0, 3), (1, 2, 2)]], widths=[5])
+    with pytest.raises(ValueError, match="row widths must be >= 0, got -3"):
+        Layout.from_rows([[(0, 0, 3)], []], widths=[5, -3])
+
+
+def test_grids_of_chosen_rows_and_an_empty_hand_made_row():
+    lay = Layout.from_rows([[], [(0, 0, 3)], [(1, 0, 1), (2, 1, 1)]], widths=[4, 4, 2], kind="padded")
+    assert lay.seq_id_grid().tolist() == [[PAD] * 4, [0, 0, 0, PAD], [1, 2, PAD, PAD]]
+    assert lay.seq_id_grid(rows=[2]).tolist() == [[1, 2]]  # as wide as the rows asked for
+    assert lay.position_grid(rows=[2, 1]).tolist() == [[0, 0, -1, -1], [0, 1, 2, -1]]
+    assert lay.cu_seqlens(0).tolist() == [0] and lay.max_seqlen(0) == 0
+    assert lay.block_causal_mask(0).shape == (0, 0)
+    assert not lay.block_causal_mask(0, include_pads=True).any()
+    for bad in (-1, 3):
+        with pytest.raises(IndexError, match=f"row {bad} out of range"):
+            lay.seq_id_grid(rows=[bad])
+        with pytest.raises(IndexError, match=f"row {bad} out of range"):
+            lay.block_causal_mask(bad, include_pads=True)

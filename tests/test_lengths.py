@@ -63,6 +63,18 @@ def test_bad_counts(bad):
         L.azure_conv(bad)
 
 
+@pytest.mark.parametrize("call, shown", [
+    (lambda: L.lognormal(10, max_len=0), "max_len must be a positive integer, got 0"),
+    (lambda: L.lognormal(10, max_len=2.5), "max_len must be a positive integer, got 2.5"),
+    (lambda: L.lognormal(10, median=-1), "median must be positive, got -1"),
+    (lambda: L.uniform(10, 1.5, 4), "low must be a positive integer, got 1.5"),
+    (lambda: L.uniform(10, 5, 4), "need 1 <= low <= high"),
+])
+def test_bad_source_parameters_name_the_value(call, shown):
+    with pytest.raises(ValueError, match=shown):
+        call()
+
+
 def test_read_plain_and_csv(tmp_path):
     plain = tmp_path / "l.txt"
     plain.write_text("# lengths\n12\n\n7\n")
@@ -78,6 +90,9 @@ def test_read_plain_and_csv(tmp_path):
     ("12\n0\n", "index 1 is 0"),
     ("", "no lengths"),
     ("a,b\n1,2\n", "no 'ContextTokens' column"),
+    ("1,234\n5\n", "line 1: '1,234' is not an integer length"),
+    ("x,ContextTokens\n\n1,5\n\n2,abc\n", "line 5: 'abc'"),
+    ("x,ContextTokens\n1,5\n2\n", "line 3: no 'ContextTokens' value"),
 ])
 def test_read_errors_name_the_bad_value(tmp_path, text, shown):
     f = tmp_path / "bad.txt"
@@ -89,3 +104,27 @@ def test_read_errors_name_the_bad_value(tmp_path, text, shown):
 def test_missing_file():
     with pytest.raises(ValueError, match="not found"):
         L.read_lengths("/nonexistent/lengths.txt")
+
+
+def test_read_comment_with_a_comma_and_byte_order_marks(tmp_path):
+    f = tmp_path / "l.txt"
+    f.write_text("# prompt lengths, one per line\n12\n7\n")
+    assert L.read_lengths(f).tolist() == [12, 7]
+    f.write_bytes(b"\xef\xbb\xbf12\n7\n")  # UTF-8 with a BOM, as spreadsheets save it
+    assert L.read_lengths(f).tolist() == [12, 7]
+    f.write_bytes(b"\xef\xbb\xbfContextTokens,GeneratedTokens\n374,44\n")
+    assert L.read_lengths(f).tolist() == [374]
+
+
+def test_unreadable_files_are_a_value_error_naming_the_file(tmp_path, monkeypatch):
+    f = tmp_path / "l.txt"
+    f.write_bytes(b"12\n7\n\xff\xfe\n")
+    with pytest.raises(ValueError, match=r"l.txt, line 3: not UTF-8"):
+        L.read_lengths(f)
+
+    def denied(self, *a, **kw):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(L.pathlib.Path, "read_text", denied)
+    with pytest.raises(ValueError, match=r"l.txt: cannot read \(Permission denied\)"):
+        L.read_lengths(f)

@@ -99,6 +99,9 @@ def test_overlong_policies():
     ([], "empty"),
     ([3, True], "index 1 is True"),
     (["12", 3], "index 0 is '12'"),
+    ([5, 2 ** 64], "index 1 is 18446744073709551616: too large"),
+    ([5, -2 ** 70], "index 1 is -1180591620717411303424: lengths must be positive"),
+    (np.array([7, 2 ** 63], dtype=np.uint64), "index 1 is 9223372036854775808: too large"),
 ])
 def test_bad_lengths_name_the_value(bad, shown):
     with pytest.raises(ValueError, match=shown):

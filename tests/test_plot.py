@@ -99,6 +99,13 @@ def test_batch_grid_256_by_8192_renders_under_a_second(big_padded):
     assert best < 1.0, f"256 x 8192 grid took {best:.2f} s"
 
 
+def test_batch_grid_height_never_hides_rows():
+    lay = pack([3, 2, 4], 4, "pad", batch_size=1)
+    ax = plot.batch_grid(lay, height=1)  # asked for less than the 3 rows shown: all 3 stay in view
+    assert ax.get_ylim() == (3, 0)
+    assert plot.batch_grid(lay, height=5).get_ylim() == (5, 0)
+
+
 def test_padded_vs_packed_share_scale(tiny, big_padded, big_packed):
     lengths = [3, 2, 2]
     padded = pack(lengths, 8, "pad", batch_size=2)
