@@ -296,7 +296,7 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
     if used < w:
         ax.axvspan(used - 0.5, w - 0.5, color=PAD_COLOR, alpha=0.4, lw=0, label="pad")
     ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(bottom=-0.03 * max(ax.get_ylim()[1], 1))  # keep the markers at position 0 whole
     ax.set_xlabel("token slot in the pack")
     ax.set_ylabel("position_id")
     if title is None:

