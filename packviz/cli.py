@@ -126,6 +126,14 @@ def _cmd_bench(args) -> dict:
     return out
 
 
+def _print_bench(out: dict) -> None:
+    from .results import format_results, format_run_info, load_results
+
+    res = load_results(out["json"])
+    print(format_run_info(res), format_results(res), sep="\n\n")
+    print(f"\nwritten: {out['json']}" + (f", {out['png']}" if out.get("png") else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .packing import OVERLONG, STRATEGIES
 
@@ -178,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--seed", type=int, default=None)
     be.add_argument("--no-progress", action="store_true", help="no progress bar")
     be.add_argument("--json", action="store_true")
-    be.set_defaults(run=_cmd_bench, show=None)
+    be.set_defaults(run=_cmd_bench, show=_print_bench)
     return p
 
 

@@ -140,13 +140,18 @@ def test_scenario_lengths_clip_to_the_pack_length():
 def test_cli_bench_smoke(tmp_path, capsys):
     from packviz.cli import main
 
-    rc = main(["bench", "--smoke", "--out", str(tmp_path), "--scenarios", "uniform", "--methods", "padded,dense",
-               "--repeats", "1", "--no-progress"])
-    assert rc == 0
+    argv = ["bench", "--smoke", "--out", str(tmp_path), "--scenarios", "uniform", "--methods", "padded,dense",
+            "--repeats", "1", "--no-progress"]
+    assert main(argv + ["--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["status"] == "complete" and set(out["scenarios"]) == {"uniform"}
     assert out["scenarios"]["uniform"]["dense"]["median_s"] > 0
     assert pathlib.Path(out["json"]).is_file() and pathlib.Path(out["png"]).is_file()
+    # without --json: the run info and the results table, as text
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "device:" in text and "scenario  method" in text and "uniform   dense" in text
+    assert f"written: {out['json']}" in text
     assert main(["bench", "--smoke", "--out", str(tmp_path), "--scenarios", "nope"]) == 2
 
 
