@@ -836,7 +836,7 @@ def write_png(res: dict, path) -> pathlib.Path:
     axes[0].set_title("measured vs ideal speed-up")
     axes[1].set_ylabel("useful TFLOP/s, % of matmul ceiling")
     ceil = (res.get("ceiling") or {}).get("tflops")
-    axes[1].set_title(f"useful work vs the {ceil:.0f} TFLOP/s ceiling" if ceil else "useful work vs ceiling")
+    axes[1].set_title(f"useful work vs the {ceil:,.3g} TFLOP/s ceiling" if ceil else "useful work vs ceiling")
     if methods:  # nothing timed (e.g. a deadline hit first): no legend to draw
         axes[0].legend(fontsize=7)
         axes[1].legend(fontsize=7)
