@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .flops import Flops, get_shape, layout_flops, shape_from_config
+from .flops import Flops, get_shape, layout_flops, sequence_lengths, shape_from_config
 from .model import batch_from_layout, last_token_index
 
 
@@ -40,7 +40,7 @@ def count_layout_flops(model, layout, lm_head: str = "all", seed: int = 0) -> in
     gen = torch.Generator().manual_seed(seed)
     vocab = model.config.vocab_size
     tokens = [torch.randint(0, vocab, (int(n),), generator=gen)
-              for n in _sequence_lengths(layout)]
+              for n in sequence_lengths(layout)]  # every sequence is placed, so index i = sequence i
     device = next(model.parameters()).device
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         if layout.kind == "padded":
@@ -54,14 +54,6 @@ def count_layout_flops(model, layout, lm_head: str = "all", seed: int = 0) -> in
                 model(input_ids=b["input_ids"], position_ids=b["position_ids"], use_cache=False,
                       logits_to_keep=0 if lm_head == "all" else last)
     return int(counter.get_total_flops())
-
-
-def _sequence_lengths(layout):
-    # the longest segment of each sequence (a truncated sequence keeps its first tokens)
-    out = [0] * layout.num_sequences
-    for s, n in zip(layout.seg_index.tolist(), layout.seg_length.tolist()):
-        out[s] = max(out[s], n)
-    return [max(n, 1) for n in out]
 
 
 def check(model, layout, lm_head: str = "all") -> dict:
