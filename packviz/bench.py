@@ -231,9 +231,9 @@ def plan(cfg: BenchConfig | None = None, shape=None) -> list[dict]:
         if cfg.checkpoint:
             raise ValueError("a checkpoint's shape is in its config.json: pass shape= "
                              "(packviz.flops.shape_from_config)")
-        from .model import get_model_shape
+        from .shapes import get_shape
 
-        shape = get_model_shape(cfg.model)
+        shape = get_shape(cfg.model)
     out = []
     for name in cfg.scenarios:
         _, info, _, _, flops = scenario_setup(name, cfg, shape)
@@ -366,7 +366,7 @@ class _Run:
     def __init__(self, cfg: BenchConfig, out_dir, log=None):
         import torch
 
-        from .model import _resolve
+        from .model import resolve_device_dtype
 
         self.cfg = cfg
         self.t0 = time.monotonic()
@@ -391,7 +391,7 @@ class _Run:
                 raise ValueError(f"{k} must be an integer >= 0, got {v!r}")
         if cfg.deadline is not None and not cfg.deadline >= 0:
             raise ValueError(f"deadline must be seconds >= 0 (or None), got {cfg.deadline!r}")
-        self.device, self.dtype = _resolve(cfg.device, cfg.dtype)
+        self.device, self.dtype = resolve_device_dtype(cfg.device, cfg.dtype)
         if self.out.exists() and not self.out.is_dir():
             raise ValueError(f"out {str(self.out)!r} exists and is not a directory")
         self.out.mkdir(parents=True, exist_ok=True)  # only once the configuration is known to be good
@@ -415,7 +415,7 @@ class _Run:
     # -- setup -------------------------------------------------------------------------
     def setup(self) -> None:
         from . import attention
-        from .flops import shape_from_config
+        from .shapes import shape_from_config
         from .model import RANDOM_WEIGHTS_NOTE, build_model, load_checkpoint
 
         cfg = self.cfg

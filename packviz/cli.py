@@ -34,21 +34,14 @@ def _print_pack(out: dict) -> None:
 
 
 def _load_shape(model: str):
-    """A model name from packviz.flops.MODELS, or a config.json (file or checkpoint directory)."""
+    """A model name (packviz.shapes), or a config.json (file or checkpoint directory)."""
     import pathlib
-    import types
 
-    from .flops import get_shape, shape_from_config
+    from .shapes import get_shape, shape_from_config_file
 
     path = pathlib.Path(model)
-    if path.is_dir():
-        path = path / "config.json"
-    if path.suffix == ".json" and path.is_file():
-        try:
-            cfg = json.loads(path.read_text())
-            return shape_from_config(types.SimpleNamespace(**cfg), name=str(model))
-        except (ValueError, AttributeError, KeyError, TypeError) as e:  # ValueError: bad JSON, not UTF-8, bad shape
-            raise ValueError(f"{path}: not a Llama config.json ({e})") from None
+    if path.is_dir() or path.suffix == ".json":
+        return shape_from_config_file(path)
     return get_shape(model)
 
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .flops import Flops, get_shape, layout_flops, sequence_lengths, shape_from_config
+from .flops import Flops, layout_flops, sequence_lengths
+from .shapes import get_shape, shape_from_config
 from .model import batch_from_layout, last_token_index
 
 

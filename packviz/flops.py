@@ -68,159 +68,15 @@ chunks (``overlong="split"``) still gets one, charged to its last segment in lay
 
 from __future__ import annotations
 
-import dataclasses
 import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from .shapes import get_shape
+
 EXECUTIONS = ("padded", "dense", "varlen")
 LM_HEAD = ("all", "last")
-
-
-# ---------------------------------------------------------------------- shapes
-@dataclass(frozen=True)
-class ModelShape:
-    """The dimensions of a Llama-style decoder that set its FLOPs (and weight bytes).
-
-    ``head_dim`` is explicit: Llama-3.2-1B has hidden 2048 = 32 heads × 64.
-    ``rope_parameters`` follows transformers 5's ``LlamaConfig.rope_parameters`` dict.
-    """
-
-    name: str
-    hidden: int
-    intermediate: int
-    layers: int
-    heads: int
-    kv_heads: int
-    head_dim: int
-    vocab: int = 128256
-    tied_embeddings: bool = False
-    max_position: int = 8192
-    rope_parameters: dict | None = dataclasses.field(default=None, compare=False, hash=False)
-    rms_norm_eps: float = 1e-5
-
-    def __post_init__(self) -> None:
-        for f in ("hidden", "intermediate", "layers", "heads", "kv_heads", "head_dim", "vocab"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-                raise ValueError(f"ModelShape.{f} must be a positive integer, got {v!r}")
-            object.__setattr__(self, f, int(v))
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads ({self.heads}) must be a multiple of kv_heads ({self.kv_heads})")
-
-    # -- parameter counts --------------------------------------------------------
-    @property
-    def layer_params(self) -> int:
-        """Matmul weights of one decoder layer: q, k, v, o projections and the SwiGLU MLP."""
-        q = self.hidden * self.heads * self.head_dim
-        kv = 2 * self.hidden * self.kv_heads * self.head_dim
-        o = self.heads * self.head_dim * self.hidden
-        mlp = 3 * self.hidden * self.intermediate
-        return q + kv + o + mlp
-
-    @property
-    def lm_head_params(self) -> int:
-        return self.hidden * self.vocab
-
-    def params(self, lm_head: bool = True) -> int:
-        """Matmul weights a token passes through: ``layers · layer_params`` (+ lm_head).
-
-        This is the P of ``linear FLOPs = 2·P per token``. Not counted: the embedding
-        table (a lookup, no FLOPs) and the RMSNorm weights (no matmul).
-        """
-        return self.layers * self.layer_params + (self.lm_head_params if lm_head else 0)
-
-    def total_params(self) -> int:
-        """Every stored weight: matmuls, embedding (once if tied), RMSNorms. 8,030,261,248 for Llama-3-8B."""
-        norms = (2 * self.layers + 1) * self.hidden
-        embed = 0 if self.tied_embeddings else self.vocab * self.hidden
-        return self.params(lm_head=True) + embed + norms
-
-    def weight_bytes(self, bytes_per_param: int = 2) -> int:
-        """Bytes of all weights (bf16 by default)."""
-        return self.total_params() * bytes_per_param
-
-    # -- per-unit costs ------------------------------------------------------------
-    @property
-    def linear_flops_per_token(self) -> int:
-        """2 · params() without lm_head: one token through every layer's matmuls."""
-        return 2 * self.params(lm_head=False)
-
-    @property
-    def lm_head_flops_per_token(self) -> int:
-        return 2 * self.lm_head_params
-
-    @property
-    def attention_flops_per_pair(self) -> int:
-        """4 · heads · head_dim · layers: QKᵀ (2·d) and AV (2·d), every query head, every layer."""
-        return 4 * self.heads * self.head_dim * self.layers
-
-    def config_kwargs(self) -> dict:
-        """Keyword arguments for ``transformers.LlamaConfig`` (transformers >= 5 names)."""
-        rope = dict(self.rope_parameters) if self.rope_parameters else {"rope_type": "default", "rope_theta": 500000.0}
-        return dict(hidden_size=self.hidden, intermediate_size=self.intermediate,
-                    num_hidden_layers=self.layers, num_attention_heads=self.heads,
-                    num_key_value_heads=self.kv_heads, head_dim=self.head_dim, vocab_size=self.vocab,
-                    tie_word_embeddings=self.tied_embeddings, max_position_embeddings=self.max_position,
-                    rms_norm_eps=self.rms_norm_eps, rope_parameters=rope)
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _llama3_rope(factor: float) -> dict:
-    return {"rope_type": "llama3", "rope_theta": 500000.0, "factor": factor, "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
-
-
-_DEFAULT_ROPE = {"rope_type": "default", "rope_theta": 500000.0}
-
-MODELS: dict[str, ModelShape] = {
-    "llama-3-8b": ModelShape("llama-3-8b", 4096, 14336, 32, 32, 8, 128, max_position=8192,
-                             rope_parameters=_DEFAULT_ROPE),
-    "llama-3.1-8b": ModelShape("llama-3.1-8b", 4096, 14336, 32, 32, 8, 128, max_position=131072,
-                               rope_parameters=_llama3_rope(8.0)),
-    "llama-3.2-1b": ModelShape("llama-3.2-1b", 2048, 8192, 16, 32, 8, 64, tied_embeddings=True,
-                               max_position=131072, rope_parameters=_llama3_rope(32.0)),
-    "llama-3.2-3b": ModelShape("llama-3.2-3b", 3072, 8192, 28, 24, 8, 128, tied_embeddings=True,
-                               max_position=131072, rope_parameters=_llama3_rope(32.0)),
-    "llama-3-70b": ModelShape("llama-3-70b", 8192, 28672, 80, 64, 8, 128, max_position=8192,
-                              rope_parameters=_DEFAULT_ROPE),
-}
-"""Llama-3 family shapes (meta-llama/llama-models ``sku_list.py``; published config.json files)."""
-
-
-def get_shape(name_or_shape) -> ModelShape:
-    """A :class:`ModelShape` from a name in :data:`MODELS` (case-insensitive), a shape, or a config."""
-    if isinstance(name_or_shape, ModelShape):
-        return name_or_shape
-    if isinstance(name_or_shape, str):
-        key = name_or_shape.strip().lower()
-        if key not in MODELS:
-            raise ValueError(f"unknown model {name_or_shape!r}; choose one of {sorted(MODELS)}")
-        return MODELS[key]
-    if hasattr(name_or_shape, "hidden_size"):
-        return shape_from_config(name_or_shape)
-    raise ValueError(f"expected a model name, a ModelShape or a LlamaConfig, got {type(name_or_shape).__name__}")
-
-
-def shape_from_config(cfg, name: str | None = None) -> ModelShape:
-    """A :class:`ModelShape` from a transformers ``LlamaConfig`` (read by attribute, no import)."""
-    heads = int(cfg.num_attention_heads)
-    kv = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or int(cfg.hidden_size) // heads
-    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None)
-    if name is None:
-        name = getattr(cfg, "name_or_path", "") or getattr(cfg, "_name_or_path", "") or "config"
-    return ModelShape(
-        name=name, hidden=int(cfg.hidden_size), intermediate=int(cfg.intermediate_size),
-        layers=int(cfg.num_hidden_layers), heads=heads, kv_heads=int(kv), head_dim=int(head_dim),
-        vocab=int(cfg.vocab_size), tied_embeddings=bool(getattr(cfg, "tie_word_embeddings", False)),
-        max_position=int(getattr(cfg, "max_position_embeddings", 0) or 0) or 8192,
-        rope_parameters=dict(rope) if rope else None,
-        rms_norm_eps=float(getattr(cfg, "rms_norm_eps", 1e-5) or 1e-5),
-    )
 
 
 # ---------------------------------------------------------------------- FLOP counts
@@ -352,7 +208,7 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
     Parameters
     ----------
     layout : :class:`~packviz.layout.Layout`
-    shape : :class:`ModelShape`, a name in :data:`MODELS`, or a LlamaConfig
+    shape : :class:`~packviz.shapes.ModelShape`, a name (:func:`packviz.shapes.get_shape`), or a LlamaConfig
     execution : ``"padded"`` | ``"dense"`` | ``"varlen"``
         ``"padded"`` and ``"dense"`` apply the same rule (every row: width² pairs, width
         slots through the linear layers) -- to a padded batch and to packs respectively.

@@ -1,8 +1,10 @@
 """Where sequence lengths come from. numpy only; every sampler takes a ``seed``.
 
-* :func:`azure_conv` -- resampled from a quantile table of the real prompt lengths of the
-  Azure LLM inference trace 2023 (conversation service), shipped in ``data/``
-  (CC-BY 4.0, Patel et al., "Splitwise", ISCA 2024).
+* :func:`azure_conv` -- prompt lengths of a **contiguous window** of the real Azure LLM
+  inference trace 2023 (conversation service), in the order the requests arrived
+  (:mod:`packviz.trace`; CC BY 4.0, Patel et al., "Splitwise", ISCA 2024).
+* :func:`azure_resample` -- **synthetic**: prompt lengths drawn with replacement from the
+  same trace, for sets larger than its 19,366 requests.
 * :func:`seed_scenario` -- the interview question's mix of ~50-token and ~4,000-token prompts.
 * :func:`lognormal`, :func:`uniform` -- synthetic.
 * :func:`read_lengths` -- a plain file (one length per line) or the Azure CSV format
@@ -12,38 +14,34 @@
 from __future__ import annotations
 
 import csv
-import functools
 import io
-import json
 import pathlib
 
 import numpy as np
 
-from .packing import _check_positive_int as _positive_int, validate_lengths
-
-DATA_DIR = pathlib.Path(__file__).resolve().parent.parent / "data"
-AZURE_SUMMARY = DATA_DIR / "azure_conv_2023_lengths.json"
+from .checks import positive_int
+from .packing import validate_lengths
+from . import trace
 
 
 # ---------------------------------------------------------------------- the real trace
-@functools.lru_cache(maxsize=1)
-def azure_summary() -> dict:
-    """The shipped quantile table and statistics of the Azure conversation trace's ContextTokens."""
-    if not AZURE_SUMMARY.exists():
-        raise FileNotFoundError(
-            f"{AZURE_SUMMARY} is missing; regenerate it with scripts/derive_length_summary.py")
-    return json.loads(AZURE_SUMMARY.read_text())
-
-
 def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
-    """``n`` prompt lengths drawn from the Azure conversation trace's distribution (inverse CDF).
+    """Prompt lengths of ``n`` consecutive real requests of the Azure conversation trace, shape (n,).
 
-    Independent draws: arrival order is random, as in a serving queue.
+    A window in arrival order (:meth:`packviz.trace.Trace.window`, start drawn with ``seed``):
+    the prompts a server received, one after another. ``n`` is at most 19,366; for more, use
+    :func:`azure_resample`.
     """
-    s = azure_summary()
-    u = np.random.default_rng(seed).random(_count(n)) * 100
-    x = np.interp(u, s["quantile_percents"], s["quantiles"])
-    return np.maximum(1, np.rint(x)).astype(np.int64)
+    return trace.azure_conv().window(_count(n), seed=seed).prompt_tokens.copy()
+
+
+def azure_resample(n: int = 1000, seed: int = 0) -> np.ndarray:
+    """``n`` prompt lengths drawn with replacement from the Azure conversation trace, shape (n,).
+
+    Synthetic (independent draws from the real distribution, no real order): for large sets,
+    e.g. a million prompts to time a packing strategy.
+    """
+    return trace.azure_conv().resample(_count(n), seed=seed).prompt_tokens.copy()
 
 
 # ---------------------------------------------------------------------- scenarios
@@ -70,7 +68,7 @@ def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: 
     if not median > 0:
         raise ValueError(f"median must be positive, got {median!r}")
     if max_len is not None:
-        max_len = _positive_int("max_len", max_len)
+        max_len = positive_int("max_len", max_len)
     x = np.random.default_rng(seed).lognormal(np.log(median), sigma, _count(n))
     x = np.maximum(1, np.rint(x))
     if max_len is not None:
@@ -80,14 +78,15 @@ def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: 
 
 def uniform(n: int = 1000, low: int = 1, high: int = 4096, seed: int = 0) -> np.ndarray:
     """Lengths uniform in ``[low, high]`` (inclusive). ``low == high`` gives the equal-length control."""
-    if not 1 <= _positive_int("low", low) <= _positive_int("high", high):
+    if not 1 <= positive_int("low", low) <= positive_int("high", high):
         raise ValueError(f"need 1 <= low <= high, got low={low!r}, high={high!r}")
     return np.random.default_rng(seed).integers(low, high + 1, _count(n)).astype(np.int64)
 
 
 SOURCES = {
     "seed: 50 vs 4,000": lambda n, seed: seed_scenario(n, seed=seed),
-    "Azure conversation trace": lambda n, seed: azure_conv(n, seed=seed),
+    "Azure conversation trace": lambda n, seed: azure_conv(n, seed=seed),  # a real window
+    "Azure trace, resampled": lambda n, seed: azure_resample(n, seed=seed),
     "lognormal (median 1,000)": lambda n, seed: lognormal(n, seed=seed, max_len=8192),
     "uniform 1..4,096": lambda n, seed: uniform(n, seed=seed),
     "equal (2,048)": lambda n, seed: uniform(n, 2048, 2048, seed=seed),
@@ -96,7 +95,7 @@ SOURCES = {
 
 
 def _count(n) -> int:
-    return _positive_int("number of lengths", n)
+    return positive_int("number of lengths", n)
 
 
 # ---------------------------------------------------------------------- files

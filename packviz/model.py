@@ -35,40 +35,13 @@ import pathlib
 import numpy as np
 import torch
 
-from .flops import ModelShape, get_shape
-
-PRESETS: dict[str, ModelShape] = {
-    "tiny": ModelShape("tiny", hidden=64, intermediate=224, layers=2, heads=4, kv_heads=2, head_dim=16,
-                       vocab=256, max_position=8192,
-                       rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
-    "tiny-3.2": ModelShape("tiny-3.2", hidden=64, intermediate=224, layers=2, heads=4, kv_heads=2, head_dim=16,
-                           vocab=256, tied_embeddings=True, max_position=131072,
-                           rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
-                                            "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                                            "original_max_position_embeddings": 8192}),
-    "small": ModelShape("small", hidden=256, intermediate=896, layers=4, heads=8, kv_heads=2, head_dim=32,
-                        vocab=2048, max_position=8192,
-                        rope_parameters={"rope_type": "default", "rope_theta": 500000.0}),
-}
-"""Tiny Llama-3-architecture shapes for CPU (GQA, RoPE theta 500k; ``tiny-3.2`` ties embeddings
-and uses Llama-3.1/3.2 ``llama3`` RoPE scaling)."""
+from .shapes import get_shape
 
 RANDOM_WEIGHTS_NOTE = (
     "Weights are random (seeded normal, std 0.02), not trained. Speed does not depend on weight "
     "values: the same shapes run the same kernels over the same FLOPs and bytes. (Token ids are "
     "random too: all-zero inputs would make some matmuls measurably faster.)"
 )
-
-
-def get_model_shape(name_or_shape) -> ModelShape:
-    """A shape from :data:`PRESETS`, :data:`packviz.flops.MODELS`, a ModelShape or a LlamaConfig."""
-    if isinstance(name_or_shape, str) and name_or_shape.strip().lower() in PRESETS:
-        return PRESETS[name_or_shape.strip().lower()]
-    try:
-        return get_shape(name_or_shape)
-    except ValueError:
-        raise ValueError(f"unknown model {name_or_shape!r}; choose one of "
-                         f"{sorted(PRESETS)} (CPU presets) or a Llama-3 name from packviz.flops.MODELS") from None
 
 
 def llama_config(name_or_shape="tiny", **overrides):
@@ -78,7 +51,7 @@ def llama_config(name_or_shape="tiny", **overrides):
     """
     from transformers import LlamaConfig
 
-    shape = get_model_shape(name_or_shape)
+    shape = get_shape(name_or_shape)
     kw = shape.config_kwargs()
     if shape.vocab == 128256:  # the real Llama-3 tokenizer's special tokens
         kw.update(bos_token_id=128000, eos_token_id=128001)
@@ -95,7 +68,11 @@ def default_dtype(device) -> torch.dtype:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
-def _resolve(device, dtype):
+def resolve_device_dtype(device, dtype):
+    """``(torch.device, torch.dtype)`` from names or objects; ``None`` picks the defaults.
+
+    Unknown names and a CUDA device without CUDA raise ``ValueError`` naming the value.
+    """
     if device is None:
         device = default_device()
     else:
@@ -135,7 +112,7 @@ def build_model(name_or_shape="tiny", *, dtype=None, device=None, seed: int = 0,
     """
     from transformers import LlamaForCausalLM
 
-    device, dtype = _resolve(device, dtype)
+    device, dtype = resolve_device_dtype(device, dtype)
     cfg = llama_config(name_or_shape, **config_overrides)
     impl = _attn_impl(attn_implementation)
     torch.manual_seed(seed)
@@ -163,7 +140,7 @@ def load_checkpoint(path, *, dtype=None, device=None, attn_implementation: str =
         raise ValueError(f"{path}: model_type is {model_type!r}; packviz loads Llama checkpoints only")
     if not any(path.glob("*.safetensors")):
         raise ValueError(f"{path} has no *.safetensors files; packviz loads safetensors only (no pickle)")
-    device, dtype = _resolve(device, dtype)
+    device, dtype = resolve_device_dtype(device, dtype)
     model = LlamaForCausalLM.from_pretrained(
         path, dtype=dtype, local_files_only=True, use_safetensors=True, trust_remote_code=False,
         attn_implementation=_attn_impl(attn_implementation),

@@ -35,6 +35,7 @@ import numbers
 
 import numpy as np
 
+from .checks import positive_int
 from .layout import Layout
 
 STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
@@ -83,15 +84,9 @@ def _show(v) -> str:
     return repr(v.item() if isinstance(v, np.generic) else v)
 
 
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def lower_bound(lengths, pack_len: int) -> int:
     """``ceil(sum(lengths) / pack_len)``: no packing of these tokens uses fewer rows."""
-    pack_len = _check_positive_int("pack_len", pack_len)
+    pack_len = positive_int("pack_len", pack_len)
     return int(math.ceil(int(validate_lengths(lengths).sum()) / pack_len))
 
 
@@ -145,17 +140,17 @@ def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None =
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     lengths = validate_lengths(lengths)
-    pack_len = _check_positive_int("pack_len", pack_len)
+    pack_len = positive_int("pack_len", pack_len)
     items, item_seq, dropped = apply_overlong(lengths, pack_len, overlong)
     common = dict(num_sequences=len(lengths), capacity=pack_len, name=strategy, dropped_tokens=dropped)
     if strategy in ("pad", "sorted"):
         if batch_size is None:
             raise ValueError(f"strategy {strategy!r} needs a batch_size")
-        batch_size = _check_positive_int("batch_size", batch_size)
+        batch_size = positive_int("batch_size", batch_size)
         order = np.argsort(items, kind="stable") if strategy == "sorted" else np.arange(len(items))
         return _padded(items[order], item_seq[order], batch_size, **common)
     if batch_size is not None:
-        _check_positive_int("batch_size", batch_size)
+        positive_int("batch_size", batch_size)
     if strategy == "next-fit":
         bins = _next_fit(items, pack_len)
         order = np.arange(len(items))

@@ -2,21 +2,22 @@
 
 A run of :func:`packviz.bench.run` writes ``<out>/bench.json`` (schema ``packviz.bench/1``):
 the device, library versions, git commit, configuration and every number. Runs recorded on a
-GPU are kept under ``data/results/<date>-<gpu>/``; notebook 05 shows the newest::
+GPU are kept under ``packviz/data/results/<date>-<gpu>/``; notebook 05 shows the newest::
 
-    res = load_results(RESULTS_DIR)      # the newest run under data/results/
+    res = load_results(RESULTS_DIR)      # the newest run under packviz/data/results/
     print(format_run_info(res))           # device, versions, date, commit, model, ceiling
     print(format_results(res))            # per scenario and method: time, tokens/s, measured vs ideal
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import pathlib
 
 SCHEMA = "packviz.bench/1"
-RESULTS_DIR = pathlib.Path(__file__).resolve().parent.parent / "data" / "results"
-"""Where recorded GPU runs are kept (a copy of each run's ``bench.json`` and ``bench.png``)."""
+RESULTS_DIR = pathlib.Path(str(importlib.resources.files("packviz") / "data" / "results"))
+"""Where recorded GPU runs are kept, inside the package (``packviz/packviz/data/results/<date>-<gpu>/``)."""
 
 
 def _read_result(path: pathlib.Path) -> dict | None:

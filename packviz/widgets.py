@@ -33,7 +33,8 @@ import ipywidgets as widgets
 from matplotlib.gridspec import GridSpec
 
 from . import plot
-from .flops import MODELS, causal_pairs, compare
+from .flops import causal_pairs, compare
+from .shapes import MODELS
 from .lengths import SOURCES
 from .packing import pack
 

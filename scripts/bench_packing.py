@@ -1,22 +1,22 @@
 """Packing benchmark: rows, utilisation and time of every strategy (a script that prints, not a test).
 
-    python scripts/bench_packing.py [--trace PATH]
+    python scripts/bench_packing.py [--trace FILE]
 
-1. The Azure conversation trace (the raw CSV if it is beside the repo, else lengths resampled
-   from the shipped summary) at C = 8192 and C = 4096, arrival-order batches of 32 for the
+1. The Azure conversation trace shipped in the package (or FILE in the same CSV format), all
+   of it, in arrival order, at C = 8192 and C = 4096: arrival-order batches of 32 for the
    padded strategies, overlong sequences split.
 "rows" of a padded strategy are sequences (one per row, B rows per batch); "slots / C" puts
 every strategy on the same footing: the token slots allocated, in rows of C.
 
-2. 1,000,000 lengths drawn from the trace's distribution, packed by every packing strategy.
+2. 1,000,000 synthetic lengths resampled from the trace (packviz.lengths.azure_resample),
+   packed by every packing strategy.
 """
 
 import argparse
-import pathlib
-from packviz.lengths import DATA_DIR, azure_conv, read_lengths
-from packviz.packing import STRATEGIES, format_strategy_table, strategy_table
 
-TRACE = DATA_DIR.parent.parent / "shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"
+from packviz.lengths import azure_resample
+from packviz.packing import STRATEGIES, format_strategy_table, strategy_table
+from packviz.trace import azure_conv, read_trace
 
 
 def table(lengths, pack_len, strategies=STRATEGIES, batch_size=32):
@@ -26,18 +26,14 @@ def table(lengths, pack_len, strategies=STRATEGIES, batch_size=32):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trace", default=str(TRACE))
+    ap.add_argument("--trace", default=None, help="a CSV in the Azure format (default: the shipped trace)")
     args = ap.parse_args()
-    trace = pathlib.Path(args.trace)
-    if trace.exists():
-        lengths, what = read_lengths(trace), f"raw trace {trace.name}"
-    else:
-        lengths, what = azure_conv(19_366, seed=0), "resampled from data/azure_conv_2023_lengths.json"
-    print(f"Azure LLM inference trace 2023, conversation ({what})")
+    trace = read_trace(args.trace) if args.trace else azure_conv()
+    print(f"{trace.name}: {len(trace):,} requests in arrival order")
     for c in (8192, 4096):
-        table(lengths, c)
-    print("\n1,000,000 lengths from the trace distribution")
-    table(azure_conv(1_000_000, seed=0), 8192, strategies=("next-fit", "ffd", "bfd"))
+        table(trace.prompt_tokens, c)
+    print("\n1,000,000 lengths resampled from the trace (synthetic)")
+    table(azure_resample(1_000_000, seed=0), 8192, strategies=("next-fit", "ffd", "bfd"))
 
 
 if __name__ == "__main__":

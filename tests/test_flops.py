@@ -7,9 +7,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packviz.flops import (
-    MODELS, Flops, ModelShape, causal_pairs, compare, compare_as_dict, get_shape, ideal_speedup,
-    layout_flops, sequence_lengths, shape_from_config, tiled_causal_pairs, useful_flops,
+    Flops, causal_pairs, compare, compare_as_dict, ideal_speedup, layout_flops, sequence_lengths,
+    tiled_causal_pairs, useful_flops,
 )
+from packviz.shapes import MODELS, ModelShape, get_shape, shape_from_config
 from packviz.layout import Layout
 from packviz.packing import pack
 

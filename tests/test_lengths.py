@@ -1,40 +1,41 @@
 """Length sources: the real-trace summary and sampler, the seed scenario, synthetic sources, file readers."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
 from packviz import lengths as L
+from packviz import trace
 
-TRACE = L.DATA_DIR.parent.parent / "shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"
-
-
-def test_summary_is_a_compact_attributed_quantile_table():
-    s = L.azure_summary()
-    assert "Splitwise" in s["attribution"] and s["license"] == "CC-BY-4.0"
-    q = np.array(s["quantiles"])
-    assert len(q) == len(s["quantile_percents"]) <= 1001 < s["count"]
-    assert (np.diff(q) >= 0).all() and q[0] == s["min"] and q[-1] == s["max"]
+TRACE = pathlib.Path(__file__).resolve().parents[2] / "shared/data/azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv"
 
 
-def test_sampler_reproduces_the_shipped_distribution():
-    s = L.azure_summary()
-    x = L.azure_conv(50_000, seed=1)
-    assert x.min() >= 1 and x.max() <= s["max"]
-    # within 2% of the summary's mean, and each decile within a few tokens' bin
-    assert abs(x.mean() - s["mean"]) / s["mean"] < 0.02
-    for p in (10, 50, 90):
-        want = np.interp(p, s["quantile_percents"], s["quantiles"])
-        assert abs(np.percentile(x, p) - want) / want < 0.03
+def test_azure_conv_is_a_contiguous_window_of_the_real_trace_in_arrival_order():
+    full = trace.azure_conv().prompt_tokens
+    x = L.azure_conv(500, seed=3)
+    starts = [i for i in range(len(full) - 499) if full[i] == x[0] and (full[i:i + 500] == x).all()]
+    assert len(starts) >= 1  # the window is found in the trace, in the same order
     assert (L.azure_conv(100, seed=3) == L.azure_conv(100, seed=3)).all()
     assert (L.azure_conv(100, seed=3) != L.azure_conv(100, seed=4)).any()
+    assert (L.azure_conv(len(full)) == full).all()
+    with pytest.raises(ValueError, match="above the largest allowed value 19,366"):
+        L.azure_conv(len(full) + 1)
+
+
+def test_resampler_draws_real_values_with_the_real_distribution():
+    full = trace.azure_conv().prompt_tokens
+    x = L.azure_resample(100_000, seed=1)
+    assert np.isin(x, full).all()  # every value is a real prompt length
+    assert abs(x.mean() - full.mean()) / full.mean() < 0.02
+    for p in (10, 50, 90):
+        assert abs(np.percentile(x, p) - np.percentile(full, p)) / np.percentile(full, p) < 0.03
 
 
 @pytest.mark.skipif(not TRACE.exists(), reason="the raw trace is only beside the repo in ../shared")
-def test_summary_matches_the_raw_trace():
+def test_shipped_trace_matches_the_raw_trace():
     raw = L.read_lengths(TRACE)
-    s = L.azure_summary()
-    assert s["count"] == len(raw) and s["total_tokens"] == raw.sum()
-    assert s["quantiles"][500] == pytest.approx(np.median(raw))
+    assert (raw == trace.azure_conv().prompt_tokens).all()
 
 
 def test_seed_scenario_mixes_short_and_long():

@@ -10,7 +10,7 @@ import torch
 
 from packviz import model as M
 from packviz.attention import register_varlen, varlen_reference
-from packviz.flops import MODELS
+from packviz.shapes import MODELS
 from packviz.packing import pack
 
 TOL = 1e-4  # packed vs per-sequence, fp32

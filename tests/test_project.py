@@ -59,6 +59,9 @@ def test_readme_test_command_is_what_ci_runs():
 
 LAYERS = [
     # module, packages it must never import (design: the core is numpy only; a GPU run needs no display stack)
+    ("packviz.checks", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.shapes", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.trace", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.lengths", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.layout", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),
