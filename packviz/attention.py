@@ -1,30 +1,42 @@
 """Attention backends for padded and packed Llama forwards, and which of them run here.
 
-One row per way of running the same sequences (``bench`` times each; the FLOP model of
-:mod:`packviz.flops` prices each)::
+One row per way of running the same requests (``bench`` times each; :mod:`packviz.flops`
+prices each as it runs). A *forward* is one model call; in the serving-fair ``trace``
+scenario every method's forward holds the same B consecutive requests::
 
-    method   layout   transformers attn_implementation  mask / boundaries           FLOP model
-    -------  -------  --------------------------------  --------------------------  ----------
-    padded   padded   "sdpa"                            (B,1,L,L) padding+causal    padded
-    dense    packed   "sdpa"                            dense (1,1,T,T) block-diag  dense
-    flex     packed   "flex_attention"                  BlockMask (block-sparse)    varlen
-    varlen   packed   "packviz_varlen" (registered)     cu_seqlens, no mask         varlen
-    flash    packed   "flash_attention_2"               cu_seqlens, no mask         varlen
+    method         layout  attn_implementation  one forward                          priced as
+    -------------  ------  -------------------  -----------------------------------  ------------
+    padded         padded  "sdpa"               (B, W) rectangle, no mask: is_causal  causal
+    padded-masked  padded  "sdpa"               (B, W) + 2-D padding mask             masked
+    padded-sorted  sorted  "sdpa"               length-sorted (B, W), no mask         causal
+    dense          packed  "sdpa"               (R, C) rows, block-diag from position_ids  masked
+    flex           packed  "flex_attention"     (R, C) rows, BlockMask (compiled)     block-sparse
+    varlen         stream  "packviz_varlen"     (1, T) stream, cu_seqlens, no rows    varlen
+    flash          stream  "flash_attention_2"  (1, T) stream, cu_seqlens, no rows    varlen
 
+* ``padded`` is the padded baseline **at its best**: right-padded rows, no attention mask.
+  transformers then passes ``is_causal=True`` and ``enable_gqa`` to SDPA (no ``repeat_kv``),
+  which picks its fastest kernel (flash / cuDNN). Exact for every real token: with right
+  padding a real token's causal window holds only real tokens of its own row.
+* ``padded-masked``: the same rows with the 2-D padding mask, as ``generate()`` and most user
+  code run them: transformers builds a (B, 1, W, W) mask, turns ``is_causal`` off and expands
+  K/V with ``repeat_kv``; SDPA cannot use its flash kernel. Reported beside ``padded``, never
+  instead of it: it flatters packing.
+* ``padded-sorted``: length-sorted batches of B (offline bucketing: a server cannot wait to
+  sort requests that arrive over time).
 * ``dense``: transformers builds the block-diagonal mask itself from ``position_ids`` that
   restart at 0, but **only** when ``attention_mask is None`` and there is no KV cache
   (``masking_utils._preprocess_mask_arguments`` / ``find_packed_sequence_indices``). SDPA then
-  gets a dense boolean mask, which rules out its flash kernel: every (query, key) pair of the
-  T × T square is computed, then most are thrown away.
+  gets a dense boolean mask: every (query, key) pair of each C × C square is computed.
 * ``flex``: the same mask as a ``BlockMask``; tiles that are fully masked are skipped. Compiled
-  with ``torch.compile`` on first use (tens of seconds; on CPU the inductor C++ backend). Its
-  shapes should stay fixed (``bench`` pads every flex row to the pack length) or it recompiles.
-* ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10) on the packed
-  ``(T, H, D)`` stream with ``cu_seqlens``, registered through transformers'
-  ``AttentionInterface``. CUDA only (flash kernels, sm80+, fp16/bf16): there is no CPU kernel.
-  Its signature changed: torch 2.10 takes ``is_causal=True``; 2.11+ take
-  ``window_size=(-1, 0)``; 2.12+ add ``enable_gqa`` (without it we repeat the K/V heads).
-  :func:`varlen_signature` reads the installed one with :mod:`inspect`.
+  with ``torch.compile`` on first use (tens of seconds; on CPU the inductor C++ backend). Rows
+  are filled to C with a filler sequence, so its shapes stay fixed.
+* ``varlen``: ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.10) on the ``(T, H, D)``
+  stream with ``cu_seqlens``, registered through transformers' ``AttentionInterface``. CUDA
+  only (flash kernels, sm80+, fp16/bf16): no CPU kernel (a slow reference loop,
+  :func:`varlen_reference`, stands in for tests). Its signature changed: torch 2.10 takes
+  ``is_causal=True``; 2.11+ take ``window_size=(-1, 0)``; 2.12+ add ``enable_gqa`` (without it
+  we repeat the K/V heads). :func:`varlen_signature` reads the installed one.
 * ``flash``: flash-attn's ``flash_attn_varlen_func`` through transformers'
   ``"flash_attention_2"``, which goes varlen when given ``cu_seq_lens_q/k`` and
   ``max_length_q/k``. Only when the ``flash_attn`` package imports (not on the lent GPU image).
@@ -44,29 +56,38 @@ VARLEN_NAME = "packviz_varlen"
 
 @dataclass(frozen=True)
 class Backend:
-    """One way to run a batch: its layout, transformers attention, and FLOP execution model."""
+    """One way to run a batch: its layout, transformers attention, mask and FLOP pricing."""
 
     method: str
-    layout: str  # "padded" | "packed"
+    layout: str  # "padded" | "sorted" | "packed" | "stream" (see packviz.bench.scenarios)
     attn_implementation: str
-    execution: str  # packviz.flops execution model
-    pad_to_capacity: bool  # packed rows padded to the pack length (one static shape)
+    execution: str  # packviz.flops execution model: how the FLOP model prices it
+    padding_mask: bool  # padded rows passed with their 2-D attention_mask
+    offline: bool  # needs the whole sample up front (sorting): not something a server can do
     description: str
 
 
+LAYOUTS = ("padded", "sorted", "packed", "stream")
+
 BACKENDS: dict[str, Backend] = {
-    "padded": Backend("padded", "padded", "sdpa", "padded", False,
-                      "padded batch, SDPA with the padding + causal mask"),
-    "dense": Backend("dense", "packed", "sdpa", "dense", True,
-                     "packed rows, SDPA with the dense block-diagonal mask transformers builds from position_ids"),
-    "flex": Backend("flex", "packed", "flex_attention", "varlen", True,
-                    "packed rows, FlexAttention with a block-sparse BlockMask (compiled)"),
-    "varlen": Backend("varlen", "packed", VARLEN_NAME, "varlen", False,
-                      "packed rows, torch.nn.attention.varlen.varlen_attn with cu_seqlens"),
-    "flash": Backend("flash", "packed", "flash_attention_2", "varlen", False,
-                     "packed rows, flash-attn flash_attn_varlen_func with cu_seqlens"),
+    "padded": Backend("padded", "padded", "sdpa", "causal", False, False,
+                      "right-padded batch, no mask: SDPA is_causal with native GQA (the baseline at its best)"),
+    "padded-masked": Backend("padded-masked", "padded", "sdpa", "masked", True, False,
+                             "right-padded batch with its 2-D padding mask, as generate() runs it"),
+    "padded-sorted": Backend("padded-sorted", "sorted", "sdpa", "causal", False, True,
+                             "length-sorted batches, no mask (offline bucketing)"),
+    "dense": Backend("dense", "packed", "sdpa", "masked", False, False,
+                     "rows of C, SDPA with the dense block-diagonal mask transformers builds from position_ids"),
+    "flex": Backend("flex", "packed", "flex_attention", "block-sparse", False, False,
+                    "rows of C, FlexAttention with a block-sparse BlockMask (compiled)"),
+    "varlen": Backend("varlen", "stream", VARLEN_NAME, "varlen", False, False,
+                      "one 1-D stream, torch.nn.attention.varlen.varlen_attn with cu_seqlens"),
+    "flash": Backend("flash", "stream", "flash_attention_2", "varlen", False, False,
+                     "one 1-D stream, flash-attn flash_attn_varlen_func with cu_seqlens"),
 }
 METHODS = tuple(BACKENDS)
+COMPILED = ("flex",)
+"""Methods whose first use compiles kernels: a run times them last, after every other method."""
 
 
 def get_backend(method: str) -> Backend:
@@ -224,11 +245,15 @@ def register_varlen(name: str = VARLEN_NAME, kernel=None) -> str:
     return name
 
 
-def set_backend(model, method: str) -> Backend:
-    """Switch ``model`` to ``method``'s attention (registering the varlen one if needed)."""
+def set_backend(model, method: str, varlen_kernel=None) -> Backend:
+    """Switch ``model`` to ``method``'s attention (registering the varlen one if needed).
+
+    ``varlen_kernel``: what the varlen backend calls (default: torch's ``varlen_attn``; on CPU
+    :func:`varlen_reference` stands in).
+    """
     backend = get_backend(method)
     if backend.attn_implementation == VARLEN_NAME:
-        register_varlen()
+        register_varlen(kernel=varlen_kernel)
     if model.config._attn_implementation != backend.attn_implementation:
         model.set_attn_implementation(backend.attn_implementation)
     return backend
@@ -283,73 +308,89 @@ def _device_type(device) -> str:
     return torch.device(device).type
 
 
-def availability(device=None) -> list[dict]:
+def _flex_status(cuda: bool) -> tuple[bool, str]:
+    import torch
+
+    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
+        return False, f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs >= 2.5)"
+    if cuda and importlib.util.find_spec("triton") is None:
+        return False, "FlexAttention on CUDA compiles with triton, which is not installed"
+    if cuda and (problem := triton_build_problem()) is not None:
+        return False, f"FlexAttention cannot compile here: {problem}"
+    if cuda:
+        return True, "FlexAttention compiled with triton on first use (tens of seconds)"
+    return True, ("FlexAttention compiled by inductor's C++ backend on first use "
+                  "(10-40 s on CPU; slower than SDPA there: CPU numbers are not meaningful)")
+
+
+def _varlen_status(cuda: bool, cap, cpu_reference: bool) -> tuple[bool, str]:
+    import torch
+
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        varlen_attn = None
+    if varlen_attn is None:
+        why = f"torch {torch.__version__} has no torch.nn.attention.varlen (needs >= 2.10)"
+    else:
+        try:
+            sig = varlen_signature(varlen_attn)
+        except ValueError as e:
+            return False, str(e)
+        why = (f"signature: {'window_size=(-1, 0)' if sig['causal'] == 'window_size' else 'is_causal=True'}"
+               f", enable_gqa {'yes' if sig['enable_gqa'] else 'no (K/V heads repeated)'}")
+    if not cuda:
+        if cpu_reference:
+            return True, ("CPU stand-in: varlen_reference, a pure-torch loop over cu_seqlens (tests the "
+                          "plumbing; its timings mean nothing)")
+        return False, f"varlen_attn has no CPU kernel: CUDA sm80+ only ({why})"
+    if varlen_attn is None:
+        return False, why
+    if cap < (8, 0):
+        return False, f"varlen_attn needs sm80+ (this GPU is sm{cap[0]}{cap[1]})"
+    return True, f"torch {torch.__version__} varlen_attn on sm{cap[0]}{cap[1]} ({why})"
+
+
+def _flash_status(cuda: bool, cap) -> tuple[bool, str]:
+    if importlib.util.find_spec("flash_attn") is None:
+        return False, "flash-attn is not installed (pip install flash-attn: compiles for a long time)"
+    if not cuda or cap < (8, 0):
+        return False, "flash-attn needs a CUDA GPU, Ampere (sm80) or newer"
+    try:
+        import flash_attn
+    except Exception as e:  # noqa: BLE001 -- a broken build (ABI mismatch) fails at import
+        return False, f"flash-attn is installed but does not import: {type(e).__name__}: {e}"
+    return True, f"flash-attn {getattr(flash_attn, '__version__', '?')} via transformers flash_attention_2"
+
+
+def availability(device=None, cpu_varlen_reference: bool = False) -> list[dict]:
     """Which methods run on ``device`` (default: CUDA if present, else CPU), and why not.
 
     Returns one dict per method in :data:`METHODS`: ``{"method", "attn_implementation",
-    "available": bool, "reason": str}``.
+    "available": bool, "reason": str}``. ``cpu_varlen_reference``: on CPU, count ``varlen``
+    as available through :func:`varlen_reference` (tests of the plumbing only).
     """
     import torch
 
     dev = _device_type(device)
     cuda = dev == "cuda" and torch.cuda.is_available()
-    cap = torch.cuda.get_device_capability() if cuda else None
-    sm80 = cap is not None and cap >= (8, 0)
-    out = []
-
-    def add(method, ok, reason):
-        out.append({"method": method, "attn_implementation": BACKENDS[method].attn_implementation,
-                    "available": bool(ok), "reason": reason})
-
-    add("padded", True, f"torch SDPA with a padding mask runs on {dev}")
-    add("dense", True, f"torch SDPA with a dense block-diagonal bool mask runs on {dev}")
-
-    if importlib.util.find_spec("torch.nn.attention.flex_attention") is None:
-        add("flex", False, f"torch {torch.__version__} has no torch.nn.attention.flex_attention (needs >= 2.5)")
-    elif cuda and importlib.util.find_spec("triton") is None:
-        add("flex", False, "FlexAttention on CUDA compiles with triton, which is not installed")
-    elif cuda and (problem := triton_build_problem()) is not None:
-        add("flex", False, f"FlexAttention cannot compile here: {problem}")
-    elif cuda:
-        add("flex", True, "FlexAttention compiled with triton on first use (tens of seconds)")
-    else:
-        add("flex", True, "FlexAttention compiled by inductor's C++ backend on first use "
-                          "(10-40 s on CPU; slower than SDPA there: CPU numbers are not meaningful)")
-
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-
-        sig = varlen_signature(varlen_attn)
-        sig_text = (f"signature: {'window_size=(-1, 0)' if sig['causal'] == 'window_size' else 'is_causal=True'}"
-                    f", enable_gqa {'yes' if sig['enable_gqa'] else 'no (K/V heads repeated)'}")
-        if not cuda:
-            add("varlen", False, f"varlen_attn has no CPU kernel: CUDA sm80+ only ({sig_text})")
-        elif not sm80:
-            add("varlen", False, f"varlen_attn needs sm80+ (this GPU is sm{cap[0]}{cap[1]})")
-        else:
-            add("varlen", True, f"torch {torch.__version__} varlen_attn on sm{cap[0]}{cap[1]} ({sig_text})")
-    except ImportError:
-        add("varlen", False, f"torch {torch.__version__} has no torch.nn.attention.varlen (needs >= 2.10)")
-    except ValueError as e:
-        add("varlen", False, str(e))
-
-    if importlib.util.find_spec("flash_attn") is None:
-        add("flash", False, "flash-attn is not installed (pip install flash-attn: compiles for a long time)")
-    elif not cuda or not sm80:
-        add("flash", False, "flash-attn needs a CUDA GPU, Ampere (sm80) or newer")
-    else:
-        try:
-            import flash_attn
-
-            add("flash", True, f"flash-attn {getattr(flash_attn, '__version__', '?')} via transformers flash_attention_2")
-        except Exception as e:  # a broken build (ABI mismatch) fails at import
-            add("flash", False, f"flash-attn is installed but does not import: {type(e).__name__}: {e}")
-    return out
+    cap = tuple(torch.cuda.get_device_capability()) if cuda else (0, 0)
+    status = {
+        "padded": (True, f"torch SDPA, no mask (is_causal) on {dev}"),
+        "padded-masked": (True, f"torch SDPA with the (B, 1, W, W) padding mask on {dev}"),
+        "padded-sorted": (True, f"torch SDPA, no mask (is_causal) on {dev}"),
+        "dense": (True, f"torch SDPA with a dense block-diagonal bool mask on {dev}"),
+        "flex": _flex_status(cuda),
+        "varlen": _varlen_status(cuda, cap, cpu_varlen_reference),
+        "flash": _flash_status(cuda, cap),
+    }
+    return [{"method": m, "attn_implementation": BACKENDS[m].attn_implementation,
+             "available": bool(status[m][0]), "reason": status[m][1]} for m in METHODS]
 
 
-def available_methods(device=None) -> list[str]:
+def available_methods(device=None, cpu_varlen_reference: bool = False) -> list[str]:
     """The methods of :func:`availability` that run on ``device``, in :data:`METHODS` order."""
-    return [row["method"] for row in availability(device) if row["available"]]
+    return [row["method"] for row in availability(device, cpu_varlen_reference) if row["available"]]
 
 
 def format_availability(rows: list[dict]) -> str:

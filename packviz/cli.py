@@ -95,7 +95,9 @@ def _cmd_figures(args) -> dict:
 
 
 def _cmd_bench(args) -> dict:
-    from . import bench
+    import pathlib
+
+    from .bench import config
 
     def _csv(text):
         return tuple(x.strip() for x in text.split(",") if x.strip())
@@ -112,15 +114,17 @@ def _cmd_bench(args) -> dict:
         kw["methods"] = _csv(args.methods)
     if args.no_progress:
         kw["progress"] = False
-    cfg = bench.smoke_config(**kw) if args.smoke else bench.BenchConfig(**kw)
-    res = bench.run(cfg, args.out)
-    out = bench.summary(res)
-    out.update(json=str(bench.pathlib.Path(args.out) / "bench.json"), png=res.get("png"))
+    cfg = config.smoke_config(**kw) if args.smoke else config.BenchConfig(**kw)
+    from .bench import results, runner
+
+    res = runner.run(cfg, args.out)
+    out = results.summary(res)
+    out.update(json=str(pathlib.Path(args.out) / "bench.json"), png=res.get("png"))
     return out
 
 
 def _print_bench(out: dict) -> None:
-    from .results import format_results, format_run_info, load_results
+    from .bench.results import format_results, format_run_info, load_results
 
     res = load_results(out["json"])
     print(format_run_info(res), format_results(res), sep="\n\n")
@@ -172,10 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on cuda, fp32 on cpu)")
     be.add_argument("--pack-len", type=int, default=None, help="C: pack length and longest prompt (default 8192)")
     be.add_argument("--batch-size", type=int, default=None, help="B of the padded baseline (default 32)")
-    be.add_argument("--scenarios", default=None, help="comma-separated: trace,seed,uniform (default all)")
+    be.add_argument("--scenarios", default=None, help="comma-separated: trace,offline,seed,uniform (default all)")
     be.add_argument("--methods", default=None,
-                    help="comma-separated: padded,dense,flex,varlen,flash (default: every available one)")
-    be.add_argument("--trace-n", type=int, default=None, help="requests sampled from the trace (default 128)")
+                    help="comma-separated: padded,padded-masked,padded-sorted,dense,flex,varlen,flash "
+                         "(default: every available one; padded always runs)")
+    be.add_argument("--trace-n", type=int, default=None,
+                    help="consecutive real requests of the trace (default 64: two windows of B = 32)")
     be.add_argument("--seed", type=int, default=None)
     be.add_argument("--no-progress", action="store_true", help="no progress bar")
     be.add_argument("--json", action="store_true")

@@ -16,7 +16,7 @@ FlexAttention                 the full square × (1 - sparsity hint)
 ===========================  ===================================================
 
 So it counts what a *dense* kernel multiplies, never what a causal one needs: it can check
-the ``"padded"`` and ``"dense"`` execution models, run with ``attn_implementation="eager"``.
+the ``"masked"`` execution model (a padded or a dense-packed layout), run with ``attn_implementation="eager"``.
 """
 
 from __future__ import annotations
@@ -61,10 +61,10 @@ def check(model, layout, lm_head: str = "all") -> dict:
     """Predicted (:func:`packviz.flops.layout_flops`) vs counted FLOPs of a padded or packed layout.
 
     Returns ``{"execution", "predicted": Flops, "counted": int, "rel_error": float}``, the
-    execution model being ``"padded"`` or ``"dense"`` by the layout's kind.
+    execution model ``"masked"``: eager attention multiplies every row's full square.
     """
     shape = shape_from_config(model.config)
-    execution = "padded" if layout.kind == "padded" else "dense"
+    execution = "masked"
     predicted: Flops = layout_flops(layout, get_shape(shape), execution, lm_head=lm_head)
     counted = count_layout_flops(model, layout, lm_head=lm_head)
     return {"execution": execution, "predicted": predicted, "counted": counted,

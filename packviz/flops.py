@@ -1,4 +1,4 @@
-"""Prefill FLOPs of a layout for Llama-3 shapes: useful, padded, dense-packed, varlen.
+"""Prefill FLOPs of a layout for Llama-3 shapes, priced as each attention kernel runs it.
 
 numpy only (no torch, transformers, matplotlib): usable in a data pipeline.
 
@@ -19,27 +19,33 @@ and ``P = layers·P_layer + hidden·vocab`` (lm_head; counted for every token wi
 ``lm_head="all"``, for one token per sequence with ``lm_head="last"``). A (query, key)
 pair costs the full ``H`` query heads even with GQA: K/V are shared, the products are not.
 
-What each execution model computes, for one row holding sequences A (3 tokens) and B (2)
-in a slot width of 6 (``x`` = needed, ``o`` = computed but masked away, ``.`` = skipped)::
+What each execution model computes -- the kernel decides, so every number names its kernel.
+One row holding sequences A (3 tokens) and B (2) in a slot width of 6 (``x`` = needed,
+``o`` = computed but thrown away, ``.`` = skipped)::
 
-     padded / dense (every pair of     varlen (each sequence's own      useful
-     the W × W square is computed)     causal triangle, no pads)
-        a a a b b _                       a a a b b                      same as varlen
-     a  x o o o o o                    a  x . . . .                      (the sequences
-     a  x x o o o o                    a  x x . . .                       alone, each its
-     a  x x x o o o                    a  x x x . .                       triangle n(n+1)/2)
-     b  o o o x o o                    b  . . . x .
-     b  o o o x x o                    b  . . . x x
-     _  o o o o o o
-     pairs: W² = 36                    pairs: 3·4/2 + 2·3/2 = 9
-     tokens: W = 6                     tokens: 5
+     "masked": every pair of     "causal": the W × W          "varlen": each sequence's
+     the W × W square            triangle, no mask            own triangle, no pads
+        a a a b b _                 a a a b b _                  a a a b b
+     a  x o o o o o              a  x . . . . .               a  x . . . .
+     a  x x o o o o              a  x x . . . .               a  x x . . .
+     a  x x x o o o              a  x x x . . .               a  x x x . .
+     b  o o o x o o              b  o o o x . .               b  . . . x .
+     b  o o o x x o              b  o o o x x .               b  . . . x x
+     _  o o o o o o              _  o o o o o o
+     pairs: W² = 36              pairs: W(W+1)/2 = 21         pairs: 3·4/2 + 2·3/2 = 9
+     tokens: W = 6               tokens: W = 6                tokens: 5
 
-* ``"padded"``: a padded batch (B rows, each of the batch's longest length L) runs as a
-  B × L rectangle; every row computes all L² pairs (an eager/SDPA kernel with a padding
-  mask still multiplies the masked entries) and the linear layers run over all B·L slots.
-* ``"dense"``: a packed row of capacity C run with a dense block-diagonal mask (HF's SDPA
-  or eager path with ``position_ids``): the full C × C square, and linear over all C slots
-  (a partly filled pack is padded up to C). Same rule as ``"padded"``, applied to packs.
+* ``"causal"``: rows of width W run by a causal kernel with **no mask** (SDPA ``is_causal``,
+  flash): W(W+1)/2 pairs per row, linear over all W slots. The padded baseline at its best:
+  with right padding every real token sees only itself and what came before it, never a pad.
+* ``"masked"``: rows run with a dense mask (SDPA / eager given a (B, 1, L, L) padding or
+  block-diagonal mask): all W² pairs of every row, linear over all slots. A padded batch with
+  its padding mask (what ``generate()`` runs) and a packed row with HF's dense block-diagonal
+  mask (the ``dense`` method) both cost this.
+* ``"block-sparse"``: FlexAttention with a ``BlockMask`` (block size ``block``, 128 by
+  default): every block of the row's block grid that holds at least one allowed pair is
+  computed in full, empty blocks are skipped. Slots not covered by a segment (a packed row
+  filled up to C) count as a sequence of their own, as a filler segment runs.
 * ``"varlen"``: a variable-length kernel (``flash_attn_varlen_func``, ``varlen_attn``) given
   ``cu_seqlens``: only the real tokens, and for each segment of n tokens only its causal
   triangle ``n(n+1)/2``. With ``tile=(bq, bk)`` it counts whole ``bq × bk`` tiles that touch
@@ -55,8 +61,9 @@ in a slot width of 6 (``x`` = needed, ``o`` = computed but masked away, ``.`` = 
   and its own tokens (:func:`useful_flops`).
 
 What ``torch.utils.flop_counter.FlopCounterMode`` reports (torch 2.13) for the same
-forwards: eager attention's QKᵀ and AV ``bmm`` s are counted over the whole square, so an
-eager padded or dense-packed forward matches ``"padded"``/``"dense"`` here exactly.
+forwards: it applies a formula to each op's tensor shapes, not to the work the kernel does.
+Eager attention's QKᵀ and AV ``bmm`` s are counted over the whole square, so an eager padded
+or dense-packed forward matches ``"masked"`` here exactly.
 CUDA SDPA/flash kernels are also counted as the full square (causality ignored); varlen
 flash ops as each sequence's full *square* (not triangle); **CPU SDPA is counted as zero**.
 So FlopCounterMode tells you what a dense kernel does, never what a causal one needs.
@@ -75,7 +82,9 @@ import numpy as np
 
 from .shapes import get_shape
 
-EXECUTIONS = ("padded", "dense", "varlen")
+EXECUTIONS = ("causal", "masked", "block-sparse", "varlen")
+FLEX_BLOCK = 128
+"""FlexAttention's default ``BlockMask`` block size (``torch.nn.attention.flex_attention``)."""
 LM_HEAD = ("all", "last")
 
 
@@ -128,9 +137,75 @@ def _check_tile(tile):
 
 
 def causal_pairs(lengths) -> int:
-    """Σ n(n+1)/2: (query, key) pairs of each sequence's causal triangle."""
-    n = np.asarray(lengths, dtype=np.int64)
-    return int((n * (n + 1) // 2).sum())
+    """Σ n(n+1)/2: (query, key) pairs of each sequence's causal triangle. Exact (Python ints).
+
+    >>> causal_pairs([3, 2])
+    9
+    """
+    n = np.asarray(lengths)
+    if n.size and (n.dtype.kind not in "iu" or (n < 0).any()):
+        raise ValueError(f"lengths must be non-negative integers, got {_preview(lengths)}")
+    return _exact_sum(n, lambda x: x * (x + 1) // 2)
+
+
+def square_pairs(widths) -> int:
+    """Σ W²: (query, key) pairs of every row's full square (a dense mask). Exact.
+
+    >>> square_pairs([6])
+    36
+    """
+    return _exact_sum(np.asarray(widths), lambda x: x * x)
+
+
+def _exact_sum(n: np.ndarray, f) -> int:
+    """``Σ f(n)`` as a Python int: in int64 while it cannot overflow, in Python integers beyond."""
+    if not n.size:
+        return 0
+    if int(n.max()) < 2**31:  # f(n) < 2**62: an int64 sum of up to 2 entries per... stays exact
+        vals = f(n.astype(np.int64))
+        if int(vals.max()) < 2**62 // max(len(vals), 1):
+            return int(vals.sum())
+    return sum(f(int(x)) for x in n.tolist())
+
+
+def block_sparse_pairs(layout, block: int = FLEX_BLOCK, rows=None) -> int:
+    """Pairs a block-sparse kernel (FlexAttention) computes: whole ``block × block`` tiles of each
+    row's grid that hold an allowed (same sequence, causal) pair, ``block²`` each.
+
+    For query block i, the allowed keys start at the first token of the sequence that holds
+    block i's first slot, so the non-empty key blocks are ``m_i .. i`` with m_i that
+    sequence's first block. Slots no segment covers count as one sequence per gap (a filler).
+
+    >>> from packviz.layout import Layout
+    >>> row = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[6])   # A A A B B _
+    >>> block_sparse_pairs(row, block=2)   # q-blocks 0,1,2 start in A, A, B: 1 + 2 + 2 tiles
+    20
+    """
+    from .checks import positive_int
+
+    block = positive_int("block", block)
+    _select_rows(layout, rows)  # checks the rows
+    row_ids = np.arange(layout.num_rows) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
+    return _block_sparse_rows(layout, row_ids, block) * block * block
+
+
+def _block_sparse_rows(layout, row_ids: np.ndarray, block: int) -> int:
+    """Σ over ``row_ids`` of the non-empty tiles (see :func:`block_sparse_pairs`)."""
+    widths = layout.widths
+    K = int(widths.max(initial=0)) + 1
+    seg_r, off, n = layout.seg_row, layout.seg_offset, layout.seg_length
+    ends = off + n
+    nxt = np.append(off[1:], 0)
+    same_row_next = np.append(seg_r[1:] == seg_r[:-1], False)
+    gap_after = ends < np.where(same_row_next, nxt, widths[seg_r])
+    starts = np.concatenate([seg_r * K + off, seg_r[gap_after] * K + ends[gap_after],
+                             np.arange(layout.num_rows) * K])  # each row's slot 0 starts a sequence or gap
+    starts = np.unique(starts)
+    nb = -(-widths[row_ids] // block)
+    q_row = np.repeat(row_ids, nb)
+    q_blk = np.arange(int(nb.sum())) - np.repeat(np.cumsum(nb) - nb, nb)
+    first = starts[np.searchsorted(starts, q_row * K + q_blk * block, side="right") - 1] - q_row * K
+    return int((q_blk - first // block + 1).sum())
 
 
 def tiled_causal_pairs(lengths, tile) -> int:
@@ -202,26 +277,35 @@ def _last_segments(layout) -> np.ndarray:
     return last
 
 
-def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None, rows=None) -> Flops:
+def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None, rows=None,
+                 block: int = FLEX_BLOCK) -> Flops:
     """Prefill FLOPs of running ``layout`` under ``execution`` (see the module docstring).
 
     Parameters
     ----------
     layout : :class:`~packviz.layout.Layout`
     shape : :class:`~packviz.shapes.ModelShape`, a name (:func:`packviz.shapes.get_shape`), or a LlamaConfig
-    execution : ``"padded"`` | ``"dense"`` | ``"varlen"``
-        ``"padded"`` and ``"dense"`` apply the same rule (every row: width² pairs, width
-        slots through the linear layers) -- to a padded batch and to packs respectively.
+    execution : one of :data:`EXECUTIONS`
+        ``"causal"`` (no mask, triangle per row), ``"masked"`` (dense mask, square per row),
+        ``"block-sparse"`` (FlexAttention tiles), ``"varlen"`` (real tokens, triangle per segment).
     lm_head : ``"all"`` (every computed slot) | ``"last"`` (one per sequence)
-    tile : ``(block_q, block_k)`` or None; varlen only: count whole kernel tiles.
+    tile : ``(block_q, block_k)`` or None; the causal kernels (``"varlen"``, ``"causal"``) only:
+        count whole kernel tiles, as a tiled flash kernel computes them.
     rows : iterable of row indices or None (all): FLOPs of just these rows (one batch).
+    block : the BlockMask block size of ``"block-sparse"``.
+
+    >>> from packviz.layout import Layout
+    >>> row = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[6])   # A A A B B _
+    >>> [layout_flops(row, "tiny", e).attention // get_shape("tiny").attention_flops_per_pair
+    ...  for e in ("masked", "causal", "varlen")]
+    [36, 21, 9]
     """
     if execution not in EXECUTIONS:
         raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
     _check_lm_head(lm_head)
     tile = _check_tile(tile)
-    if tile is not None and execution != "varlen":
-        raise ValueError("tile applies to the varlen execution only")
+    if tile is not None and execution not in ("varlen", "causal"):
+        raise ValueError("tile applies to the causal kernels only (varlen, causal)")
     shape = get_shape(shape)
     seg, widths = _select_rows(layout, rows)
     lengths = layout.seg_length[seg]
@@ -230,7 +314,12 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
         pairs = tiled_causal_pairs(lengths, tile) if tile else causal_pairs(lengths)
     else:
         tokens = int(widths.sum())
-        pairs = int((widths * widths).sum())
+        if execution == "masked":
+            pairs = square_pairs(widths)
+        elif execution == "causal":
+            pairs = tiled_causal_pairs(widths, tile) if tile else causal_pairs(widths)
+        else:
+            pairs = block_sparse_pairs(layout, block, rows)
     if lm_head == "all":
         head_rows = tokens
     else:
@@ -249,16 +338,31 @@ def waste_fraction(spent: Flops, useful: Flops) -> float:
     return 1 - useful.total / spent.total if spent.total else 0.0
 
 
+PRICING = {
+    "padded": ("padded", "causal"),
+    "padded-masked": ("padded", "masked"),
+    "dense": ("packed", "masked"),
+    "flex": ("packed", "block-sparse"),
+    "varlen": ("packed", "varlen"),
+}
+"""How each way of running the same sequences is priced: ``{name: (layout, execution)}``.
+
+``padded`` is the padded batch at its best (causal kernel, no mask) -- the baseline every
+speed-up is measured against; ``padded-masked`` is the same batch with its padding mask (what
+``generate()`` runs), reported beside it, never instead of it."""
+
+
 def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None) -> dict:
-    """Useful vs padded vs dense-packed vs varlen FLOPs of the same sequences.
+    """FLOPs of the same sequences run every way of :data:`PRICING`, against what they need.
 
     Returns a dict::
 
-        {"model": name,
-         "useful" | "padded" | "dense" | "varlen": Flops,
-         "wasted": {"padded" | "dense" | "varlen": Flops},       # spent - useful
-         "waste_fraction": {"padded" | "dense" | "varlen": float},
-         "speedup": {"dense": float, "varlen": float, "useful": float}}   # over padded
+        {"model": name, "lm_head": lm_head,
+         "useful": Flops,                                   # the sequences alone
+         "padded" | "padded-masked" | "dense" | "flex" | "varlen": Flops,
+         "wasted": {way: Flops},                            # spent - useful
+         "waste_fraction": {way: float},
+         "speedup": {way: float, "useful": float}}          # ideal, over "padded"
 
     ``varlen`` runs the packed layout's segments (same FLOPs as varlen on the padded one
     unless sequences were split: then chunks lose cross-chunk attention and ``varlen`` can
@@ -268,12 +372,12 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
     if layout_padded.real_tokens != layout_packed.real_tokens:
         raise ValueError(f"the layouts hold different tokens ({layout_padded.real_tokens} padded vs "
                          f"{layout_packed.real_tokens} packed): build both from the same lengths and overlong policy")
+    layouts = {"padded": layout_padded, "packed": layout_packed}
     useful = useful_flops(sequence_lengths(layout_packed), shape, lm_head)
-    spent = {
-        "padded": layout_flops(layout_padded, shape, "padded", lm_head),
-        "dense": layout_flops(layout_packed, shape, "dense", lm_head),
-        "varlen": layout_flops(layout_packed, shape, "varlen", lm_head, tile=tile),
-    }
+    spent = {way: layout_flops(layouts[lay], shape, execution, lm_head,
+                               tile=tile if execution in ("varlen", "causal") else None)
+             for way, (lay, execution) in PRICING.items()}
+    base = spent["padded"]
     return {
         "model": shape.name,
         "lm_head": lm_head,
@@ -281,11 +385,7 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
         **spent,
         "wasted": {k: v - useful for k, v in spent.items()},
         "waste_fraction": {k: waste_fraction(v, useful) for k, v in spent.items()},
-        "speedup": {
-            "dense": ideal_speedup(spent["padded"], spent["dense"]),
-            "varlen": ideal_speedup(spent["padded"], spent["varlen"]),
-            "useful": ideal_speedup(spent["padded"], useful),
-        },
+        "speedup": {**{k: ideal_speedup(base, v) for k, v in spent.items()}, "useful": ideal_speedup(base, useful)},
     }
 
 

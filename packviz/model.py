@@ -294,18 +294,67 @@ def packed_forward(model, batch: dict, last_token_only: bool = True, keep=None) 
         return model.lm_head(hidden)
 
 
-def padded_forward(model, batch: dict, last_token_only: bool = True) -> torch.Tensor:
-    """Logits of a right-padded batch (``use_cache=False``, the padding ``attention_mask``).
+def padded_forward(model, batch: dict, last_token_only: bool = True, mask: bool = True) -> torch.Tensor:
+    """Logits of a right-padded batch (``use_cache=False``).
 
-    ``last_token_only=True``: ``[B, vocab]`` at each row's last real token; else ``[B, L, vocab]``.
+    ``mask=True`` passes the batch's 2-D padding ``attention_mask`` (what ``generate()`` does:
+    transformers builds a (B, 1, L, L) mask, turns SDPA's ``is_causal`` off and repeats K/V).
+    ``mask=False`` passes no mask: SDPA runs ``is_causal`` with native GQA, its fastest kernel --
+    exact for every real token, since right padding puts every pad *after* the real tokens of
+    its row and a causal query never looks ahead.
+
+    ``last_token_only=True``: ``(B, vocab)`` at each row's last real token; else ``(B, L, vocab)``
+    (pad positions hold garbage with ``mask=False``: read only the real ones).
     """
+    kw = {"attention_mask": batch["attention_mask"]} if mask else {}
     with torch.inference_mode():
-        out = model.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False)
+        out = model.model(input_ids=batch["input_ids"], use_cache=False, **kw)
         hidden = out.last_hidden_state
         if last_token_only:
             last = batch["attention_mask"].sum(1) - 1
             hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
         return model.lm_head(hidden)
+
+
+def packed_rows_batch(rows, *, pad_to: int, pad_id: int = 0, device=None) -> dict:
+    """Several packed rows in one forward: ``rows[r]`` is the list of sequences packed into row r.
+
+    Each row is filled up to ``pad_to`` (C) by a filler sequence of ``pad_id`` tokens whose
+    positions restart at 0, so transformers sees it as a sequence of its own and every row has
+    the same static shape. Returns ``input_ids`` and ``position_ids`` (R, C) int64, and
+    ``last_index`` (N, 2): the (row, column) of each real sequence's last token, in order.
+    No ``attention_mask``: transformers builds each row's block-diagonal mask from the
+    restarting positions (``find_packed_sequence_indices`` works row by row).
+    """
+    ids = torch.full((len(rows), pad_to), pad_id, dtype=torch.int64)
+    pos = torch.zeros((len(rows), pad_to), dtype=torch.int64)
+    last = []
+    for r, seqs in enumerate(rows):
+        col = 0
+        for s in _check_sequences(seqs):
+            n = len(s)
+            if col + n > pad_to:
+                raise ValueError(f"row {r} holds more than pad_to={pad_to} tokens")
+            ids[r, col:col + n] = torch.tensor(s, dtype=torch.int64)
+            pos[r, col:col + n] = torch.arange(n)
+            col += n
+            last.append((r, col - 1))
+        pos[r, col:] = torch.arange(pad_to - col)
+    return {"input_ids": ids.to(device), "position_ids": pos.to(device),
+            "last_index": torch.tensor(last, dtype=torch.int64, device=device)}
+
+
+def rows_forward(model, batch: dict) -> torch.Tensor:
+    """Logits ``(N, vocab)`` at each sequence's last token of a :func:`packed_rows_batch`.
+
+    ``use_cache=False`` and no ``attention_mask``: either would stop transformers from building
+    the block-diagonal mask, and the sequences of a row would attend to each other.
+    """
+    with torch.inference_mode():
+        hidden = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
+                             use_cache=False).last_hidden_state
+        r, c = batch["last_index"][:, 0], batch["last_index"][:, 1]
+        return model.lm_head(hidden[r, c])
 
 
 def per_sequence_logits(model, sequences, last_token_only: bool = False) -> torch.Tensor:

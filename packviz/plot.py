@@ -27,6 +27,7 @@ slots a row does not even have (a narrower padded batch) white.
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 from matplotlib.collections import LineCollection
@@ -89,9 +90,16 @@ def to_png(fig_or_ax, dpi: int = 100) -> bytes:
 
 
 def save(fig_or_ax, path, dpi: int = 100) -> None:
-    """Write a figure (or an Axes' figure) to ``path`` as PNG."""
-    with open(path, "wb") as f:
-        f.write(to_png(fig_or_ax, dpi=dpi))
+    """Write a figure (or an Axes' figure) to ``path`` as PNG.
+
+    Rendered first, then written to a temporary file beside ``path`` and renamed over it: a
+    failed render never leaves an empty or half-written file where a good figure was.
+    """
+    data = to_png(fig_or_ax, dpi=dpi)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def sequence_colors(seq_ids) -> np.ndarray:
@@ -325,17 +333,18 @@ def _as_pair(v):
 
 
 def waste_bars(flops, ax=None, title=None, figsize=(7, 4)):
-    """Stacked linear + attention FLOPs for useful, padded, dense-packed and varlen.
+    """Stacked linear + attention FLOPs for useful, padded (causal and masked), dense, flex and varlen.
 
     ``flops``: :func:`packviz.flops.compare`'s result (or its JSON form), or any mapping of
     ``{label: Flops}``. Each bar is labelled with its total and, where a ``"useful"`` entry
     exists, the share of it that is waste; a dashed line marks the useful total.
     """
     ax = _new_ax(ax, figsize)
-    order = [k for k in ("useful", "padded", "dense", "varlen") if k in flops]
+    order = [k for k in ("useful", "padded", "padded-masked", "dense", "flex", "varlen") if k in flops]
     if not order:
         order = list(flops)
-    names = {"useful": "useful", "padded": "padded", "dense": "packed\n(dense mask)", "varlen": "packed\n(varlen)"}
+    names = {"useful": "useful", "padded": "padded\n(causal)", "padded-masked": "padded\n(mask)",
+             "dense": "packed\n(dense mask)", "flex": "packed\n(flex)", "varlen": "packed\n(varlen)"}
     pairs = np.array([_as_pair(flops[k]) for k in order])
     scale, unit = _unit(pairs.sum(axis=1).max(initial=0))
     lin, att = pairs[:, 0] / scale, pairs[:, 1] / scale
@@ -394,47 +403,91 @@ def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percen
 
 
 # ---------------------------------------------------------------------- benchmark results
-def bench_speedups(res: dict, ax=None, title=None, figsize=(9, 3.6)):
-    """Measured speed-up over padded (bars) beside the FLOP model's ideal (black ticks), per scenario.
+def method_color(method: str):
+    """One colour per benchmark method, the same in every panel (its place in ``attention.METHODS``)."""
+    from .attention import METHODS
 
-    ``res``: a results dict of :func:`packviz.bench.run` (or :func:`packviz.results.load_results`).
-    Only methods that were timed get a bar; each bar is labelled with measured / ideal. The
-    baseline, padded, is the grey line at 1× (no gain).
+    i = METHODS.index(method) if method in METHODS else len(METHODS)
+    return OKABE_ITO[i % len(OKABE_ITO)]
+
+
+def _timed_methods(scen: list, skip=("padded",)) -> list:
+    out = []
+    for s in scen:
+        for m, r in s["methods"].items():
+            if r.get("median_s") and m not in skip and m not in out:
+                out.append(m)
+    return out
+
+
+def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
+    """Measured speed-up over ``padded`` (bars) beside the FLOP model's ideal (black ticks), per scenario.
+
+    ``res``: a results dict of :func:`packviz.bench.runner.run` (or
+    :func:`packviz.bench.results.load_results`). Only methods that were timed get a bar,
+    labelled with measured / ideal; offline methods are hatched. The baseline, ``padded`` (causal,
+    no mask), is the grey line at 1×.
     """
     ax = _new_ax(ax, figsize)
     scen = [s for s in res.get("scenarios", []) if s.get("methods")]
-    methods = []
-    for s in scen:
-        for m, r in s["methods"].items():
-            if r.get("median_s") and m != "padded" and m not in methods:
-                methods.append(m)
+    methods = _timed_methods(scen)
     x = np.arange(len(scen))
-    width = 0.8 / max(len(methods), 1)
+    width = 0.84 / max(len(methods), 1)
     top = 1.0
     for i, m in enumerate(methods):
-        xs = x - 0.4 + width * (i + 0.5)
+        xs = x - 0.42 + width * (i + 0.5)
         rows = [s["methods"].get(m, {}) for s in scen]
         meas = np.array([r.get("measured_speedup") or 0.0 for r in rows])
-        ideal = np.array([r.get("ideal_speedup") or np.nan for r in rows])
-        ax.bar(xs, meas, width * 0.9, color=OKABE_ITO[(i + 1) % len(OKABE_ITO)], label=f"packed, {m}")
-        ax.scatter(xs, ideal, marker="_", s=400 * width, color="black", linewidths=2, zorder=3,
+        ideal = np.array([r.get("ideal_speedup_tiled") or r.get("ideal_speedup") or np.nan for r in rows])
+        hatch = ["//" if r.get("label") == "offline" else None for r in rows]
+        bars = ax.bar(xs, meas, width * 0.9, color=method_color(m), label=m)
+        for bar, h in zip(bars, hatch):
+            bar.set_hatch(h)
+        ax.scatter(xs, ideal, marker="_", s=500 * width, color="black", linewidths=2, zorder=3,
                    label="ideal (FLOP model)" if i == len(methods) - 1 else None)
         for xi, mv, iv in zip(xs, meas, ideal):
             if mv > 0 and np.isfinite(iv):
-                ax.annotate(f"{mv / iv:.2f}\nof ideal", (xi, max(mv, iv)), ha="center", va="bottom",
+                ax.annotate(f"{mv / iv:.2f}", (xi, max(mv, iv)), ha="center", va="bottom",
                             fontsize=7, xytext=(0, 2), textcoords="offset points")
         top = max(top, np.nanmax(np.concatenate([meas, ideal])) if len(meas) else 1.0)
-    ax.axhline(1, color="0.5", lw=0.8, label="padded (baseline)")
+    ax.axhline(1, color="0.5", lw=0.8, label="padded (causal, no mask)")
     ax.set_xticks(x, [s["name"] for s in scen])
     ax.set_ylim(0, top * 1.3)
     ax.set_ylabel("speed-up over padded (×)")
-    ax.legend(fontsize=8, loc="upper right", ncols=2)
+    ax.legend(fontsize=7, loc="upper right", ncols=3)
     if title is None:
         dev = (res.get("device") or {}).get("name", "?")
         model = (res.get("model") or {}).get("name", "?")
-        title = f"{model} on {dev}: measured vs ideal speed-up"
-    ax.set_title(title, fontsize=10)
+        title = f"{model} on {dev}: measured speed-up (bars; label = measured / ideal), hatched = offline"
+    ax.set_title(title, fontsize=9)
     return ax
+
+
+def bench_ceiling_share(res: dict, ax=None, title=None, figsize=(10, 3.8)):
+    """Useful TFLOP/s of every timed method (``padded`` included) as a share of the run's matmul ceiling."""
+    ax = _new_ax(ax, figsize)
+    scen = [s for s in res.get("scenarios", []) if s.get("methods")]
+    methods = _timed_methods(scen, skip=())
+    x = np.arange(len(scen))
+    width = 0.84 / max(len(methods), 1)
+    for i, m in enumerate(methods):
+        xs = x - 0.42 + width * (i + 0.5)
+        frac = [100 * (s["methods"].get(m, {}).get("useful_fraction_of_ceiling") or 0) for s in scen]
+        ax.bar(xs, frac, width * 0.9, color=method_color(m), label=m)
+    ax.set_xticks(x, [s["name"] for s in scen])
+    ax.set_ylabel("useful TFLOP/s, % of the ceiling")
+    ax.legend(fontsize=7, loc="upper right", ncols=3)
+    ceil = res.get("ceiling_tflops")
+    ax.set_title(title or (f"useful work against the {ceil:,.3g} TFLOP/s matmul ceiling (measured in the run)"
+                           if ceil else "useful work against the matmul ceiling"), fontsize=9)
+    return ax
+
+
+def bench_figure(res: dict, figsize=(10, 7.2)):
+    """The benchmark's figure: :func:`bench_speedups` above :func:`bench_ceiling_share`. Returns the two Axes."""
+    fig = PackvizFigure(figsize=figsize, layout="constrained")
+    top, bottom = fig.subplots(2, 1)
+    return bench_speedups(res, ax=top), bench_ceiling_share(res, ax=bottom)
 
 
 # ---------------------------------------------------------------------- the workshop set

@@ -1,11 +1,26 @@
 #!/usr/bin/env bash
-# The GPU benchmark in ONE call (device tool, one H100): Llama-3-8B with random bf16 weights,
-# padded vs packed prefill on the trace / seed / uniform scenarios. Under 8 minutes in all:
-# the bench stops starting new steps at DEADLINE seconds and `timeout` ends it at LIMIT;
-# bench.json is rewritten after every step, so an interrupted run keeps what it measured.
+# The prefill benchmark in ONE device call (one H100): Llama-3-8B, random bf16 weights, the same
+# requests run padded and packed -- scenarios trace (windows of B = 32 consecutive real requests),
+# offline (the same sample packed whole), seed and uniform. Results under $OUT, rewritten after
+# every step: bench.json, bench.png, bench.log, env.txt.
 #
-#   device tool:  bash scripts/gpu_bench.sh                  (results under $OUT)
+#   device tool:  run(command="PACKVIZ_GIT_COMMIT=<hash> bash scripts/gpu_bench.sh", timeout_s=500)
 #   here, on CPU: OUT=/tmp/pv-gpu-smoke bash scripts/gpu_bench.sh --smoke
+#
+# Estimated timeline on an H100 (seconds from the start of the call; the python run stops
+# starting steps at DEADLINE and `timeout` ends it at LIMIT, so the call ends inside 7.5 min):
+#    0 s  environment probe: nvidia-smi, versions, which attention methods run (env.txt)
+#   20 s  python starts; Llama-3-8B built on the GPU with random weights (8.03 B parameters)
+#   45 s  matmul ceiling (bf16 8192³, 3 measurements of >= 1 s each)
+#   50 s  preflight: every non-compiled method once at a tiny shape (kernel, correctness)
+#   60 s  phase 1, trace: padded, padded-masked, padded-sorted, dense, varlen (1 warm-up + 3 timed passes)
+#  140 s  phase 1, offline: dense, varlen (the padded baselines are trace's, not re-run)
+#  160 s  phase 1, seed and uniform
+#  230 s  phase 2: flex preflight (its compile: tens of seconds), then flex in every scenario
+#  320 s  matmul ceiling again (the lower of the two is used), bench.png; python exits
+#  330 s  DEADLINE: no new step starts after it; LIMIT (380 s): `timeout` interrupts the run,
+#         which still writes its final status
+#  410 s  worst case end of the call (probe + LIMIT + 20 s kill grace + listing)
 #
 # Extra arguments go to `python -m packviz bench` (e.g. --methods padded,varlen).
 # The machine has torch and transformers but not packviz: it runs from the repository root.
@@ -17,16 +32,18 @@ command -v "$PY" >/dev/null 2>&1 || PY=python
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+export PACKVIZ_GIT_COMMIT="${PACKVIZ_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 mkdir -p "$OUT"
 
 {
-  echo "== $(date -u +%FT%TZ) $(hostname)"
+  echo "== $(date -u +%FT%TZ) $(hostname) commit $PACKVIZ_GIT_COMMIT"
   nvidia-smi || echo "nvidia-smi: not available"
   # FlexAttention needs triton to build a C launcher at run time: a C compiler and Python.h
   echo "C compiler: $(command -v "${CC:-gcc}" || command -v clang || echo none)"
   "$PY" -c "
 import torch, transformers
-print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(),
+      'cudnn', torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
 print('transformers', transformers.__version__)
 from packviz.attention import availability, format_availability
 print(format_availability(availability()))
@@ -38,11 +55,9 @@ if [ "${1:-}" = "--smoke" ]; then
   ARGS=(--smoke --no-progress "$@")
   LIMIT="${LIMIT:-120}"
 else
-  # --no-progress: a non-interactive run logs one line per method instead of a tqdm bar
-  # (whose carriage-return redraws would crowd the log tail the device tool returns)
-  ARGS=(--model llama-3-8b --pack-len 8192 --batch-size 32 --trace-n 96 --repeats 3
-        --deadline "${DEADLINE:-370}" --no-progress "$@")
-  LIMIT="${LIMIT:-440}"
+  ARGS=(--model llama-3-8b --pack-len 8192 --batch-size 32 --trace-n 64 --repeats 3
+        --deadline "${DEADLINE:-330}" --no-progress "$@")
+  LIMIT="${LIMIT:-380}"
 fi
 
 timeout --signal=INT --kill-after=20 "$LIMIT" "$PY" -m packviz bench --out "$OUT" "${ARGS[@]}" 2>&1 \

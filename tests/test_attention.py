@@ -132,8 +132,10 @@ def test_availability_reports_every_method_with_a_reason():
     assert [r["method"] for r in rows] == list(A.METHODS)
     by = {r["method"]: r for r in rows}
     assert all(r["reason"] for r in rows)
-    assert by["padded"]["available"] and by["dense"]["available"]
+    assert by["padded"]["available"] and by["dense"]["available"] and by["padded-masked"]["available"]
     assert not by["varlen"]["available"] and "CPU" in by["varlen"]["reason"]
+    stand_in = {r["method"]: r for r in A.availability("cpu", cpu_varlen_reference=True)}["varlen"]
+    assert stand_in["available"] and "varlen_reference" in stand_in["reason"]
     assert not by["flash"]["available"]
     assert A.available_methods("cpu") == [r["method"] for r in rows if r["available"]]
     text = A.format_availability(rows)
@@ -143,9 +145,16 @@ def test_availability_reports_every_method_with_a_reason():
 def test_backend_table_is_consistent_with_the_flop_model():
     from packviz.flops import EXECUTIONS
 
+    from packviz.flops import PRICING
+
     for b in A.BACKENDS.values():
-        assert b.execution in EXECUTIONS and b.layout in ("padded", "packed")
-        assert (b.layout == "padded") == (b.method == "padded")
+        assert b.execution in EXECUTIONS and b.layout in A.LAYOUTS
+        assert b.padding_mask == (b.method == "padded-masked")
+        assert b.offline == (b.method == "padded-sorted")
+        if b.method in PRICING:  # flops.compare prices each way the bench runs it
+            assert PRICING[b.method][1] == b.execution
+    # the baseline is the padded batch at its best: causal, no mask
+    assert A.BACKENDS["padded"].execution == "causal" and not A.BACKENDS["padded"].padding_mask
 
 
 def test_triton_build_problem_names_what_triton_needs_to_compile_flex(tmp_path):

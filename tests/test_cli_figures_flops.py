@@ -31,7 +31,8 @@ def test_flops_json_seed_case_by_hand(capsys, seed_file):
     r = json.loads(out)
     pair = 4 * 32 * 128 * 32  # heads * head_dim * layers, QK^T + AV
     # padded: 2 rows of 4000 slots, each its full 4000 x 4000 square
-    assert r["padded"]["attention"] == 2 * 4000 ** 2 * pair
+    assert r["padded"]["attention"] == 2 * (4000 * 4001 // 2) * pair  # causal, no mask
+    assert r["padded-masked"]["attention"] == 2 * 4000 ** 2 * pair
     # dense pack: one 4096 x 4096 square; varlen and useful: the two triangles
     assert r["dense"]["attention"] == 4096 ** 2 * pair
     assert r["varlen"]["attention"] == r["useful"]["attention"] == (50 * 51 // 2 + 4000 * 4001 // 2) * pair
@@ -68,7 +69,8 @@ def test_flops_model_from_config_json(capsys, seed_file, tmp_path):
     assert rc == 0, err
     r = json.loads(out)
     assert r["shape"]["head_dim"] == 16 and r["shape"]["kv_heads"] == 2
-    assert r["padded"]["attention"] == (50 ** 2 + 4000 ** 2) * 4 * 4 * 16 * 2  # batch 1: no padding
+    assert r["padded"]["attention"] == (50 * 51 // 2 + 4000 * 4001 // 2) * 4 * 4 * 16 * 2  # batch 1: no padding
+    assert r["padded-masked"]["attention"] == (50 ** 2 + 4000 ** 2) * 4 * 4 * 16 * 2
 
 
 @pytest.mark.parametrize("extra, message", [

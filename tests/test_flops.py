@@ -2,13 +2,15 @@
 
 import types
 
+import numpy as np
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packviz.flops import (
-    Flops, causal_pairs, compare, compare_as_dict, ideal_speedup, layout_flops, sequence_lengths,
-    tiled_causal_pairs, useful_flops,
+    Flops, block_sparse_pairs, causal_pairs, compare, compare_as_dict, ideal_speedup, layout_flops,
+    sequence_lengths, square_pairs, tiled_causal_pairs, useful_flops,
 )
 from packviz.shapes import MODELS, ModelShape, get_shape, shape_from_config
 from packviz.layout import Layout
@@ -39,8 +41,9 @@ def test_one_sequence_by_hand():
     assert f.total == 4 * 88 + 80
     assert useful_flops([4], TOY, lm_head="last") == Flops(4 * BODY + 1 * HEAD, 10 * PAIR)
     lay = pack([4], 4, "bfd")
-    # one full pack of 4: the dense kernel computes all 16 pairs, varlen only the 10
-    assert layout_flops(lay, TOY, "dense") == Flops(4 * (BODY + HEAD), 16 * PAIR)
+    # one full pack of 4: a masked kernel computes all 16 pairs, causal and varlen only the 10
+    assert layout_flops(lay, TOY, "masked") == Flops(4 * (BODY + HEAD), 16 * PAIR)
+    assert layout_flops(lay, TOY, "causal") == f
     assert layout_flops(lay, TOY, "varlen") == f
 
 
@@ -48,17 +51,21 @@ def test_two_equal_sequences_by_hand():
     lengths = [3, 3]
     padded = pack(lengths, 6, "pad", batch_size=2)  # 2 rows x 3 slots, no pad
     packed = pack(lengths, 6, "bfd")                # 1 row of 6 slots
-    # padded: each row its 3x3 square = 9 pairs, 18 in all; 6 slots
-    assert layout_flops(padded, TOY, "padded") == Flops(6 * (BODY + HEAD), 18 * PAIR)
+    # padded with a mask: each row its 3x3 square = 9 pairs, 18 in all; 6 slots
+    assert layout_flops(padded, TOY, "masked") == Flops(6 * (BODY + HEAD), 18 * PAIR)
+    # padded, causal and unmasked: each row its triangle of 6 pairs -- no pads, so exactly the need
+    assert layout_flops(padded, TOY, "causal") == Flops(6 * (BODY + HEAD), 12 * PAIR)
     # dense pack: one 6x6 square = 36 pairs (the 18 cross-sequence pairs are masked but computed)
-    assert layout_flops(packed, TOY, "dense") == Flops(6 * (BODY + HEAD), 36 * PAIR)
+    assert layout_flops(packed, TOY, "masked") == Flops(6 * (BODY + HEAD), 36 * PAIR)
     # varlen and useful: two triangles of 6 pairs
     assert layout_flops(packed, TOY, "varlen") == Flops(6 * (BODY + HEAD), 12 * PAIR)
     assert useful_flops(lengths, TOY) == Flops(6 * (BODY + HEAD), 12 * PAIR)
     r = compare(padded, packed, TOY)
-    # equal lengths: padding wastes only the upper triangles; dense packing wastes more
-    assert r["speedup"]["dense"] == pytest.approx((6 * 88 + 18 * 8) / (6 * 88 + 36 * 8))
-    assert r["speedup"]["varlen"] == pytest.approx((6 * 88 + 18 * 8) / (6 * 88 + 12 * 8))
+    # equal lengths: the causal padded baseline wastes nothing, so packing can only lose
+    assert r["speedup"]["varlen"] == 1.0 and r["wasted"]["padded"] == Flops(0, 0)
+    assert r["speedup"]["dense"] == pytest.approx((6 * 88 + 12 * 8) / (6 * 88 + 36 * 8))
+    # the masked padded batch computes the upper triangles too
+    assert r["speedup"]["padded-masked"] == pytest.approx((6 * 88 + 12 * 8) / (6 * 88 + 18 * 8))
     assert r["wasted"]["varlen"] == Flops(0, 0)
 
 
@@ -75,18 +82,21 @@ def test_seed_case_50_and_4000_llama3_8b():
     packed = pack(lengths, 4096, "bfd")                # 1 row of 4096 slots
     shape = MODELS["llama-3-8b"]
     useful = Flops(4050 * (body + head), (50 * 51 // 2 + 4000 * 4001 // 2) * pair)
-    pad = Flops(8000 * (body + head), 2 * 4000 ** 2 * pair)
+    pad = Flops(8000 * (body + head), 2 * (4000 * 4001 // 2) * pair)  # two causal triangles of 4000
+    masked = Flops(8000 * (body + head), 2 * 4000 ** 2 * pair)
     dense = Flops(4096 * (body + head), 4096 ** 2 * pair)
     r = compare(padded, packed, shape)
     assert r["useful"] == useful
-    assert r["padded"] == pad
+    assert r["padded"] == pad and r["padded-masked"] == masked
     assert r["dense"] == dense
     assert r["varlen"] == useful
     assert r["wasted"]["padded"] == pad - useful
     assert r["speedup"]["dense"] == pytest.approx(pad.total / dense.total)
     assert r["speedup"]["varlen"] == pytest.approx(pad.total / useful.total)
-    # padding 50 up to 4000 roughly doubles the work: the ideal speedup is about 2x
-    assert 2.0 < r["speedup"]["varlen"] < 2.2
+    # padding 50 up to 4000 roughly doubles the work: 8,000 slots for 4,050 tokens, and two
+    # 4,000-token triangles where one and a tiny one are needed -- the ideal is just under 2x
+    assert 8000 / 4050 < r["speedup"]["varlen"] < 2.0
+    assert 2.0 < r["speedup"]["varlen"] * r["padded-masked"].total / r["padded"].total < 2.2
     # last-token lm_head: one row of the 128256-wide head per sequence
     r_last = compare(padded, packed, shape, lm_head="last")
     assert r_last["useful"].linear == 4050 * body + 2 * head
@@ -104,7 +114,7 @@ def test_tiles_by_hand():
     lay = pack([5], 5, "bfd")
     assert layout_flops(lay, TOY, "varlen", tile=(2, 2)).attention == 24 * PAIR
     with pytest.raises(ValueError, match="varlen"):
-        layout_flops(lay, TOY, "dense", tile=(2, 2))
+        layout_flops(lay, TOY, "masked", tile=(2, 2))
     with pytest.raises(ValueError):
         tiled_causal_pairs([5], (0, 2))
 
@@ -112,18 +122,22 @@ def test_tiles_by_hand():
 def test_padded_batches_have_their_own_widths():
     # batches of 2: [1, 5] -> width 5, [2, 2] -> width 2
     lay = pack([1, 5, 2, 2], 8, "pad", batch_size=2)
-    f = layout_flops(lay, TOY, "padded")
+    f = layout_flops(lay, TOY, "masked")
     assert f == Flops((5 + 5 + 2 + 2) * (BODY + HEAD), (25 + 25 + 4 + 4) * PAIR)
-    per_batch = [layout_flops(lay, TOY, "padded", rows=b) for b in lay.batches()]
+    assert layout_flops(lay, TOY, "causal").attention == (15 + 15 + 3 + 3) * PAIR
+    per_batch = [layout_flops(lay, TOY, "masked", rows=b) for b in lay.batches()]
     assert per_batch[0] + per_batch[1] == f
     assert per_batch[1] == Flops(4 * (BODY + HEAD), 8 * PAIR)
 
 
 def test_partly_filled_pack_pays_for_its_pads_when_dense():
     lay = Layout.from_rows([[(0, 0, 3)]], widths=[8])
-    assert layout_flops(lay, TOY, "dense") == Flops(8 * (BODY + HEAD), 64 * PAIR)
+    assert layout_flops(lay, TOY, "masked") == Flops(8 * (BODY + HEAD), 64 * PAIR)
     assert layout_flops(lay, TOY, "varlen") == Flops(3 * (BODY + HEAD), 6 * PAIR)
-    assert layout_flops(lay, TOY, "dense", lm_head="last") == Flops(8 * BODY + HEAD, 64 * PAIR)
+    assert layout_flops(lay, TOY, "masked", lm_head="last") == Flops(8 * BODY + HEAD, 64 * PAIR)
+    # block-sparse, blocks of 4: slots 3..7 are a filler sequence; q-block 0 starts in the
+    # sequence (1 tile), q-block 1 starts in the filler, which began in block 0 (2 tiles)
+    assert layout_flops(lay, TOY, "block-sparse", block=4).attention == 3 * 16 * PAIR
 
 
 def test_split_sequence_one_lm_head_and_varlen_below_useful():
@@ -154,7 +168,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="execution"):
         layout_flops(lay, TOY, "sparse")
     with pytest.raises(ValueError, match="lm_head"):
-        layout_flops(lay, TOY, "dense", lm_head="first")
+        layout_flops(lay, TOY, "masked", lm_head="first")
     with pytest.raises(ValueError, match="unknown model"):
         get_shape("llama-2-7b")
     with pytest.raises(ValueError):
@@ -162,7 +176,7 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         ModelShape("bad", 0, 8, 1, 1, 1, 4)
     with pytest.raises(IndexError):
-        layout_flops(lay, TOY, "dense", rows=[1])
+        layout_flops(lay, TOY, "masked", rows=[1])
 
 
 def test_ideal_speedup_and_flops_arithmetic():
@@ -222,7 +236,8 @@ def test_orderings_hold(lengths, strategy, batch, lm_head):
     r = compare(padded, packed, TOY, lm_head=lm_head)
     assert r["varlen"] == r["useful"]  # nothing split: varlen does exactly the needed work
     assert r["padded"].total >= r["useful"].total and r["dense"].total >= r["useful"].total
-    assert r["speedup"]["varlen"] >= r["speedup"]["dense"]
+    assert r["padded-masked"].total >= r["padded"].total
+    assert r["speedup"]["varlen"] >= r["speedup"]["flex"] and r["speedup"]["varlen"] >= r["speedup"]["dense"]
     # varlen on the padded layout (no pads computed) also equals useful
     assert layout_flops(padded, TOY, "varlen", lm_head=lm_head) == r["useful"]
     tiled = layout_flops(packed, TOY, "varlen", lm_head=lm_head, tile=(16, 16))
@@ -233,3 +248,42 @@ def test_orderings_hold(lengths, strategy, batch, lm_head):
     assert js["dense"]["total"] == r["dense"].total
 
 
+
+
+def _block_sparse_by_brute_force(layout, block):
+    """Tiles holding an allowed pair, found by drawing each row's mask (gaps as their own sequence)."""
+    grid = layout.seq_id_grid()
+    total = 0
+    for r in range(layout.num_rows):
+        w = int(layout.widths[r])
+        ids = grid[r, :w].copy()
+        gap = ids == -1
+        # each maximal run of uncovered slots is one sequence of its own
+        run_id = np.cumsum(np.diff(np.concatenate([[0], gap.astype(int)])) == 1)
+        ids[gap] = -1 - run_id[gap]
+        q = np.arange(w)
+        allowed = (ids[:, None] == ids[None, :]) & (q[None, :] <= q[:, None])
+        nb = -(-w // block)
+        for i in range(nb):
+            for j in range(nb):
+                total += bool(allowed[i * block:(i + 1) * block, j * block:(j + 1) * block].any())
+    return total * block * block
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.integers(1, 40), min_size=1, max_size=12), st.sampled_from([1, 3, 4, 8, 16]),
+       st.sampled_from(["next-fit", "bfd", "pad"]))
+def test_block_sparse_matches_the_drawn_mask(lengths, block, strategy):
+    lay = pack(lengths, 48, strategy, batch_size=3 if strategy == "pad" else None)
+    assert block_sparse_pairs(lay, block) == _block_sparse_by_brute_force(lay, block)
+    # between the varlen triangles and the full squares
+    assert causal_pairs(lay.seg_length) <= block_sparse_pairs(lay, block)
+    if block == 1:
+        assert block_sparse_pairs(lay, 1) == causal_pairs(lay.seg_length) + causal_pairs(
+            lay.widths - lay.row_real_tokens())
+
+
+def test_exact_sums_do_not_overflow():
+    n = 3_000_000_000
+    assert causal_pairs([n, n]) == n * (n + 1)
+    assert square_pairs([n]) == n * n

@@ -281,3 +281,47 @@ def test_diff_text_is_stable_for_display():
     assert M.diff_text(2.1e-7) == M.diff_text(9e-6) == "< 1e-05 (rounding)"
     assert M.diff_text(0.62345) == "0.623"
     assert M.diff_text(0.05, tol=0.1) == "< 1e-01 (rounding)"
+
+
+# ---------------------------------------------------------------------- the padded baselines
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_padded_without_a_mask_is_exact_for_every_real_token(tiny, seqs, attn):
+    """Right padding + no mask (causal, native GQA) gives the masked run's logits on every real token."""
+    tiny.set_attn_implementation(attn)
+    try:
+        batch = M.padded_batch(seqs)
+        causal = M.padded_forward(tiny, batch, last_token_only=False, mask=False)
+        masked = M.padded_forward(tiny, batch, last_token_only=False, mask=True)
+    finally:
+        tiny.set_attn_implementation("sdpa")
+    real = batch["attention_mask"].bool()
+    assert real.sum() == sum(LENGTHS) and causal.shape == masked.shape
+    assert M.max_abs_diff(causal[real], masked[real]) <= 1e-5
+    # and both equal each sequence run alone (the last tokens)
+    last = M.padded_forward(tiny, batch, mask=False)
+    ref_last = torch.stack([r[-1] for r in torch.split(M.per_sequence_logits(tiny, seqs), list(LENGTHS))])
+    assert M.max_abs_diff(last, ref_last) <= TOL
+
+
+def test_left_padding_without_a_mask_is_not_exact(tiny, seqs):
+    """The claim needs RIGHT padding: left pads come before the real tokens, and a causal query sees them."""
+    batch = M.padded_batch(seqs)
+    width = batch["input_ids"].shape[1]
+    left = {"input_ids": torch.stack([torch.cat([torch.zeros(width - len(s), dtype=torch.int64), s]) for s in seqs])}
+    out = M.padded_forward(tiny, {**left, "attention_mask": torch.ones_like(left["input_ids"])}, mask=False)
+    ref = torch.stack([r[-1] for r in torch.split(M.per_sequence_logits(tiny, seqs), list(LENGTHS))])
+    assert M.max_abs_diff(out, ref) > TRAP
+
+
+def test_packed_rows_in_one_forward_keep_every_sequence_isolated(tiny, seqs):
+    rows = [seqs[:2], seqs[2:3], seqs[3:]]  # 7+1, 12, 5+3 tokens in rows of C = 16, each topped up by a filler
+    batch = M.packed_rows_batch(rows, pad_to=16)
+    assert batch["input_ids"].shape == (3, 16)
+    assert batch["last_index"].tolist() == [[0, 6], [0, 7], [1, 11], [2, 4], [2, 7]]
+    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 6, 0] + list(range(8))
+    got = M.rows_forward(tiny, batch)
+    ref = torch.stack([r[-1] for r in torch.split(M.per_sequence_logits(tiny, seqs), list(LENGTHS))])
+    assert got.shape == (len(seqs), tiny.config.vocab_size)
+    assert M.max_abs_diff(got, ref) <= TOL
+    with pytest.raises(ValueError, match="more than pad_to=8"):
+        M.packed_rows_batch([seqs[2:3]], pad_to=8)

@@ -180,13 +180,14 @@ def test_waste_bars_from_compare():
     _own_figure(ax, (7, 4))
     assert "TFLOP" in ax.get_ylabel()
     bars = ax.patches
-    assert len(bars) == 8  # 4 bars x (linear, attention)
-    lin = [p.get_height() for p in bars[:4]]
-    att = [p.get_height() for p in bars[4:]]
-    for i, k in enumerate(["useful", "padded", "dense", "varlen"]):
+    order = ["useful", "padded", "padded-masked", "dense", "flex", "varlen"]
+    assert len(bars) == 2 * len(order)  # (linear, attention) per bar
+    lin = [p.get_height() for p in bars[:len(order)]]
+    att = [p.get_height() for p in bars[len(order):]]
+    for i, k in enumerate(order):
         assert lin[i] == pytest.approx(r[k].linear / 1e12)
         assert att[i] == pytest.approx(r[k].attention / 1e12)
-        assert bars[4 + i].get_y() == pytest.approx(lin[i])  # stacked
+        assert bars[len(order) + i].get_y() == pytest.approx(lin[i])  # stacked
     texts = [t.get_text() for t in ax.texts]
     assert any(f"{r['waste_fraction']['padded']:.0%} waste" in t for t in texts)
     # the JSON form draws the same bars

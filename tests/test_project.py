@@ -67,11 +67,13 @@ LAYERS = [
     ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.flops", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.exercises", ("torch", "transformers", "matplotlib", "ipywidgets")),
-    ("packviz.results", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.bench.config", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.bench.scenarios", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.bench.results", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.cli", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
-    ("packviz.bench", ("packviz.plot", "packviz.widgets", "ipywidgets")),
+    ("packviz.bench.runner", ("packviz.widgets", "matplotlib.pyplot", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 

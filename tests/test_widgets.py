@@ -21,7 +21,7 @@ def test_explore_numbers_follow_the_layouts():
     assert n["sequences"] == 12 and n["real_tokens"] == padded.real_tokens == packed.real_tokens
     assert n["padded_rows"] == 12 and n["packed_rows"] == packed.num_rows
     assert n["packed_utilization"] == packed.utilization
-    assert n["padded_tflops"] == layout_flops(padded, "llama-3.2-1b", "padded").total / 1e12
+    assert n["padded_tflops"] == layout_flops(padded, "llama-3.2-1b", "causal").total / 1e12
     assert n["dense_speedup"] == r["flops"]["speedup"]["dense"]
     html = W.numbers_html(n, model="llama-3.2-1b")
     assert f"{n['padded_utilization']:.1%}" in html and f"{n['dense_speedup']:.2f}×" in html
