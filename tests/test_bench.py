@@ -74,6 +74,13 @@ def test_sorted_batches_regroup_the_sample_and_offline_packs_it_whole():
     assert v["forwards"] == 2 and v["pad_tokens"] == 0
 
 
+def test_sorting_one_window_changes_no_batch():
+    one = _toy_scenario([1, 5, 2], batch_size=3, pack_len=8)
+    assert runner.batch_sets(one, "sorted") == runner.batch_sets(one, "padded") == [frozenset({0, 1, 2})]
+    two = _toy_scenario([1, 5, 2, 6], batch_size=2, pack_len=8)
+    assert runner.batch_sets(two, "sorted") == [frozenset({0, 2}), frozenset({1, 3})]
+
+
 def test_tiled_prices_count_whole_tiles_on_both_sides_of_the_ratio():
     sc = _toy_scenario([5, 2], batch_size=2, pack_len=8)
     prices = {m: scenarios.price(sc, m, TOY, tile=(2, 2)) for m in A.METHODS}
@@ -147,6 +154,7 @@ def test_smoke_writes_every_key_the_issue_asks_for(smoke_run):
     assert set(disk["preflight"]) == {"padded", "padded-masked", "padded-sorted", "dense", "varlen"}
     for m, rec in disk["preflight"].items():
         assert rec["status"] == "ok" and rec["check"]["max_abs_diff"] < 1e-4 and rec["kernel"], m
+        assert rec["check"]["top1_agreement"] == 1.0 and rec["check"]["max_rel_diff"] < 1e-4
 
 
 def test_smoke_measures_every_method_the_same_requests_per_forward(smoke_run):
