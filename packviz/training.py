@@ -445,7 +445,7 @@ def format_comparisons(rows: list[dict], tol: float = PROOF_TOLERANCE) -> str:
     """Rows of ``{"name", "loss_rel_diff", "grad_rel_diff", "worst_param"}`` as aligned text.
 
     Differences below ``tol`` print as ``< 1e-05`` (their digits are float rounding and vary
-    with the CPU); larger ones with 3 significant digits.
+    with the CPU), and without a parameter name; larger ones with 3 significant digits.
     """
     def show(x: float) -> str:
         if x == 0:
@@ -455,6 +455,6 @@ def format_comparisons(rows: list[dict], tol: float = PROOF_TOLERANCE) -> str:
     width = max(len(r["name"]) for r in rows) + 2
     lines = [f"{'':<{width}}{'loss rel. diff':>16}{'grad rel. diff':>16}  largest in"]
     for r in rows:
-        lines.append(f"{r['name']:<{width}}{show(r['loss_rel_diff']):>16}{show(r['grad_rel_diff']):>16}"
-                     f"  {r['worst_param']}")
+        where = r["worst_param"] if r["grad_rel_diff"] >= tol else "-"  # rounding has no meaningful place
+        lines.append(f"{r['name']:<{width}}{show(r['loss_rel_diff']):>16}{show(r['grad_rel_diff']):>16}  {where}")
     return "\n".join(lines)
