@@ -125,6 +125,14 @@ def test_sequence_mean_is_not_the_token_mean(tiny, seqs):
     assert failed(T.sequence_mean_failure(tiny, seqs))
 
 
+def test_a_per_sequence_mean_computed_per_segment_is_layout_invariant(tiny, lengths, seqs):
+    """If a per-sequence objective is wanted, computing it per segment gives it in any layout."""
+    padded = T.sequence_mean_step(tiny, T.padded_train_batch(seqs))
+    one_row = T.sequence_mean_step(tiny, M.packed_batch(seqs))
+    two_rows = T.sequence_mean_step(tiny, T.packed_rows_batch(T.packs_of(pack(lengths, 224, "bfd"), seqs)))
+    assert equal(T.compare_steps(one_row, padded)) and equal(T.compare_steps(two_rows, padded))
+
+
 def test_equal_lengths_hide_the_sequence_mean_bug(tiny):
     same = T.random_sequences([20] * 4, tiny.config.vocab_size, seed=1)
     assert equal(T.sequence_mean_failure(tiny, same))
@@ -190,6 +198,10 @@ def test_failure_table_names_every_failure(tiny, seqs, micro_packs):
     assert all(failed(r) for r in rows)
     text = T.format_comparisons(rows)
     assert all(name in text for name in T.FAILURES)
+    zero = [{"name": "x", "loss_rel_diff": 0.0, "grad_rel_diff": 0.0, "worst_param": "lm_head.weight"}]
+    assert "0 (exact)" in T.format_comparisons(zero, mark_exact=True)
+    plain = T.format_comparisons(zero)
+    assert "< 1e-05" in plain and "exact" not in plain and "lm_head" not in plain  # no place for rounding
 
 
 def test_bad_arguments_are_named(tiny, seqs):
@@ -199,6 +211,10 @@ def test_bad_arguments_are_named(tiny, seqs):
         T.only_sequence_labels(M.packed_batch(seqs[:2]), 5)
     with pytest.raises(ValueError, match="unknown trap"):
         T.trap_step(tiny, M.packed_batch(seqs[:2]), "nope")
+    with pytest.raises(ValueError, match="no target"):
+        T.train_step(tiny, [M.packed_batch([[5]])])
+    with pytest.raises(ValueError, match="length at index 1 is 0"):
+        T.random_sequences([3, 0], 256)
     with pytest.raises(ValueError, match="one-token sequence"):
         steps.token_weights([5, 1])
     with pytest.raises(ValueError, match="reduction must be one of"):
