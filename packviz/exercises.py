@@ -1,4 +1,4 @@
-"""Self-checking exercises for notebook 06. The expected answers are computed by packviz itself.
+"""Self-checking exercises for notebooks 06 and 08. The expected answers are computed by packviz itself.
 
 ::
 
@@ -22,6 +22,7 @@ import numpy as np
 from .flops import compare
 from .lengths import seed_scenario
 from .packing import pack
+from .steps import accumulation_weights, token_weights
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,22 @@ EXERCISES: dict[str, Exercise] = {
         lambda: compare(pack(seed_scenario(16, seed=0), 8192, "pad", batch_size=8),
                         pack(seed_scenario(16, seed=0), 8192, "bfd"), "llama-3-8b")["speedup"]["varlen"],
         "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b')",
+        rel_tol=0.01,
+    ),
+    "sequence_mean_weight": Exercise(
+        "One step trains on two examples of 50 and 4,000 tokens, with the loss averaged per sequence "
+        "(each sequence's mean, then the mean of the two). How many times the weight of one target token "
+        "of the 4,000-token example does one target token of the 50-token example get? (a float, 1% tolerance)",
+        lambda: float(token_weights([50, 4000], "sequence")[0] / token_weights([50, 4000], "sequence")[1]),
+        "a sequence of n tokens has n - 1 targets; each sequence's targets share 1/2 of the loss",
+        rel_tol=0.01,
+    ),
+    "accumulation_weight": Exercise(
+        "An optimizer step accumulates two micro-batches holding 300 and 100 target tokens. Each micro-batch's "
+        "loss is its own token mean, divided by 2. One target token of the 100-token micro-batch gets how many "
+        "times the weight it would get in the full-batch token mean? (a float, 1% tolerance)",
+        lambda: float(accumulation_weights([300, 100], "micro_batch")[1] / accumulation_weights([300, 100], "step")[1]),
+        "its weight is 1 / (2 × 100); in the full-batch token mean every target weighs 1 / (300 + 100)",
         rel_tol=0.01,
     ),
 }

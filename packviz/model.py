@@ -431,8 +431,13 @@ def block_diagonal_mask(batch: dict, dtype=torch.float32) -> torch.Tensor:
     return _additive_mask(allowed.to(batch["input_ids"].device), dtype)
 
 
-def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
-    """Logits ``[T, vocab]`` of a packed batch run the broken way ``trap`` (one of :data:`TRAPS`)."""
+def trap_inputs(model, batch: dict, trap: str) -> dict:
+    """The keyword arguments of ``model.model`` for a packed batch run the broken way ``trap``.
+
+    One of :data:`TRAPS`; the tensors are (1, T) (a (1, 1, T, T) additive mask for
+    ``no_block_mask``). No ``labels``: add them to run a training step the same way
+    (:mod:`packviz.training`).
+    """
     if trap not in TRAPS:
         raise ValueError(f"unknown trap {trap!r}; choose from {sorted(TRAPS)}")
     ids, pos = batch["input_ids"], batch["position_ids"]
@@ -447,6 +452,12 @@ def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
         kw.update(position_ids=pos)  # use_cache not passed: the config default (True) applies
     elif trap == "stray_attention_mask":
         kw.update(position_ids=pos, attention_mask=torch.ones_like(ids), use_cache=False)
+    return kw
+
+
+def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
+    """Logits ``[T, vocab]`` of a packed batch run the broken way ``trap`` (one of :data:`TRAPS`)."""
+    kw = trap_inputs(model, batch, trap)
     with torch.inference_mode():
         hidden = model.model(**kw).last_hidden_state[0]
         return model.lm_head(hidden)

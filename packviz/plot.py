@@ -490,6 +490,53 @@ def bench_figure(res: dict, figsize=(10, 7.2)):
     return bench_speedups(res, ax=top), bench_ceiling_share(res, ax=bottom)
 
 
+# ---------------------------------------------------------------------- training steps
+def step_tokens(series: dict, ax=None, max_steps: int = 120, title=None, ylabel="real tokens per step",
+                figsize=(9, 3.4)):
+    """Tokens per optimizer step, one line per ``{label: (S,) array}``, over the first ``max_steps`` steps.
+
+    A dashed line of the same colour marks each series' mean over all its steps
+    (e.g. :func:`packviz.steps.step_tokens`'s ``"tokens"``).
+    """
+    ax = _new_ax(ax, figsize)
+    for (label, ys), color in zip(series.items(), OKABE_ITO):
+        ys = np.asarray(ys, dtype=np.float64)
+        shown = ys[:max_steps]
+        ax.plot(np.arange(len(shown)), shown, color=color, lw=1.4, label=f"{label} (mean {ys.mean():,.0f})")
+        ax.axhline(ys.mean(), color=color, lw=0.9, ls="--")
+    ax.set_xlim(0, max_steps - 1)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title or f"what one step holds (first {max_steps} steps; dashed: mean)", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return ax
+
+
+def loss_shares(lengths, shares: dict, ax=None, title=None, figsize=(8, 3.2)):
+    """Each example's share of a step's loss under several reductions: grouped bars, one group per example.
+
+    ``lengths`` (N,) label the groups; ``shares`` is ``{reduction label: (N,) shares}``
+    (e.g. :func:`packviz.steps.example_weights`).
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    ax = _new_ax(ax, figsize)
+    x = np.arange(len(lengths))
+    width = 0.8 / max(len(shares), 1)
+    for i, ((label, ys), color) in enumerate(zip(shares.items(), (LINEAR_COLOR, ATTENTION_COLOR) + OKABE_ITO)):
+        ax.bar(x - 0.4 + width * (i + 0.5), ys, width * 0.92, color=color, label=label)
+    ax.set_xticks(x, [f"{int(n):,}" for n in lengths])
+    ax.set_xlabel("example length (tokens)")
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    ax.set_ylabel("share of the step's loss")
+    ax.grid(alpha=0.3, axis="y")
+    ax.set_title(title or "how much each example counts in one step", fontsize=10)
+    ax.legend(fontsize=8)
+    return ax
+
+
 # ---------------------------------------------------------------------- the workshop set
 def standard_figures() -> dict:
     """``{file name: () -> Axes}``: the figures ``python -m packviz figures`` writes for slides.

@@ -62,6 +62,7 @@ LAYERS = [
     ("packviz.checks", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.shapes", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.trace", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.steps", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.lengths", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.layout", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),
@@ -74,6 +75,7 @@ LAYERS = [
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.bench.runner", ("packviz.widgets", "matplotlib.pyplot", "ipywidgets")),
+    ("packviz.training", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 
