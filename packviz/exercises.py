@@ -1,4 +1,4 @@
-"""Self-checking exercises for notebooks 06 and 08. The expected answers are computed by packviz itself.
+"""Self-checking exercises for notebooks 05, 06 and 08. The expected answers are computed by packviz itself.
 
 ::
 
@@ -67,6 +67,16 @@ EXERCISES: dict[str, Exercise] = {
         "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b')",
         rel_tol=0.01,
     ),
+    "masked_flattery": Exercise(
+        "The GPU run's trace scenario (packviz.bench.config.BenchConfig(): 64 consecutive real requests, "
+        "windows of B = 32, rows of C = 8,192, Llama-3-8B) prices varlen's ideal speed-up over padded, the "
+        "baseline at its best. By what factor does that ideal grow if the baseline is padded-masked instead? "
+        "(a float, 0.1% tolerance)",
+        lambda: _masked_flattery(),
+        "the ratio of the two baselines' FLOPs: packviz.bench.scenarios.plan(...)[0]['ideal_speedup'] holds "
+        "both speed-ups over padded",
+        rel_tol=1e-3,
+    ),
     "sequence_mean_weight": Exercise(
         "One step trains on two examples of 50 and 4,000 tokens, with the loss averaged per sequence "
         "(each sequence's mean, then the mean of the two). How many times the weight of one target token "
@@ -84,6 +94,15 @@ EXERCISES: dict[str, Exercise] = {
         rel_tol=0.01,
     ),
 }
+
+
+def _masked_flattery() -> float:
+    from .bench.config import BenchConfig
+    from .bench.scenarios import plan
+
+    ideal = plan(BenchConfig(scenarios=("trace",)))[0]["ideal_speedup"]
+    # over padded-masked: F_masked / F_varlen = (F_padded / F_varlen) x (F_masked / F_padded)
+    return 1 / ideal["padded-masked"]
 
 
 def question(name: str) -> str:

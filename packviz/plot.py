@@ -412,21 +412,26 @@ def method_color(method: str):
 
 
 def _timed_methods(scen: list, skip=("padded",)) -> list:
-    out = []
-    for s in scen:
-        for m, r in s["methods"].items():
-            if r.get("median_s") and m not in skip and m not in out:
-                out.append(m)
-    return out
+    """Methods timed in some scenario, in ``attention.METHODS`` order (the order of their colours)."""
+    from .attention import METHODS
+
+    timed = {m for s in scen for m, r in s["methods"].items() if r.get("median_s") and m not in skip}
+    return sorted(timed, key=lambda m: METHODS.index(m) if m in METHODS else len(METHODS))
+
+
+def _own(r: dict) -> bool:
+    """A result measured in its own scenario (not timings shared from another one)."""
+    return bool(r.get("median_s")) and not r.get("shared_from")
 
 
 def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
     """Measured speed-up over ``padded`` (bars) beside the FLOP model's ideal (black ticks), per scenario.
 
     ``res``: a results dict of :func:`packviz.bench.runner.run` (or
-    :func:`packviz.bench.results.load_results`). Only methods that were timed get a bar,
-    labelled with measured / ideal; offline methods are hatched. The baseline, ``padded`` (causal,
-    no mask), is the grey line at 1×.
+    :func:`packviz.bench.results.load_results`). Only methods timed in the scenario itself get a
+    bar (timings a scenario shares with another are drawn once, where they were measured),
+    labelled with measured / ideal; offline methods are hatched. The baseline, ``padded``
+    (causal, no mask), is the grey line at 1×.
     """
     ax = _new_ax(ax, figsize)
     scen = [s for s in res.get("scenarios", []) if s.get("methods")]
@@ -437,24 +442,24 @@ def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
     for i, m in enumerate(methods):
         xs = x - 0.42 + width * (i + 0.5)
         rows = [s["methods"].get(m, {}) for s in scen]
-        meas = np.array([r.get("measured_speedup") or 0.0 for r in rows])
-        ideal = np.array([r.get("ideal_speedup_tiled") or r.get("ideal_speedup") or np.nan for r in rows])
-        hatch = ["//" if r.get("label") == "offline" else None for r in rows]
+        meas = np.array([r["measured_speedup"] if _own(r) and r.get("measured_speedup") else 0.0 for r in rows])
+        ideal = np.array([(r.get("ideal_speedup_tiled") or r.get("ideal_speedup")) if _own(r) else np.nan
+                          for r in rows], dtype=np.float64)
         bars = ax.bar(xs, meas, width * 0.9, color=method_color(m), label=m)
-        for bar, h in zip(bars, hatch):
-            bar.set_hatch(h)
+        for bar, r in zip(bars, rows):
+            bar.set_hatch("//" if r.get("label") == "offline" else None)
         ax.scatter(xs, ideal, marker="_", s=500 * width, color="black", linewidths=2, zorder=3,
                    label="ideal (FLOP model)" if i == len(methods) - 1 else None)
         for xi, mv, iv in zip(xs, meas, ideal):
             if mv > 0 and np.isfinite(iv):
                 ax.annotate(f"{mv / iv:.2f}", (xi, max(mv, iv)), ha="center", va="bottom",
                             fontsize=7, xytext=(0, 2), textcoords="offset points")
-        top = max(top, np.nanmax(np.concatenate([meas, ideal])) if len(meas) else 1.0)
+        top = max(top, np.nanmax(np.concatenate([meas, ideal, [1.0]])))
     ax.axhline(1, color="0.5", lw=0.8, label="padded (causal, no mask)")
     ax.set_xticks(x, [s["name"] for s in scen])
-    ax.set_ylim(0, top * 1.3)
+    ax.set_ylim(0, top * 1.45)
     ax.set_ylabel("speed-up over padded (×)")
-    ax.legend(fontsize=7, loc="upper right", ncols=3)
+    ax.legend(fontsize=7, loc="upper left", ncols=4)
     if title is None:
         dev = (res.get("device") or {}).get("name", "?")
         model = (res.get("model") or {}).get("name", "?")
@@ -472,11 +477,13 @@ def bench_ceiling_share(res: dict, ax=None, title=None, figsize=(10, 3.8)):
     width = 0.84 / max(len(methods), 1)
     for i, m in enumerate(methods):
         xs = x - 0.42 + width * (i + 0.5)
-        frac = [100 * (s["methods"].get(m, {}).get("useful_fraction_of_ceiling") or 0) for s in scen]
+        rows = [s["methods"].get(m, {}) for s in scen]
+        frac = [100 * (r.get("useful_fraction_of_ceiling") or 0) if _own(r) else 0 for r in rows]
         ax.bar(xs, frac, width * 0.9, color=method_color(m), label=m)
     ax.set_xticks(x, [s["name"] for s in scen])
+    ax.set_ylim(0, 100)
     ax.set_ylabel("useful TFLOP/s, % of the ceiling")
-    ax.legend(fontsize=7, loc="upper right", ncols=3)
+    ax.legend(fontsize=7, loc="upper left", ncols=6)
     ceil = res.get("ceiling_tflops")
     ax.set_title(title or (f"useful work against the {ceil:,.3g} TFLOP/s matmul ceiling (measured in the run)"
                            if ceil else "useful work against the matmul ceiling"), fontsize=9)

@@ -452,3 +452,21 @@ def test_bench_never_imports_widgets_or_pyplot():
             "bad = [m for m in ('packviz.widgets', 'matplotlib.pyplot', 'ipywidgets') if m in sys.modules]; "
             "assert not bad, bad")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_bench_figure_draws_each_timing_once_where_it_was_measured(smoke_run):
+    from packviz import plot
+
+    _, res = smoke_run
+    top, bottom = plot.bench_figure(res)
+    assert top.figure is bottom.figure and isinstance(top.figure, plot.PackvizFigure)
+    assert [t.get_text() for t in top.get_xticklabels()] == list(config.SCENARIOS)
+    timed = ["padded-masked", "padded-sorted", "dense", "varlen"]  # the smoke's timed methods besides padded
+    heights = [p.get_height() for p in top.patches]
+    assert len(heights) == len(timed) * len(config.SCENARIOS)
+    offline = {s["name"]: s for s in res["scenarios"]}["offline"]["methods"]
+    i_off = config.SCENARIOS.index("offline")
+    # padded-masked's offline timings are trace's, shared: no second bar
+    assert heights[0 * len(config.SCENARIOS) + i_off] == 0 and offline["padded-masked"]["shared_from"]
+    assert heights[2 * len(config.SCENARIOS) + i_off] == pytest.approx(offline["dense"]["measured_speedup"])
+    assert bottom.get_ylim() == (0, 100) and plot.to_png(top).startswith(b"\x89PNG")
