@@ -78,6 +78,8 @@ LAYERS = [
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.bench", ("packviz.plot", "packviz.widgets", "ipywidgets")),
+    ("packviz.engines", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets", "packviz.serving")),
+    ("packviz.stepcost", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 

@@ -4,6 +4,7 @@
 ``calibration.json`` (schema :data:`CALIBRATION_SCHEMA`): one point per measurement,
 
     {"kind": "prefill", "batch": b, "tokens": n, "context": 0, "seconds": t}   b rows of n new tokens
+    {"kind": "padded_prefill", ...}                                  b rows padded to width n (masked)
     {"kind": "decode",  "batch": b, "tokens": 1, "context": c, "seconds": t}   b rows, one token over c cached
 
 and ``serve.json`` (:data:`SERVE_SCHEMA`): real engines' measured throughput beside the
@@ -14,8 +15,8 @@ simulator's prediction. Recorded runs are kept under ``packviz/data/results/<dat
 achievable bytes/s and a per-step overhead -- by least squares on *relative* error, each
 point charged to the bound (compute or memory) it falls under, iterated until that
 assignment is stable. A prefill point is priced as an unpadded causal forward (each row
-its triangle, HF's SDPA with ``is_causal``); a decode point as ``batch`` queries each over
-``context + 1`` keys.
+its triangle, HF's SDPA with ``is_causal``); a padded prefill as the masked square (W² per
+row); a decode point as ``batch`` queries each over ``context + 1`` keys.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pathlib
 import numpy as np
 
 from ..shapes import get_shape
-from .costs import GPUS, CostModel, Pricer, Work, preset_cost_model, varlen_prefill_work
+from .costs import GPUS, CostModel, Pricer, Work, padded_prefill_work, preset_cost_model, varlen_prefill_work
 
 CALIBRATION_SCHEMA = "packviz.serve-calibration/1"
 SERVE_SCHEMA = "packviz.serve/1"
@@ -88,9 +89,11 @@ def point_work(point: dict) -> Work:
     b, n, c = int(point["batch"]), int(point["tokens"]), int(point.get("context", 0))
     if point["kind"] == "prefill":
         return varlen_prefill_work([n] * b)
+    if point["kind"] == "padded_prefill":                    # b rows of width n (masked square each)
+        return padded_prefill_work([n] * b, "masked")
     if point["kind"] == "decode":
         return Work(b, b, b * (c + 1), b * c, b)
-    raise ValueError(f"calibration point kind {point['kind']!r}: expected 'prefill' or 'decode'")
+    raise ValueError(f"calibration point kind {point['kind']!r}: expected prefill, padded_prefill or decode")
 
 
 def fit_roofline(flops, nbytes, seconds, start: CostModel, iterations: int = 20) -> dict:
