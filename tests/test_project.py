@@ -81,6 +81,7 @@ LAYERS = [
     ("packviz.engines", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets", "packviz.serving")),
     ("packviz.stepcost", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
+    ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 
 

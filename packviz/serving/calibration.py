@@ -176,3 +176,35 @@ def calibrated_cost_model(path=None) -> CostModel:
     note = (f"fitted to {cal['path']} ({device.get('name', '?')}, {fit['points']} points, "
             f"relative RMS error {fit['rel_rms']:.1%})")
     return CostModel("calibrated", fit["flop_rate"], fit["byte_rate"], fit["overhead_s"], peak, memory, note)
+
+
+def format_serve_result(res: dict) -> str:
+    """A recorded ``serve.json`` as text: where it ran, each engine measured beside the simulator's prediction."""
+    dev, ver, win = res.get("device") or {}, res.get("versions") or {}, res.get("window") or {}
+    fit = (res.get("steps") or {}).get("calibration", {}).get("fit") or {}
+    lines = [f"device:   {dev.get('name', '?')}; " + ", ".join(f"{k} {v}" for k, v in ver.items()),
+             f"run:      {res.get('started', '?')}, commit {str(res.get('git_commit') or 'unknown')[:12]}, "
+             f"status {res.get('status', '?')}",
+             f"requests: {win.get('requests', '?')} from {win.get('trace', '?')}, {win.get('prompt_tokens', 0):,} prompt "
+             f"tokens, outputs capped at {win.get('output_cap', '?')} ({win.get('output_tokens', 0):,} tokens), "
+             "all at t = 0"]
+    if fit:
+        lines.append(f"fitted:   {fit['flop_rate'] / 1e12:,.0f} TFLOP/s, {fit['byte_rate'] / 1e12:.2f} TB/s, "
+                     f"{fit['overhead_s'] * 1e3:.1f} ms per step ({fit['points']} points, "
+                     f"relative RMS error {fit['rel_rms']:.1%})")
+    lines.append(f"{'engine':<11} {'status':<10} {'seconds':>8} {'measured tok/s':>15} {'predicted tok/s':>16} "
+                 f"{'pred/meas':>10}")
+    pred = res.get("predicted") or {}
+    for name, e in (res.get("engines") or {}).items():
+        p = (pred.get(name) or {}).get("output_tokens_per_s")
+        ok = e.get("status") == "ok"
+        lines.append(f"{name:<11} {str(e.get('status', '?')).split(':')[0]:<10} "
+                     + (f"{e['seconds']:>8.1f} {e['output_tokens_per_s']:>15,.0f} " if ok else f"{'':>8} {'':>15} ")
+                     + (f"{p:>16,.0f}" if p else f"{'':>16}")
+                     + (f" {p / e['output_tokens_per_s']:>9.2f}x" if ok and p else ""))
+    cmp = res.get("comparison")
+    if cmp:
+        lines.append(f"static / continuous: measured {cmp['measured_ratio']:.2f}, predicted {cmp['predicted_ratio']:.2f} "
+                     f"(predicted/measured {cmp['predicted_over_measured']:.2f}: "
+                     f"{'within' if cmp['within_20_percent'] else 'outside'} 20%)")
+    return "\n".join(lines)

@@ -102,19 +102,21 @@ COLUMNS = (
 """The columns of :func:`format_table`: header, width, value from a summary, format."""
 
 
-def format_table(summaries) -> str:
+def format_table(summaries, seconds: bool = True) -> str:
     """Summaries side by side, one row each.
 
     Latencies in seconds (TPOT in ms); "slot waste": decode slot-steps that produced
     nothing; "KV used": KV used ÷ reserved over time; "busy" and "useful": the two
-    utilisations of the module docstring; "sim s": the simulation's own wall time.
+    utilisations of the module docstring; "sim s": the simulation's own wall time (left
+    out with ``seconds=False``, e.g. where output must not vary from run to run).
     """
     def cell(width, value, fmt, left=False):
         text = "-" if value is None else fmt.format(value)
         return f"{text:<{width}}" if left else f"{text:>{width}}"
 
-    head = " ".join(cell(w, h, "{}", left=i == 0) for i, (h, w, _, _) in enumerate(COLUMNS))
-    rows = [" ".join(cell(w, get(s), fmt, left=i == 0) for i, (_, w, get, fmt) in enumerate(COLUMNS))
+    cols = COLUMNS if seconds else COLUMNS[:-1]
+    head = " ".join(cell(w, h, "{}", left=i == 0) for i, (h, w, _, _) in enumerate(cols))
+    rows = [" ".join(cell(w, get(s), fmt, left=i == 0) for i, (_, w, get, fmt) in enumerate(cols))
             for s in summaries]
     return "\n".join([head] + rows)
 

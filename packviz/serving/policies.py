@@ -295,26 +295,32 @@ class IterationLevel:
         self.emitted = [0] * n
         self.free_slots = list(range(cfg.max_batch))
         self.slot_of = [0] * n
-        self.base_arr = np.full(cfg.max_batch, -(1 << 60), dtype=np.int64)   # per slot, for page counts
+        self.residue = [0] * cfg.page_size      # decoding requests by (-base) mod page_size: exact page counts
+        self.held_after_decodes = 0             # pages after this step's decodes (set when a step is planned)
         self.out = {k: [math.nan] * n for k in ("start_s", "first_token_s", "finish_s")}
         self.finished = 0
 
     # -- KV pages -----------------------------------------------------------
     def pages_after(self, k: int) -> int:
-        """Pages held after k more pure-decode steps (decoding requests grown by k; prefills as they are)."""
-        held = np.maximum(self.base_arr + (self.s + k + self.ps - 1), 0) // self.ps
-        return int(held.sum()) + sum(-(-d // self.ps) for d, _ in self.prefill.values())
+        """Pages held after k more pure-decode steps (decoding requests grown by k; prefills as they are).
 
-    def pages_bound_after(self, k: int) -> int:
-        """An upper bound of :meth:`pages_after` in O(1): Σ ceil(x/ps) ≤ (Σx + (ps - 1)·n) / ps, plus prefills."""
-        n = len(self.base)
-        kv = self.sum_base + n * (self.s + k)
-        return (kv + (self.ps - 1) * n) // self.ps + sum(-(-d // self.ps) + 1 for d, _ in self.prefill.values())
+        Σ ceil(x_i / ps) = (Σ x_i + Σ (-x_i mod ps)) / ps with x_i = base_i + s + k; the second sum
+        comes from how many requests have each residue of -base_i: O(page_size), not O(requests).
+        """
+        ps, t = self.ps, self.s + k
+        slack = sum(c * ((r - t) % ps) for r, c in enumerate(self.residue) if c)
+        pages = (self.sum_base + len(self.base) * t + slack) // ps
+        return pages + (sum(-(-d // ps) for d, _ in self.prefill.values()) if self.prefill else 0)
 
     def fits(self, k: int, extra: int = 0) -> bool:
-        """Do the pages held after k pure-decode steps, plus ``extra``, fit the budget? (The O(1) bound first.)"""
-        return (self.pages_bound_after(k) + extra <= self.page_limit
-                or self.pages_after(k) + extra <= self.page_limit)
+        """Do the pages held after k pure-decode steps, plus ``extra``, fit the budget?
+
+        An O(1) upper bound first (each request wastes < 1 page): exact only near a full cache.
+        """
+        n = len(self.base) + len(self.prefill)
+        bound = (self.sum_base + len(self.base) * (self.s + k) + sum(d for d, _ in self.prefill.values())) \
+            // self.ps + n
+        return bound + extra <= self.page_limit or self.pages_after(k) + extra <= self.page_limit
 
     def decode_steps_that_fit(self, k_max: int) -> int:
         """The most pure-decode steps (≤ k_max) after each of which the pages fit the budget."""
@@ -336,16 +342,17 @@ class IterationLevel:
         self.sum_base += kv - s_next
         self.last[i] = s_next + (self.g[i] - self.emitted[i]) - 1
         heapq.heappush(self.heap, (self.last[i], i))
-        self.base_arr[self.slot_of[i]] = kv - s_next
+        self.residue[(s_next - kv) % self.ps] += 1
 
     def leave(self, i: int) -> None:
         """Request i stops running (finished or preempted): its slot and pages are freed."""
         del self.running[i]
         if i in self.base:
-            self.sum_base -= self.base.pop(i)
+            base = self.base.pop(i)
+            self.sum_base -= base
+            self.residue[-base % self.ps] -= 1
             del self.last[i]
         self.prefill.pop(i, None)
-        self.base_arr[self.slot_of[i]] = -(1 << 60)
         heapq.heappush(self.free_slots, self.slot_of[i])
 
     def preempt_last(self) -> None:
@@ -394,7 +401,8 @@ class IterationLevel:
             self.preempt_last()
             preempted = True
         room = self.cfg.token_budget - len(self.base) if self.chunked else math.inf
-        free = self.page_limit - self.pages_after(1)
+        self.held_after_decodes = self.pages_after(1)           # admissions add no pages until their pieces
+        free = self.page_limit - self.held_after_decodes
         pieces = []
         for i, (done, target) in self.prefill.items():
             c = min(target - done, room)
@@ -457,7 +465,7 @@ class IterationLevel:
         led.decode_slot_steps += len(self.base)
         prefill_kv = sum(d for d, _ in self.prefill.values()) + (w.tokens - len(self.base))
         used = self.sum_base + len(self.base) * (self.s + 1) + prefill_kv
-        reserved = self.ps * self.pages_after(1) + self.prefill_page_growth(pieces)
+        reserved = self.ps * self.held_after_decodes + self.prefill_page_growth(pieces)
         led.kv_used_token_s += used * dt
         led.kv_reserved_token_s += reserved * dt
         led.kv_used_peak = max(led.kv_used_peak, used)
