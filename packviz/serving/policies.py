@@ -446,6 +446,9 @@ class IterationLevel:
         """One step with prefill work (and the decodes of everyone decoding)."""
         pieces = self.plan_prefills()
         w = self.step_work(pieces)
+        if w.tokens == 0:               # cannot happen while every request fits the budget alone; a guard
+            raise RuntimeError(f"scheduler stalled at t = {self.t:.6g} s with {len(self.running)} running, "
+                               f"{len(self.waiting)} waiting")
         dt = self.pricer.seconds(w)
         self.charge_step(w, dt, pieces)
         self.t += dt
