@@ -231,7 +231,8 @@ def _static_batch(p, g, t, cfg: ServeConfig, pricer: Pricer, ledger: Ledger, pac
 def _alive_growth_peak(p: np.ndarray, d: np.ndarray) -> int:
     """max over decode steps j ≥ 1 of Σ_{i alive at j} (P_i + j) - ΣP (0 when nothing decodes).
 
-    Request i is alive at steps 1..d_i. Computed from counts by d, no (n, steps) matrix.
+    ``p``, ``d``: (n,) prompt tokens and decode steps of a batch's requests; request i is
+    alive at steps 1..d_i. Computed from counts by d, no (n, steps) matrix.
     """
     if d.max() <= 0:
         return 0
