@@ -1,4 +1,4 @@
-"""``python -m packviz {pack,flops,figures,bench}``: parse arguments, call the library, print.
+"""``python -m packviz {pack,flops,figures,bench,serve}``: parse arguments, call the library, print.
 
 Heavy modules (matplotlib, torch, transformers) are imported inside the command that needs
 them, so ``pack`` starts fast. Bad input exits with status 2 and one line on stderr.
@@ -131,6 +131,37 @@ def _print_bench(out: dict) -> None:
     print(f"\nwritten: {out['json']}" + (f", {out['png']}" if out.get("png") else ""))
 
 
+def _number(name: str, text, kind):
+    """``text`` as ``kind`` (int or float), else a one-line ``ValueError`` naming the option."""
+    if text is None:
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        what = "an integer" if kind is int else "a number"
+        raise ValueError(f"{name} must be {what}, got {text!r}") from None
+
+
+def _cmd_serve(args) -> dict:
+    from .serving import simulate, summary
+    from .trace import azure_conv, read_trace
+
+    trace = azure_conv() if args.trace is None else read_trace(args.trace)
+    kw = dict(policy=args.policy, model=_load_shape(args.model), gpu=args.gpu, arrivals=args.arrivals,
+              rate_scale=_number("--rate-scale", args.rate_scale, float),
+              max_batch=_number("--max-batch", args.max_batch, int),
+              token_budget=_number("--token-budget", args.token_budget, int),
+              kv_budget_tokens=_number("--kv-budget", args.kv_budget, int),
+              padded_attention=args.padded_attention, ragged_attention=args.ragged_attention)
+    return summary(simulate(trace, **kw))
+
+
+def _print_serve(out: dict) -> None:
+    from .serving.metrics import format_summary
+
+    print(format_summary(out))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .packing import OVERLONG, STRATEGIES
 
@@ -186,6 +217,26 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--no-progress", action="store_true", help="no progress bar")
     be.add_argument("--json", action="store_true")
     be.set_defaults(run=_cmd_bench, show=_print_bench)
+
+    sv = sub.add_parser("serve", help="replay a request trace under a serving policy (simulated, numpy only)")
+    sv.add_argument("--trace", default=None,
+                    help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); "
+                         "default: the shipped conversation trace")
+    sv.add_argument("--policy", required=True, help="static, static-packed, continuous or chunked")
+    sv.add_argument("--arrivals", default="trace", help="trace (its own times) or offline (all at t = 0)")
+    sv.add_argument("--rate-scale", default="1", help="with trace arrivals: 2 = twice as fast (default 1)")
+    sv.add_argument("--max-batch", default="32", help="B of the static policies, the running cap of the others")
+    sv.add_argument("--token-budget", default="2048", help="chunked: tokens per step (max_num_batched_tokens)")
+    sv.add_argument("--kv-budget", default=None,
+                    help="KV-cache capacity in tokens (default: 90%% of the GPU's memory minus the weights)")
+    sv.add_argument("--model", default="llama-3-8b", help="a model name or a config.json")
+    sv.add_argument("--gpu", default="h100", help="h100, h200, a100, calibrated, or a calibration JSON file")
+    sv.add_argument("--padded-attention", default="masked",
+                    help="static prefill attention: masked (W² per row, HF generate) or causal (W(W+1)/2)")
+    sv.add_argument("--ragged-attention", default="varlen",
+                    help="continuous/chunked attention: varlen (per sequence) or dense (Σq × Σk, paged|sdpa)")
+    sv.add_argument("--json", action="store_true", help="print one JSON object")
+    sv.set_defaults(run=_cmd_serve, show=_print_serve)
     return p
 
 

@@ -72,11 +72,20 @@ LAYERS = [
     ("packviz.bench.scenarios", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.bench.results", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.cli", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.costs", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.policies", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.metrics", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.sweep", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.calibration", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.bench.runner", ("packviz.widgets", "matplotlib.pyplot", "ipywidgets")),
     ("packviz.training", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.engines", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets", "packviz.serving")),
+    ("packviz.stepcost", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
+    ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 
 

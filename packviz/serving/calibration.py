@@ -1,0 +1,210 @@
+"""Step costs fitted to a GPU measurement, and the recorded serving runs. numpy and json only.
+
+``scripts/gpu_serve.sh`` times Llama-3-8B forwards on a GPU and writes
+``calibration.json`` (schema :data:`CALIBRATION_SCHEMA`): one point per measurement,
+
+    {"kind": "prefill", "batch": b, "tokens": n, "context": 0, "seconds": t}   b rows of n new tokens
+    {"kind": "padded_prefill", ...}                                  b rows padded to width n (masked)
+    {"kind": "decode",  "batch": b, "tokens": 1, "context": c, "seconds": t}   b rows, one token over c cached
+
+and ``serve.json`` (:data:`SERVE_SCHEMA`): real engines' measured throughput beside the
+simulator's prediction. Recorded runs are kept under ``packviz/data/results/<date>-<gpu>/``;
+:func:`latest_recorded` finds the newest of either kind (by the run's own ``started`` time).
+
+:func:`fit_roofline` fits the roofline's three numbers to the points -- achievable FLOP/s,
+achievable bytes/s and a per-step overhead -- by least squares on *relative* error, each
+point charged to the bound (compute or memory) it falls under, iterated until that
+assignment is stable. A prefill point is priced as an unpadded causal forward (each row
+its triangle, HF's SDPA with ``is_causal``); a padded prefill as the masked square (W² per
+row); a decode point as ``batch`` queries each over ``context + 1`` keys.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import pathlib
+
+import numpy as np
+
+from ..shapes import get_shape
+from .costs import GPUS, CostModel, Pricer, Work, padded_prefill_work, preset_cost_model, varlen_prefill_work
+
+CALIBRATION_SCHEMA = "packviz.serve-calibration/1"
+SERVE_SCHEMA = "packviz.serve/1"
+RESULTS_DIR = pathlib.Path(str(importlib.resources.files("packviz") / "data" / "results"))
+"""Recorded GPU runs inside the package (``packviz/data/results/<date>-<gpu>/``)."""
+
+
+# ---------------------------------------------------------------------- recorded runs
+def _read(path: pathlib.Path, schema: str) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("schema") == schema else None
+
+
+def find_recorded(schema: str, directory=None) -> list[pathlib.Path]:
+    """Files of ``schema`` under ``directory`` (default :data:`RESULTS_DIR`), oldest first by ``started``."""
+    directory = pathlib.Path(RESULTS_DIR if directory is None else directory)
+    if not directory.is_dir():
+        return []
+    found = [(str(d.get("started") or ""), str(p), p) for p in sorted(directory.rglob("*.json"))
+             if (d := _read(p, schema)) is not None]
+    return [p for *_, p in sorted(found)]
+
+
+def latest_recorded(schema: str, directory=None) -> dict | None:
+    """The newest recorded run of ``schema`` (its dict, with ``"path"`` added), or ``None``."""
+    found = find_recorded(schema, directory)
+    if not found:
+        return None
+    data = _read(found[-1], schema)
+    data["path"] = str(found[-1])
+    return data
+
+
+def load_calibration(path=None) -> dict:
+    """A calibration: the file at ``path``, or the newest recorded one; ``ValueError`` naming the way out."""
+    if path is None:
+        data = latest_recorded(CALIBRATION_SCHEMA)
+        if data is None:
+            raise ValueError(f"no recorded GPU calibration (schema {CALIBRATION_SCHEMA}) under {RESULTS_DIR}; "
+                             "run scripts/gpu_serve.sh on a GPU, or choose --gpu h100, h200 or a100")
+        return data
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ValueError(f"calibration file not found: {path}")
+    data = _read(path, CALIBRATION_SCHEMA)
+    if data is None:
+        raise ValueError(f"{path} is not a packviz calibration (schema {CALIBRATION_SCHEMA})")
+    data["path"] = str(path)
+    return data
+
+
+# ---------------------------------------------------------------------- fitting
+def point_work(point: dict) -> Work:
+    """The :class:`Work` of one calibration point (see the module docstring)."""
+    b, n, c = int(point["batch"]), int(point["tokens"]), int(point.get("context", 0))
+    if point["kind"] == "prefill":
+        return varlen_prefill_work([n] * b)
+    if point["kind"] == "padded_prefill":                    # b rows of width n (masked square each)
+        return padded_prefill_work([n] * b, "masked")
+    if point["kind"] == "decode":
+        return Work(b, b, b * (c + 1), b * c, b)
+    raise ValueError(f"calibration point kind {point['kind']!r}: expected prefill, padded_prefill or decode")
+
+
+def fit_roofline(flops, nbytes, seconds, start: CostModel, iterations: int = 20) -> dict:
+    """Fit ``seconds ≈ max(flops / R, bytes / BW) + o`` to (M,) arrays; ``start`` gives the first assignment.
+
+    Returns ``{"flop_rate", "byte_rate", "overhead_s", "rel_rms", "rel_max", "compute_bound",
+    "notes"}``. A rate no point is bound by cannot be fitted: it keeps ``start``'s value
+    (said in ``notes``); a negative overhead is refitted as 0.
+    """
+    f, b, t = (np.asarray(x, dtype=np.float64) for x in (flops, nbytes, seconds))
+    compute = f / start.flop_rate >= b / start.byte_rate
+    x = np.array([start.overhead_s, 1 / start.flop_rate, 1 / start.byte_rate])
+    for _ in range(iterations):
+        x = _fit_once(f, b, t, compute, x)
+        new = f * x[1] >= b * x[2]
+        if (new == compute).all():
+            break
+        compute = new
+    pred = np.maximum(f * x[1], b * x[2]) + x[0]
+    rel = pred / t - 1
+    notes = [f"{name} taken from {start.name}: no point is {bound}-bound"
+             for name, bound, cls in (("flop_rate", "compute", compute), ("byte_rate", "memory", ~compute))
+             if not cls.any()]
+    return {"flop_rate": float(1 / x[1]), "byte_rate": float(1 / x[2]), "overhead_s": float(x[0]),
+            "rel_rms": float(np.sqrt(np.mean(rel ** 2))), "rel_max": float(np.abs(rel).max()),
+            "compute_bound": int(compute.sum()), "points": len(t), "notes": notes}
+
+
+def _fit_once(f, b, t, compute, prev) -> np.ndarray:
+    """One least-squares solve of x = [o, 1/R, 1/BW] for a fixed compute/memory assignment.
+
+    Relative error (rows divided by t). Unknowns no point informs keep ``prev``; if the
+    overhead comes out negative, the fit is redone through the origin (o = 0).
+    """
+    cols = [np.ones_like(t), np.where(compute, f, 0.0), np.where(compute, 0.0, b)]
+    free = [0] + [i for i in (1, 2) if cols[i].any()]
+    x = prev.copy()
+    for unknowns in (free, free[1:]):
+        x = prev.copy()
+        x[0] = x[0] if 0 in unknowns else 0.0
+        rhs = t - sum(x[i] * cols[i] for i in range(3) if i not in unknowns)
+        x[unknowns] = np.linalg.lstsq(np.column_stack([cols[i] for i in unknowns]) / t[:, None], rhs / t,
+                                      rcond=None)[0]
+        if x[0] >= 0 and (x[1:] > 0).all():
+            return x
+    x[0] = max(x[0], 0.0)
+    x[1:] = np.where(x[1:] > 0, x[1:], prev[1:])
+    return x
+
+
+def fit_calibration(cal: dict) -> dict:
+    """:func:`fit_roofline` of a calibration's points for its model (``cal["model"]``)."""
+    points = cal.get("points") or []
+    if len(points) < 3:
+        raise ValueError(f"{cal.get('path', 'calibration')}: {len(points)} points; at least 3 are needed to fit")
+    pricer = Pricer(get_shape(cal.get("model", "llama-3-8b")), preset_cost_model(gpu_key(cal) or "h100"))
+    work = [point_work(p) for p in points]
+    return fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
+                        [float(p["seconds"]) for p in points], pricer.cost)
+
+
+def gpu_key(cal: dict) -> str | None:
+    """The preset matching the recorded device name ("NVIDIA H100 80GB HBM3" -> "h100"), or None."""
+    name = str((cal.get("device") or {}).get("name", "")).lower()
+    return next((k for k in GPUS if k in name), None)
+
+
+def calibrated_cost_model(path=None) -> CostModel:
+    """A :class:`CostModel` fitted to a calibration (``path``, or the newest recorded one).
+
+    Peak FLOP/s (for the useful-FLOP share) and memory come from the matching preset, or
+    from the recorded device when none matches.
+    """
+    cal = load_calibration(path)
+    fit = fit_calibration(cal)
+    key = gpu_key(cal)
+    device = cal.get("device") or {}
+    peak = GPUS[key].peak_flops if key else fit["flop_rate"]
+    memory = float(device.get("memory_bytes") or (GPUS[key].memory_bytes if key else GPUS["h100"].memory_bytes))
+    note = (f"fitted to {cal['path']} ({device.get('name', '?')}, {fit['points']} points, "
+            f"relative RMS error {fit['rel_rms']:.1%})")
+    return CostModel("calibrated", fit["flop_rate"], fit["byte_rate"], fit["overhead_s"], peak, memory, note)
+
+
+def format_serve_result(res: dict) -> str:
+    """A recorded ``serve.json`` as text: where it ran, each engine measured beside the simulator's prediction."""
+    dev, ver, win = res.get("device") or {}, res.get("versions") or {}, res.get("window") or {}
+    fit = (res.get("steps") or {}).get("calibration", {}).get("fit") or {}
+    lines = [f"device:   {dev.get('name', '?')}; " + ", ".join(f"{k} {v}" for k, v in ver.items()),
+             f"run:      {res.get('started', '?')}, commit {str(res.get('git_commit') or 'unknown')[:12]}, "
+             f"status {res.get('status', '?')}",
+             f"requests: {win.get('requests', '?')} from {win.get('trace', '?')}, {win.get('prompt_tokens', 0):,} prompt "
+             f"tokens, outputs capped at {win.get('output_cap', '?')} ({win.get('output_tokens', 0):,} tokens), "
+             "all at t = 0"]
+    if fit:
+        lines.append(f"fitted:   {fit['flop_rate'] / 1e12:,.0f} TFLOP/s, {fit['byte_rate'] / 1e12:.2f} TB/s, "
+                     f"{fit['overhead_s'] * 1e3:.1f} ms per step ({fit['points']} points, "
+                     f"relative RMS error {fit['rel_rms']:.1%})")
+    lines.append(f"{'engine':<11} {'status':<10} {'seconds':>8} {'measured tok/s':>15} {'predicted tok/s':>16} "
+                 f"{'pred/meas':>10}")
+    pred = res.get("predicted") or {}
+    for name, e in (res.get("engines") or {}).items():
+        p = (pred.get(name) or {}).get("output_tokens_per_s")
+        ok = e.get("status") == "ok"
+        lines.append(f"{name:<11} {str(e.get('status', '?')).split(':')[0]:<10} "
+                     + (f"{e['seconds']:>8.1f} {e['output_tokens_per_s']:>15,.0f} " if ok else f"{'':>8} {'':>15} ")
+                     + (f"{p:>16,.0f}" if p else f"{'':>16}")
+                     + (f" {p / e['output_tokens_per_s']:>9.2f}x" if ok and p else ""))
+    cmp = res.get("comparison")
+    if cmp:
+        lines.append(f"static / continuous: measured {cmp['measured_ratio']:.2f}, predicted {cmp['predicted_ratio']:.2f} "
+                     f"(predicted/measured {cmp['predicted_over_measured']:.2f}: "
+                     f"{'within' if cmp['within_20_percent'] else 'outside'} 20%)")
+    return "\n".join(lines)

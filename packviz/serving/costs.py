@@ -1,0 +1,333 @@
+"""What one forward step costs on a GPU: work counted from the model shape, time from a roofline.
+
+numpy only. A serving step is one forward over whatever the scheduler put in it (prefill
+tokens, prefill chunks, one token per decoding request). Its :class:`Work` is five counts;
+its FLOPs and bytes follow from the :class:`~packviz.shapes.ModelShape`'s per-unit costs::
+
+    FLOPs = tokens · linear_flops_per_token       every token slot computed (pads included)
+          + lm_rows · lm_head_flops_per_token     one logits row per sequence that emits a token
+          + pairs · attention_flops_per_pair      (query, key) pairs the attention kernel computes
+    bytes = weight_bytes                          all weights, read once per step
+          + (kv_read + kv_write) · kv_bytes_per_token
+
+    seconds = max(FLOPs / flop_rate, bytes / byte_rate) + overhead_s          (the roofline)
+
+Attention pairs depend on how the step runs it -- say which one each number assumes:
+
+* padded prefill of a static batch (B rows of width W, the longest prompt): ``"masked"``
+  (default) -- HF ``generate`` with padding builds a (B, 1, W, W) mask, SDPA then computes
+  the full square, **W² pairs per row**; ``"causal"`` -- a causal kernel's triangle,
+  W(W+1)/2 per row (what a padded batch *without* a mask would cost).
+* ragged (varlen / paged) prefill: each sequence's own triangle, Σ n(n+1)/2.
+* a chunk of c tokens after ``done`` already-cached ones: c·done + c(c+1)/2.
+* decode: one query per running slot, attending over its context (pairs = context + 1).
+* ``dense`` ragged steps (transformers' ``paged|sdpa`` without flash-attn): one masked
+  square over the whole step, every query against every key read, Σq × Σk.
+
+Rates: :data:`GPUS` holds datasheet and measured rates; :func:`cost_model` turns a preset
+into achievable rates (an assumption, stated there) or loads costs fitted to a recorded
+calibration (:mod:`packviz.serving.calibration`).
+
+Between two scheduling events a decode step's work grows by a constant each step (every
+context +1), so K steps cost a closed-form sum (:func:`span_sums`) -- that is what lets
+the simulator replay 19,366 requests in about a second:
+
+>>> line = Line(u0=1.0, u1=0.5, v0=2.0, v1=0.0, overhead=0.1)   # compute 1+0.5k, memory 2
+>>> [round(float(line.step(k)), 2) for k in (1, 2, 3, 4)]         # max(...) + 0.1
+[2.1, 2.1, 2.6, 3.1]
+>>> span_sums(line, 4)                                            # (Σ t_k, Σ k·t_k)
+(9.9, 26.5)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from ..checks import one_of, positive_float
+from ..shapes import get_shape
+
+PADDED_ATTENTION = ("masked", "causal")
+"""How a padded static prefill is priced: the masked W² square (HF ``generate``) or the causal triangle."""
+RAGGED_ATTENTION = ("varlen", "dense")
+"""How a ragged step is priced: per-sequence (varlen / paged kernels) or one dense Σq × Σk square."""
+
+
+# ---------------------------------------------------------------------- GPUs
+@dataclass(frozen=True)
+class GPU:
+    """A GPU's datasheet rates, and the rates measured on one, with sources."""
+
+    name: str
+    peak_flops: float            # dense bf16 tensor-core FLOP/s, datasheet
+    peak_bytes_per_s: float      # HBM bandwidth, datasheet
+    memory_bytes: float          # HBM capacity, datasheet
+    measured_flops: float | None         # bf16 8192³ matmul, measured
+    measured_bytes_per_s: float | None   # device-to-device copy, measured
+    source: str
+
+
+GPUS: dict[str, GPU] = {
+    "h100": GPU("H100 SXM 80GB", 989e12, 3.35e12, 80e9, 798e12, 3.0e12,
+                "NVIDIA H100 datasheet (SXM5: 989 TFLOP/s dense BF16, 3.35 TB/s HBM3, 80 GB); measured on "
+                "this project's lent H100: 798 TFLOP/s bf16 8192³ matmul, about 3.0 TB/s device copy"),
+    "h200": GPU("H200 SXM 141GB", 989e12, 4.8e12, 141e9, 788e12, 4.3e12,
+                "NVIDIA H200 datasheet (989 TFLOP/s dense BF16, 4.8 TB/s HBM3e, 141 GB); measured on this "
+                "project's lent H200: 788 TFLOP/s bf16 8192³ matmul, about 4.3 TB/s device copy"),
+    "a100": GPU("A100 SXM 80GB", 312e12, 2.039e12, 80e9, None, None,
+                "NVIDIA A100 datasheet (SXM 80GB: 312 TFLOP/s dense BF16, 2.039 TB/s HBM2e, 80 GB); "
+                "not measured here: achievable rates scaled by the H100's measured/datasheet ratios"),
+}
+"""GPU presets. Datasheet numbers are dense (no 2:4 sparsity)."""
+
+FLOP_EFFICIENCY = 0.8
+"""Assumption: a forward step reaches 80% of the measured matmul rate (its big GEMMs run near
+it; attention, norms and small GEMMs pull the mix down)."""
+BYTE_EFFICIENCY = 0.9
+"""Assumption: a memory-bound step streams weights and KV at 90% of the measured copy rate."""
+OVERHEAD_S = 0.002
+"""Assumption: 2 ms per step outside the roofline (kernel launches, scheduler, sampling) -- an
+engine that replays CUDA graphs. Python-eager transformers pays more; a calibration measures it."""
+MEMORY_UTILIZATION = 0.9
+"""Share of GPU memory given to weights + KV cache (vLLM's ``gpu_memory_utilization`` default)."""
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Achievable rates of one GPU and the per-step overhead: ``seconds(flops, bytes)``.
+
+    ``peak_flops`` is the datasheet rate that "share of peak turned into useful work" divides by.
+    """
+
+    name: str
+    flop_rate: float
+    byte_rate: float
+    overhead_s: float
+    peak_flops: float
+    memory_bytes: float
+    note: str = ""
+
+    def seconds(self, flops: float, nbytes: float) -> float:
+        """max(flops / flop_rate, nbytes / byte_rate) + overhead_s."""
+        return max(flops / self.flop_rate, nbytes / self.byte_rate) + self.overhead_s
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "flop_rate": self.flop_rate, "byte_rate": self.byte_rate,
+                "overhead_s": self.overhead_s, "peak_flops": self.peak_flops,
+                "memory_bytes": self.memory_bytes, "note": self.note}
+
+
+GPU_CHOICES = tuple(GPUS) + ("calibrated",)
+"""What ``--gpu`` accepts: a preset, or ``calibrated`` (the newest recorded calibration)."""
+
+
+def preset_cost_model(name: str = "h100", overhead_s: float | None = None) -> CostModel:
+    """Achievable rates for a preset: FLOP_EFFICIENCY × measured matmul rate, BYTE_EFFICIENCY × measured copy.
+
+    A GPU without measurements (A100) is scaled by the H100's measured/datasheet ratios.
+
+    >>> c = preset_cost_model("h100")
+    >>> round(c.flop_rate / 1e12), round(c.byte_rate / 1e12, 2), c.overhead_s
+    (638, 2.7, 0.002)
+    """
+    key = str(name).strip().lower()
+    if key not in GPUS:
+        raise ValueError(f"unknown GPU {name!r}; choose one of {', '.join(GPU_CHOICES)}")
+    gpu, ref = GPUS[key], GPUS["h100"]
+    flops = gpu.measured_flops or gpu.peak_flops * ref.measured_flops / ref.peak_flops
+    nbytes = gpu.measured_bytes_per_s or gpu.peak_bytes_per_s * ref.measured_bytes_per_s / ref.peak_bytes_per_s
+    overhead = OVERHEAD_S if overhead_s is None else positive_float("overhead_s", overhead_s)
+    note = (f"{gpu.name}: {FLOP_EFFICIENCY:.0%} of {flops / 1e12:.0f} TFLOP/s, {BYTE_EFFICIENCY:.0%} of "
+            f"{nbytes / 1e12:.2f} TB/s, {overhead * 1e3:g} ms per step (assumed)")
+    return CostModel(key, FLOP_EFFICIENCY * flops, BYTE_EFFICIENCY * nbytes, overhead, gpu.peak_flops,
+                     gpu.memory_bytes, note)
+
+
+def cost_model(gpu="h100", overhead_s: float | None = None) -> CostModel:
+    """A :class:`CostModel` from a preset name, ``"calibrated"``, a calibration JSON path, or a CostModel.
+
+    ``"calibrated"``: costs fitted to the newest calibration recorded under
+    ``packviz/data/results/`` (:func:`packviz.serving.calibration.calibrated_cost_model`);
+    an error names the way out when none is recorded. Never chosen automatically: a
+    preset gives the same numbers everywhere.
+    """
+    if isinstance(gpu, CostModel):
+        return gpu
+    text = str(gpu).strip()
+    if text.lower() == "calibrated" or text.endswith(".json"):
+        from .calibration import calibrated_cost_model
+
+        return calibrated_cost_model(None if text.lower() == "calibrated" else text)
+    return preset_cost_model(text, overhead_s)
+
+
+# ---------------------------------------------------------------------- work of a step
+class Work(NamedTuple):
+    """What one forward step computes and moves (counts, not FLOPs)."""
+
+    tokens: int      # token slots through the linear layers (pads included)
+    lm_rows: int     # logits rows (sequences emitting a token this step)
+    pairs: int       # attention (query, key) pairs computed
+    kv_read: int     # KV-cache tokens read
+    kv_write: int    # KV-cache tokens written
+
+
+def padded_prefill_work(prompts, attention: str = "masked") -> Work:
+    """A static batch's prefill, every prompt padded to the longest W: B·W slots.
+
+    >>> padded_prefill_work([3, 5])               # W = 5: 2 rows × 25 pairs (masked square)
+    Work(tokens=10, lm_rows=2, pairs=50, kv_read=0, kv_write=10)
+    >>> padded_prefill_work([3, 5], "causal").pairs   # 2 rows × 15
+    30
+    """
+    one_of("padded_attention", attention, PADDED_ATTENTION)
+    b, w = len(prompts), int(max(prompts))
+    per_row = w * w if attention == "masked" else w * (w + 1) // 2
+    return Work(b * w, b, b * per_row, 0, b * w)
+
+
+def varlen_prefill_work(prompts) -> Work:
+    """A ragged prefill: only real tokens, each prompt its own causal triangle.
+
+    >>> varlen_prefill_work([3, 5])                # 6 + 15 pairs
+    Work(tokens=8, lm_rows=2, pairs=21, kv_read=0, kv_write=8)
+    """
+    n = [int(p) for p in prompts]
+    return Work(sum(n), len(n), sum(p * (p + 1) // 2 for p in n), 0, sum(n))
+
+
+def chunk_pairs(done: int, chunk: int) -> int:
+    """Pairs of a prefill chunk of ``chunk`` tokens after ``done`` cached ones: chunk·done + chunk(chunk+1)/2.
+
+    >>> chunk_pairs(0, 5), chunk_pairs(2, 3)      # a whole prompt; the last 3 of 5
+    (15, 12)
+    """
+    return chunk * done + chunk * (chunk + 1) // 2
+
+
+class Pricer:
+    """A model shape and a cost model, reduced to the constants a step's price needs.
+
+    ``flops(work)``, ``bytes(work)``, ``seconds(work)``; :meth:`decode_line` gives the
+    per-step times of a decode span as two straight lines (:class:`Line`).
+    """
+
+    def __init__(self, shape, cost: CostModel, bytes_per_param: int = 2):
+        self.shape = get_shape(shape)
+        self.cost = cost
+        self.linear = float(self.shape.linear_flops_per_token)
+        self.lm_head = float(self.shape.lm_head_flops_per_token)
+        self.attn = float(self.shape.attention_flops_per_pair)
+        self.weight_bytes = float(self.shape.weight_bytes(bytes_per_param))
+        self.kv_bytes = float(self.shape.kv_bytes_per_token(bytes_per_param))
+
+    def flops(self, w: Work) -> float:
+        return w.tokens * self.linear + w.lm_rows * self.lm_head + w.pairs * self.attn
+
+    def bytes(self, w: Work) -> float:
+        return self.weight_bytes + (w.kv_read + w.kv_write) * self.kv_bytes
+
+    def seconds(self, w: Work) -> float:
+        return self.cost.seconds(self.flops(w), self.bytes(w))
+
+    def decode_line(self, n: int, kv_before: float, dense: bool = False) -> "Line":
+        """Per-step time of decoding ``n`` slots that hold ``kv_before`` KV tokens before step 1.
+
+        Step k (1, 2, ...) reads ``kv_before + n(k-1)`` KV tokens, writes ``n``, and computes
+        ``kv_before + n·k`` pairs (each query over its context and itself; ``dense``: every
+        query against every key read, ``n`` times that).
+        """
+        c = self.cost
+        q = n if dense else 1
+        u0 = (n * (self.linear + self.lm_head) + self.attn * q * kv_before) / c.flop_rate
+        u1 = self.attn * q * n / c.flop_rate
+        v0 = (self.weight_bytes + self.kv_bytes * kv_before) / c.byte_rate
+        v1 = self.kv_bytes * n / c.byte_rate
+        return Line(u0, u1, v0, v1, c.overhead_s)
+
+
+# ---------------------------------------------------------------------- closed-form spans
+class Line(NamedTuple):
+    """Step k of a span takes max(u0 + u1·k, v0 + v1·k) + overhead seconds (compute, memory)."""
+
+    u0: float
+    u1: float
+    v0: float
+    v1: float
+    overhead: float
+
+    def step(self, k):
+        """Seconds of step k (k = 1, 2, ...; numpy arrays work too)."""
+        return np.maximum(self.u0 + self.u1 * k, self.v0 + self.v1 * k) + self.overhead
+
+
+def _range_sums(a: int, b: int) -> tuple[int, float, float]:
+    """(count, Σk, Σk²) over k = a..b (zeros when b < a)."""
+    if b < a:
+        return 0, 0.0, 0.0
+    s1 = (a + b) * (b - a + 1) / 2
+    s2 = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6
+    return b - a + 1, s1, s2
+
+
+def span_sums(line: Line, k: int) -> tuple[float, float]:
+    """(Σ t_j, Σ j·t_j) over steps j = 1..k of ``line``, in closed form (O(1), no loop).
+
+    Σ max(u_j, v_j) = Σ v_j + Σ max(0, u_j - v_j); the difference is linear in j, so it is
+    positive on one contiguous run of steps (at most one crossing).
+    """
+    if k <= 0:
+        return 0.0, 0.0
+    _, s1, s2 = _range_sums(1, k)
+    base0 = line.v0 + line.overhead
+    total, ktotal = base0 * k + line.v1 * s1, base0 * s1 + line.v1 * s2
+    d0, d1 = line.u0 - line.v0, line.u1 - line.v1
+    if d1 != 0:
+        cross = min(max(-d0 / d1, 0.0), k + 1.0)       # u_j = v_j there (clamped to the span)
+    if d1 > 0:
+        lo, hi = math.floor(cross) + 1, k
+    elif d1 < 0:
+        lo, hi = 1, min(k, math.ceil(cross) - 1)
+    else:
+        lo, hi = (1, k) if d0 > 0 else (1, 0)
+    c, c1, c2 = _range_sums(lo, hi)
+    return total + d0 * c + d1 * c1, ktotal + d0 * c1 + d1 * c2
+
+
+def steps_to_reach(line: Line, seconds: float, k_max: int) -> int | None:
+    """The fewest steps j in 0..k_max whose summed time reaches ``seconds``; None if k_max do not.
+
+    >>> steps_to_reach(Line(0, 0, 1.0, 0, 0), 2.5, 10)     # 1 s per step
+    3
+    """
+    if seconds <= 0:
+        return 0
+    if span_sums(line, k_max)[0] < seconds:
+        return None
+    # step times never shrink along a span (contexts only grow): t_1 ≤ t_k ≤ t_kmax brackets the answer
+    u0, u1, v0, v1, o = line
+    t_first, t_last = max(u0 + u1, v0 + v1) + o, max(u0 + u1 * k_max, v0 + v1 * k_max) + o
+    lo = max(1, math.ceil(seconds / t_last) - 1)
+    hi = min(k_max, math.ceil(seconds / t_first) + 1) if t_first > 0 else k_max
+    lo = min(lo, hi)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if span_sums(line, mid)[0] >= seconds:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def check_attention(padded: str, ragged: str) -> tuple[str, str]:
+    """Both attention pricings, validated (``ValueError`` naming the bad one)."""
+    return one_of("padded_attention", padded, PADDED_ATTENTION), one_of("ragged_attention", ragged, RAGGED_ATTENTION)
+
+
+def describe(cost: CostModel) -> str:
+    """One line: the cost model's name and rates."""
+    return (f"{cost.name}: {cost.flop_rate / 1e12:,.0f} TFLOP/s and {cost.byte_rate / 1e12:.2f} TB/s achievable, "
+            f"{cost.overhead_s * 1e3:.3g} ms per step")

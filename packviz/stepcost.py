@@ -1,0 +1,132 @@
+"""Time one forward step of a real Llama: the points the serving simulator's calibration is fitted to.
+
+torch and transformers. Each point is one kind of step a server runs, timed on the model's
+own forward (median of ``repeats`` after a warm-up), in the format of
+:mod:`packviz.serving.calibration`::
+
+    prefill         batch rows of ``tokens`` new tokens, no padding (causal SDPA), KV written
+    padded_prefill  batch rows of width ``tokens``, half the rows half as long and left-padded
+                    (the (B, 1, W, W) mask HF ``generate`` builds)
+    decode          batch rows of one token over ``context`` cached ones (random K/V), with a
+                    padding mask, as ``generate`` decodes a padded batch
+
+Token ids and cached K/V are random (never zeros: some kernels run measurably faster on
+zeros). Only the last position's logits are computed (``logits_to_keep=1``), as ``generate`` does.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+
+import numpy as np
+import torch
+
+from .engines import sync
+
+
+def cache_kwarg(model) -> str:
+    """The forward's name for the KV cache: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def random_cache(model, batch: int, context: int, seed: int = 0):
+    """A ``DynamicCache`` holding ``context`` random K/V tokens per row, shape (batch, kv_heads, context, head_dim)."""
+    from transformers import DynamicCache
+
+    cfg = model.config
+    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    cache = DynamicCache(config=cfg)
+    for layer in range(cfg.num_hidden_layers):
+        shape = (batch, cfg.num_key_value_heads, context, head_dim)
+        k = torch.randn(shape, generator=g, device=model.device, dtype=model.dtype)
+        cache.update(k, torch.randn(shape, generator=g, device=model.device, dtype=model.dtype), layer)
+    return cache
+
+
+def _ids(model, batch: int, tokens: int, seed: int) -> torch.Tensor:
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    return torch.randint(1, model.config.vocab_size, (batch, tokens), generator=g, device=model.device)
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()                                   # warm-up (allocator, cuBLAS heuristics)
+    times = []
+    for _ in range(repeats):
+        sync(fn.device)
+        t0 = time.perf_counter()
+        fn()
+        sync(fn.device)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+class _Step:
+    """A callable forward with its device (what :func:`_median_seconds` times)."""
+
+    def __init__(self, model, make_kwargs):
+        self.model, self.make_kwargs, self.device = model, make_kwargs, model.device
+
+    @torch.no_grad()
+    def __call__(self):
+        return self.model(**self.make_kwargs(), use_cache=True, logits_to_keep=1)
+
+
+def time_prefill(model, batch: int, tokens: int, padded: bool = False, repeats: int = 3, seed: int = 0) -> dict:
+    """Seconds of one prefill forward of (batch, tokens); ``padded``: half the rows left-padded to half length."""
+    ids = _ids(model, batch, tokens, seed)
+    mask = None
+    if padded:
+        mask = torch.ones_like(ids)
+        mask[: batch // 2, : tokens - tokens // 2] = 0        # rows 0 .. B/2-1 hold tokens // 2 real tokens
+    step = _Step(model, lambda: {"input_ids": ids, "attention_mask": mask})
+    kind = "padded_prefill" if padded else "prefill"
+    return {"kind": kind, "batch": batch, "tokens": tokens, "context": 0, "seconds": _median_seconds(step, repeats)}
+
+
+def time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0) -> dict:
+    """Seconds of one decode forward: ``batch`` rows, one token each, over ``context`` cached tokens.
+
+    The cache grows by one token per timed call (``context`` + the repeats, a rounding error).
+    A 2-D mask with the first position masked makes SDPA take the padded-batch path, as in ``generate``.
+    """
+    cache = random_cache(model, batch, context, seed)
+    ids = _ids(model, batch, 1, seed)
+    key = cache_kwarg(model)
+
+    def kwargs():
+        n = cache.get_seq_length()
+        mask = torch.ones(batch, n + 1, dtype=torch.long, device=model.device)
+        mask[:, 0] = 0
+        pos = torch.full((batch, 1), n, dtype=torch.long, device=model.device)
+        return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, key: cache}
+
+    seconds = _median_seconds(_Step(model, kwargs), repeats)
+    del cache
+    return {"kind": "decode", "batch": batch, "tokens": 1, "context": context, "seconds": seconds}
+
+
+def measure(model, point: dict, repeats: int = 3) -> dict:
+    """Time one calibration point given as ``{"kind", "batch", "tokens", "context"}``."""
+    if point["kind"] == "decode":
+        return time_decode(model, point["batch"], point["context"], repeats=max(repeats, 3))
+    return time_prefill(model, point["batch"], point["tokens"], padded=point["kind"] == "padded_prefill",
+                        repeats=repeats)
+
+
+def grid(prefill_tokens, decode_batches, decode_contexts, max_cached_tokens: int,
+         padded=((8, 1024),), prefill_batches=((4, 2048), (16, 1024))) -> list[dict]:
+    """Calibration points: prefills of one row, a few batched and padded ones, decodes over a grid.
+
+    Decode points whose cache (batch × context tokens) exceeds ``max_cached_tokens`` are left out.
+
+    >>> [p["kind"][0] + str(p["batch"]) for p in grid([128], [1, 64], [4096], 65536, padded=(), prefill_batches=())]
+    ['p1', 'd1']
+    """
+    points = [{"kind": "prefill", "batch": 1, "tokens": int(n), "context": 0} for n in prefill_tokens]
+    points += [{"kind": "prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in prefill_batches]
+    points += [{"kind": "padded_prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in padded]
+    points += [{"kind": "decode", "batch": int(b), "tokens": 1, "context": int(c)}
+               for b in decode_batches for c in decode_contexts if b * c <= max_cached_tokens]
+    return points

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The GPU serving run in ONE call (device tool, one H100 80 GB): Llama-3-8B with random bf16 weights.
+# (a) calibration: prefill time against tokens, decode step time against running requests and
+#     context length -> $OUT/calibration.json, the simulator's calibration file (--gpu calibrated);
+# (b) 128 real requests of the Azure conversation trace (a contiguous window, prompts as recorded,
+#     outputs capped at 128 tokens), all at t = 0, served by static padded `generate` in batches of
+#     16 and by transformers' continuous batching (16 running at most, 2,048 tokens per step):
+#     measured output tokens/s of each beside the simulator's prediction with the calibrated costs
+#     -> $OUT/serve.json.
+#
+#   device tool:  PACKVIZ_GIT_COMMIT=<commit> bash scripts/gpu_serve.sh          (results under $OUT)
+#   here, on CPU: OUT=/tmp/pv-serve-smoke bash scripts/gpu_serve.sh --smoke      (tiny model, ~10 s)
+#
+# Estimated timeline on one H100 (8 minutes at most in all):
+#   0:00  environment probe: nvidia-smi, versions -> env.txt                         ~15 s
+#   0:15  python start, Llama-3-8B built on the GPU (random bf16 weights)             ~30 s
+#   0:45  preflight: each engine once on 2 tiny requests                              ~15 s
+#   1:00  calibration: 11 prefill points + 13 decode points, 3-5 repeats each         ~40 s
+#   1:40  static generate: 128 requests in 8 batches of 16 (up to 127 decode steps)  ~30-60 s
+#   2:40  continuous batching: the same 128 requests (~1,000 steps)                   ~40-90 s
+#   4:10  simulator predictions, serve.json                                           ~1 s
+# No step starts after DEADLINE (330 s); `timeout` ends python at LIMIT (420 s) + 20 s grace.
+# serve.json is rewritten after every step, calibration.json after every point.
+#
+# Extra arguments go to scripts/gpu_serve.py (e.g. --requests 64 --output-cap 32).
+# The machine has torch and transformers but not packviz: it runs from the repository root.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-$PWD/serve-results}"
+PY="${PYTHON:-python3}"
+command -v "$PY" >/dev/null 2>&1 || PY=python
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
+mkdir -p "$OUT"
+
+{
+  echo "== $(date -u +%FT%TZ) $(hostname)"
+  nvidia-smi || echo "nvidia-smi: not available"
+  echo "git commit: ${PACKVIZ_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+  "$PY" -c "
+import torch, transformers
+print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
+print('transformers', transformers.__version__)
+try:
+    import flash_attn; print('flash_attn', flash_attn.__version__)
+except Exception as e:
+    print('flash_attn: not available (' + type(e).__name__ + ')')
+"
+} 2>&1 | tee "$OUT/env.txt"
+
+if [ "${1:-}" = "--smoke" ]; then
+  shift
+  ARGS=(--smoke --deadline "${DEADLINE:-50}" --limit "${LIMIT:-60}" "$@")
+  LIMIT="${LIMIT:-60}"
+else
+  LIMIT="${LIMIT:-420}"
+  ARGS=(--deadline "${DEADLINE:-330}" --limit "$LIMIT" "$@")
+fi
+
+timeout --signal=INT --kill-after=20 "$LIMIT" "$PY" scripts/gpu_serve.py --out "$OUT" "${ARGS[@]}" 2>&1 \
+  | tee "$OUT/serve.log"
+rc=${PIPESTATUS[0]}
+ls -l "$OUT"
+exit "$rc"

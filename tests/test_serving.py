@@ -1,0 +1,345 @@
+"""The serving simulator: hand-computed timelines for every policy, closed forms, properties."""
+
+import doctest
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from packviz.serving import calibration, costs, metrics, policies, sweep
+from packviz.serving import POLICIES, simulate, summary
+from packviz.serving.costs import CostModel, Line, span_sums, steps_to_reach
+from packviz.trace import Trace, azure_conv
+
+# Every step takes exactly 1 s (no FLOP or byte limit, 1 s overhead): timelines count steps.
+UNIT = CostModel("unit", 1e30, 1e30, 1.0, 1.0, 1e12)
+
+
+def three(arrivals=(0.0, 0.0, 0.0)):
+    """r0: P 2, G 3;  r1: P 3, G 1;  r2: P 1, G 2."""
+    return Trace(np.array(arrivals), np.array([2, 3, 1]), np.array([3, 1, 2]))
+
+
+def run(trace, policy, **kw):
+    kw = {"model": "tiny", "gpu": UNIT, "max_batch": 2, "kv_budget_tokens": 1024, **kw}
+    return simulate(trace, policy, **kw)
+
+
+def timeline(r):
+    return {k: getattr(r, k).tolist() for k in ("start_s", "first_token_s", "finish_s", "release_s")}
+
+
+@pytest.mark.parametrize("module", [costs, policies, metrics, sweep, calibration])
+def test_doctests(module):
+    assert doctest.testmod(module).failed == 0
+
+
+# ---------------------------------------------------------------------- hand-made timelines
+def test_static_by_hand():
+    # batch {r0, r1}: prefill step 1 (W = 3: one pad), decode steps 2-3 (r1 finished: its slot idles);
+    # then r2 alone: prefill step 4, decode step 5.
+    r = run(three(), "static")
+    assert timeline(r) == {"start_s": [0, 0, 3], "first_token_s": [1, 1, 4], "finish_s": [3, 1, 5],
+                           "release_s": [3, 3, 5]}
+    led = r.ledger
+    assert (led.prefill_pad_tokens, led.prefill_tokens) == (1, 6 + 1)
+    assert (led.decode_slot_steps, led.decode_idle_slot_steps) == (2 * 2 + 1, 2)
+    # KV reserved per slot W + max G: 2 × (3 + 3) for 3 s, then 1 × (1 + 2) for 2 s
+    assert led.kv_reserved_token_s == 12 * 3 + 3 * 2
+    # KV of unfinished requests after each step: 5, 3, 4 | 1, 2
+    assert led.kv_used_token_s == 5 + 3 + 4 + 1 + 2
+    assert r.slot.tolist() == [0, 1, 0]
+
+
+def test_static_packed_by_hand():
+    r = run(three(), "static-packed")
+    assert timeline(r) == timeline(run(three(), "static"))          # same steps, the unit cost ignores pads
+    assert r.ledger.prefill_pad_tokens == 0 and r.ledger.prefill_tokens == 6
+    assert r.ledger.kv_reserved_token_s == (2 + 3 + 2 * 3) * 3 + (1 + 2) * 2   # Σ (P + max G) per batch
+
+
+def test_continuous_by_hand():
+    # step 1: r0, r1 prefill (r1 done: G = 1); step 2: r0 decodes, r2 joins; step 3: both decode, both done
+    r = run(three(), "continuous")
+    assert timeline(r) == {"start_s": [0, 0, 1], "first_token_s": [1, 1, 2], "finish_s": [3, 1, 3],
+                           "release_s": [3, 1, 3]}
+    led = r.ledger
+    assert (led.steps, led.decode_slot_steps, led.decode_idle_slot_steps) == (3, 3, 0)
+    assert led.kv_used_token_s == 5 + 4 + 6
+    assert led.kv_reserved_token_s == 3 * 32            # two pages of 16 in every step
+    assert r.slot.tolist() == [0, 1, 1]                 # r2 takes the slot r1 left
+
+
+def test_chunked_by_hand():
+    # budget 3 tokens per step. step 1: r0 (2) + 1 token of r1; step 2: r0 decodes + r1's last 2 (done);
+    # step 3: r0's last decode + r2's prefill (r1's slot); step 4: r2 decodes.
+    r = run(three(), "chunked", token_budget=3)
+    assert timeline(r) == {"start_s": [0, 0, 2], "first_token_s": [1, 2, 3], "finish_s": [3, 2, 4],
+                           "release_s": [3, 2, 4]}
+    assert r.ledger.steps == 4 and r.ledger.decode_idle_slot_steps == 0
+    assert r.ledger.kv_used_token_s == 3 + 6 + 5 + 2
+
+
+def test_static_does_not_wait_to_fill_a_batch():
+    # r0 alone at t = 0 runs as a batch of one; r1 and r2 (arrived meanwhile) form the next batch.
+    r = run(three((0.0, 0.5, 1.0)), "static")
+    assert r.start_s.tolist() == [0, 3, 3]
+    assert r.finish_s.tolist() == [3, 4, 5]
+
+
+def test_continuous_joins_at_the_next_step_boundary():
+    # r2 arrives at 1.5, during step 2: it joins at step 3 (t = 2)
+    r = run(three((0.0, 0.0, 1.5)), "continuous")
+    assert r.start_s.tolist() == [0, 0, 2] and r.finish_s.tolist() == [3, 1, 4]
+
+
+def test_idle_server_waits_for_the_next_arrival():
+    r = run(three((0.0, 10.0, 20.0)), "continuous")
+    assert r.start_s.tolist() == [0, 10, 20]
+    assert r.finish_s.tolist() == [3, 11, 22]
+    assert r.ledger.busy_s == 3 + 1 + 2
+
+
+def test_preemption_by_hand():
+    # pages of 1 token, 8 in all. r0: P 3, G 4; r1: P 3, G 3.
+    # step 1: both prefill (3 + 3 pages); step 2: both decode (4 + 4 = 8);
+    # step 3: growth to 10 > 8 -> preempt r1 (admitted last; KV 4 discarded), r0 decodes alone;
+    # step 4: r0's last decode (r1 needs 3 + 2 = 5 pages, 2 free: waits);
+    # step 5: r1 recomputed: prefill of P + 2 emitted = 5 tokens, which emits its 3rd and last token.
+    tr = Trace(np.zeros(2), np.array([3, 3]), np.array([4, 3]))
+    r = run(tr, "continuous", kv_budget_tokens=8, page_size=1)
+    assert r.start_s.tolist() == [0, 0]
+    assert r.first_token_s.tolist() == [1, 1]
+    assert r.finish_s.tolist() == [4, 5]
+    led = r.ledger
+    assert (led.preemptions, led.recomputed_tokens) == (1, 4)
+    assert led.prefill_tokens == 3 + 3 + 5
+    assert led.decode_slot_steps == 2 + 1 + 1
+    assert led.prefill_emissions == 3
+    assert led.kv_reserved_peak <= 8
+
+
+def test_offline_static_batches_are_consecutive_groups():
+    tr = azure_conv().window(70, seed=1)
+    r = simulate(tr, "static", arrivals="offline", max_batch=32)
+    assert np.all(r.trace.arrival_s == 0)
+    starts = np.unique(r.start_s)
+    assert len(starts) == 3
+    assert [int((r.start_s == s).sum()) for s in starts] == [32, 32, 6]
+
+
+def test_kv_budget_caps_a_static_batch():
+    tr = Trace(np.zeros(4), np.array([10, 10, 10, 10]), np.array([5, 5, 5, 5]))
+    r = run(tr, "static", max_batch=4, kv_budget_tokens=32)          # 15 tokens per slot: 2 fit
+    assert r.start_s.tolist() == [0, 0, r.release_s[0], r.release_s[0]]
+    assert r.ledger.kv_reserved_peak == 30
+
+
+# ---------------------------------------------------------------------- costs
+def test_padded_prefill_pricing_masked_vs_causal():
+    assert costs.padded_prefill_work([3, 5]).pairs == 2 * 25
+    assert costs.padded_prefill_work([3, 5], "causal").pairs == 2 * 15
+    assert costs.varlen_prefill_work([3, 5]).pairs == 6 + 15
+    with pytest.raises(ValueError, match="padded_attention must be one of"):
+        costs.padded_prefill_work([3], "square")
+
+
+def test_masked_pricing_makes_static_slower_than_causal():
+    tr = azure_conv().window(64, seed=0)
+    masked = summary(simulate(tr, "static", padded_attention="masked"))
+    causal = summary(simulate(tr, "static", padded_attention="causal"))
+    assert masked["flops_spent"] > causal["flops_spent"]
+    assert masked["makespan_s"] >= causal["makespan_s"]
+
+
+def test_roofline_step_on_an_h100():
+    # One decode step of one request with 1,000 tokens of context on Llama-3-8B: memory-bound,
+    # weights (16.06 GB) + KV (1,000 × 128 KiB) at 0.9 × 3.0 TB/s, plus 2 ms.
+    p = costs.Pricer("llama-3-8b", costs.preset_cost_model("h100"))
+    w = costs.Work(1, 1, 1001, 1000, 1)
+    expect = (16_060_522_496 + 1001 * 131072) / 2.7e12 + 0.002
+    assert p.seconds(w) == pytest.approx(expect, rel=1e-9)
+    assert p.flops(w) / p.cost.flop_rate < p.bytes(w) / p.cost.byte_rate
+
+
+@settings(max_examples=200, deadline=None)
+@given(u0=st.floats(0, 5), u1=st.floats(-0.5, 1), v0=st.floats(0, 5), v1=st.floats(-0.5, 1),
+       o=st.floats(0, 1), k=st.integers(0, 60))
+def test_span_sums_match_a_loop(u0, u1, v0, v1, o, k):
+    line = Line(u0, u1, v0, v1, o)
+    steps = [max(u0 + u1 * j, v0 + v1 * j) + o for j in range(1, k + 1)]
+    total, ktotal = span_sums(line, k)
+    assert total == pytest.approx(sum(steps), rel=1e-9, abs=1e-9)
+    assert ktotal == pytest.approx(sum(j * t for j, t in enumerate(steps, 1)), rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(u0=st.floats(0, 5), u1=st.floats(0, 1), v0=st.floats(0.01, 5), v1=st.floats(0, 1),
+       o=st.floats(0, 1), k=st.integers(1, 60), x=st.floats(0, 400))
+def test_steps_to_reach_is_the_first_step_past_a_time(u0, u1, v0, v1, o, k, x):
+    line = Line(u0, u1, v0, v1, o)
+    cum = np.cumsum([max(u0 + u1 * j, v0 + v1 * j) + o for j in range(1, k + 1)])
+    got = steps_to_reach(line, x, k)
+    if x <= 0:
+        assert got == 0
+    elif cum[-1] < x * (1 - 1e-12):
+        assert got is None
+    else:
+        want = int(np.argmax(cum >= x * (1 - 1e-12))) + 1
+        assert got in (want, want + 1) and cum[got - 1] >= x * (1 - 1e-9)
+
+
+# ---------------------------------------------------------------------- properties
+@st.composite
+def small_runs(draw):
+    n = draw(st.integers(1, 10))
+    p = draw(st.lists(st.integers(1, 40), min_size=n, max_size=n))
+    g = draw(st.lists(st.integers(1, 20), min_size=n, max_size=n))
+    gaps = draw(st.lists(st.floats(0, 3), min_size=n, max_size=n))
+    policy = draw(st.sampled_from(POLICIES))
+    max_batch = draw(st.integers(1, 4))
+    page = draw(st.sampled_from([1, 4, 16]))
+    need = max(-(-(a + b) // page) * page for a, b in zip(p, g))
+    kw = dict(max_batch=max_batch, page_size=page, token_budget=draw(st.integers(max_batch, 48)),
+              kv_budget_tokens=draw(st.integers(need, 3 * need)))
+    arrivals = np.cumsum(gaps) - gaps[0]
+    cost = draw(st.sampled_from([UNIT, CostModel("tiny-gpu", 2e8, 5e8, 0.01, 1e9, 1e12)]))
+    return Trace(arrivals, np.array(p), np.array(g)), policy, cost, kw
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_runs())
+def test_every_request_completes_and_tokens_are_conserved(case):
+    tr, policy, cost, kw = case
+    r = simulate(tr, policy, model="tiny", gpu=cost, **kw)
+    led = r.ledger
+    assert np.isfinite(r.finish_s).all()
+    assert (r.start_s >= tr.arrival_s - 1e-12).all()
+    assert (r.first_token_s > r.start_s).all() and (r.finish_s >= r.first_token_s).all()
+    assert (r.release_s >= r.finish_s).all()
+    # every generated token comes from a prefill or a decode slot that had work
+    useful_decodes = led.decode_slot_steps - led.decode_idle_slot_steps
+    assert useful_decodes + led.prefill_emissions == tr.generated_tokens.sum()
+    # no KV over budget
+    assert led.kv_reserved_peak <= r.kv_budget_tokens
+    assert led.kv_used_peak <= led.kv_reserved_peak
+    # prompt tokens: every prompt prefilled once, plus pads and recomputation
+    assert led.prefill_tokens >= tr.prompt_tokens.sum() + led.prefill_pad_tokens
+    assert r.slot.max() < kw["max_batch"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_runs())
+def test_continuous_never_wastes_a_decode_slot(case):
+    tr, policy, cost, kw = case
+    if policy.startswith("static"):
+        policy = "continuous"
+    led = simulate(tr, policy, model="tiny", gpu=cost, **kw).ledger
+    assert led.decode_idle_slot_steps == 0
+    assert led.prefill_tokens == tr.prompt_tokens.sum() + led.recomputed_tokens + \
+        (led.prefill_emissions - len(tr))        # a recomputation re-feeds the tokens emitted so far
+    if led.preemptions == 0:
+        assert led.decode_slot_steps == (tr.generated_tokens - 1).sum()
+
+
+@settings(max_examples=150, deadline=None)
+@given(small_runs())
+def test_closed_form_spans_give_the_step_by_step_timeline(case):
+    tr, policy, cost, kw = case
+    if policy.startswith("static"):
+        return
+    fast = simulate(tr, policy, model="tiny", gpu=cost, **kw)
+    slow = simulate(tr, policy, model="tiny", gpu=cost, fast_forward=False, **kw)
+    for key in ("start_s", "first_token_s", "finish_s"):
+        np.testing.assert_allclose(getattr(fast, key), getattr(slow, key), rtol=1e-9, atol=1e-9)
+    a, b = fast.ledger, slow.ledger
+    assert (a.steps, a.decode_slot_steps, a.preemptions, a.prefill_tokens) == \
+        (b.steps, b.decode_slot_steps, b.preemptions, b.prefill_tokens)
+    assert a.busy_s == pytest.approx(b.busy_s, rel=1e-9)
+    assert a.flops == pytest.approx(b.flops, rel=1e-9)
+    assert a.kv_used_token_s == pytest.approx(b.kv_used_token_s, rel=1e-9)
+
+
+def test_static_wastes_decode_slots_on_a_real_window():
+    tr = azure_conv().window(200, seed=3)
+    s = {p: summary(simulate(tr, p, max_batch=16)) for p in POLICIES}
+    assert s["static"]["decode_wasted_slot_steps"] > 0 and s["static"]["prefill_pad_tokens"] > 0
+    assert s["static-packed"]["prefill_pad_tokens"] == 0
+    for p in ("continuous", "chunked"):
+        assert s[p]["decode_wasted_slot_steps"] == 0
+        assert s[p]["decode_slot_steps"] == s[p]["decode_useful_steps"]
+        assert s[p]["kv_used_over_reserved"] > s["static"]["kv_used_over_reserved"]
+
+
+# ---------------------------------------------------------------------- metrics, sweeps
+CONTRACT = ("policy", "num_requests", "completed", "prompt_tokens", "generated_tokens", "prefill_pad_tokens",
+            "decode_slot_steps", "decode_useful_steps", "output_tokens_per_s", "makespan_s", "ttft_s", "tpot_s",
+            "e2e_s", "gpu_busy_fraction", "useful_flop_fraction", "seconds")
+
+
+def test_summary_has_the_cli_contract_and_consistent_numbers():
+    tr = three()
+    s = summary(run(tr, "static"))
+    assert set(CONTRACT) <= set(s)
+    assert (s["num_requests"], s["completed"], s["prompt_tokens"], s["generated_tokens"]) == (3, 3, 6, 6)
+    assert (s["decode_slot_steps"], s["decode_useful_steps"]) == (5, 3)
+    assert s["makespan_s"] == 5 and s["output_tokens_per_s"] == 6 / 5
+    assert s["ttft_s"] == metrics.percentiles([1, 1, 4])
+    assert s["tpot_s"]["p50"] == pytest.approx(1.0)           # r0: 2 s for 2 tokens, r2: 1 s for 1
+    assert s["gpu_busy_fraction"] == 1.0
+
+
+def test_busy_high_useful_low_under_static():
+    s = summary(simulate(azure_conv().window(300, seed=2), "static", arrivals="offline"))
+    assert s["gpu_busy_fraction"] > 0.99
+    assert s["useful_flop_fraction"] < 0.15
+
+
+def test_format_table_one_row_per_summary():
+    rows = [summary(run(three(), p)) for p in POLICIES]
+    text = metrics.format_table(rows)
+    assert len(text.splitlines()) == 5 and text.splitlines()[1].startswith("static ")
+    text = metrics.format_summary(rows[0])
+    assert "completed:  3 of 3 in 5.0 s" in text and "1 prompt pad tokens" in text
+
+
+def test_saturation_and_capacity_order_the_policies():
+    tr = azure_conv().window(400, seed=5)
+    sat_static = sweep.saturation_rate_scale(tr, "static")
+    sat_cont = sweep.saturation_rate_scale(tr, "continuous")
+    assert 0 < sat_static < sat_cont
+    cap = {p: sweep.capacity(tr, p, slo_ttft_p99_s=5.0, hi=8.0, rel_tol=0.1) for p in ("static", "continuous")}
+    assert cap["continuous"]["rate_scale"] > cap["static"]["rate_scale"]
+    assert cap["continuous"]["ttft_p99_s"] <= 5.0
+
+
+def test_capacity_reports_an_unreachable_slo():
+    c = sweep.capacity(three(), "static", slo_ttft_p99_s=0.1, lo=0.5, hi=2, model="tiny", gpu=UNIT,
+                       max_batch=2, kv_budget_tokens=1024)
+    assert c["rate_scale"] == 0.0 and "misses the SLO" in c["note"]
+
+
+# ---------------------------------------------------------------------- errors
+@pytest.mark.parametrize("kw, message", [
+    (dict(policy="fifo"), "policy must be one of"),
+    (dict(rate_scale=0), "rate_scale must be a finite number > 0, got 0"),
+    (dict(rate_scale=-2.0), "got -2.0"),
+    (dict(max_batch=0), "max_batch must be a positive integer, got 0"),
+    (dict(kv_budget_tokens=4), "kv_budget_tokens 4 is too small for request 0"),
+    (dict(policy="chunked", token_budget=1), "token_budget 1 is below max_batch 2"),
+    (dict(arrivals="later"), "arrivals must be one of"),
+    (dict(gpu="b200"), "unknown GPU 'b200'"),
+    (dict(padded_attention="square"), "padded_attention must be one of"),
+    (dict(model="llama-4"), "unknown model 'llama-4'"),
+])
+def test_bad_input_is_named(kw, message):
+    kw = {"policy": "static", **kw}
+    policy = kw.pop("policy")
+    with pytest.raises(ValueError, match=message):
+        run(three(), policy, **kw)
+
+
+def test_model_too_large_for_the_gpu():
+    with pytest.raises(ValueError, match="leaves no room for a KV cache"):
+        simulate(three(), "static", model="llama-3-70b", gpu="h100")
