@@ -156,7 +156,8 @@ def static_counts(shapes, real_prompt_tokens: int) -> dict:
             "forward_calls": sum(len(b) for b in shapes)}
 
 
-def cb_config_kwargs(max_batch=None, token_budget=None, num_blocks=None, page_size=None) -> dict:
+def cb_config_kwargs(max_batch=None, token_budget=None, num_blocks=None, page_size=None,
+                     use_cuda_graph=None) -> dict:
     """Keyword arguments for ``ContinuousBatchingConfig`` on this transformers version (``None`` left out).
 
     Prefix sharing off (random prompts share nothing; it would also reorder requests).
@@ -167,7 +168,7 @@ def cb_config_kwargs(max_batch=None, token_budget=None, num_blocks=None, page_si
     fields = {f.name for f in dataclasses.fields(ContinuousBatchingConfig)}
     page_key = "page_size" if "page_size" in fields else "block_size"
     kw = {"max_requests_per_batch": max_batch, "max_batch_tokens": token_budget, "num_blocks": num_blocks,
-          page_key: page_size, "allow_block_sharing": False}
+          page_key: page_size, "allow_block_sharing": False, "use_cuda_graph": use_cuda_graph}
     return {k: v for k, v in kw.items() if v is not None and k in fields}
 
 
@@ -182,7 +183,7 @@ def resolved_cb_config(manager) -> dict:
 
 @torch.no_grad()
 def continuous_generate(model, prompts, max_new_tokens, *, max_batch=None, token_budget=None, num_blocks=None,
-                        page_size=None, timeout_s: float = 600.0) -> dict:
+                        page_size=None, use_cuda_graph=None, timeout_s: float = 600.0) -> dict:
     """transformers' continuous batching: every request added at t = 0, each with its own ``max_new_tokens``.
 
     The manager is created and warmed up before the clock starts. Returns ``{"outputs",
@@ -192,7 +193,7 @@ def continuous_generate(model, prompts, max_new_tokens, *, max_batch=None, token
     """
     from transformers import ContinuousBatchingConfig
 
-    cbc = ContinuousBatchingConfig(**cb_config_kwargs(max_batch, token_budget, num_blocks, page_size))
+    cbc = ContinuousBatchingConfig(**cb_config_kwargs(max_batch, token_budget, num_blocks, page_size, use_cuda_graph))
     manager = model.init_continuous_batching(generation_config=greedy(max(max_new_tokens), eos_token_id=-1),
                                              continuous_batching_config=cbc)
     try:

@@ -4,6 +4,9 @@ torch and transformers. Each point is one kind of step a server runs, timed on t
 own forward (median of ``repeats`` after a warm-up), in the format of
 :mod:`packviz.serving.calibration`::
 
+Each point holds ``seconds`` (wall time, median) and ``gpu_seconds`` (the kernels' own time of
+one call, from the profiler; ``None`` on CPU).
+
     prefill         batch rows of ``tokens`` new tokens, no padding (causal SDPA), KV written
     padded_prefill  batch rows of width ``tokens``, half the rows half as long and left-padded
                     (the (B, 1, W, W) mask HF ``generate`` builds)
@@ -50,6 +53,31 @@ def _ids(model, batch: int, tokens: int, seed: int) -> torch.Tensor:
     return torch.randint(1, model.config.vocab_size, (batch, tokens), generator=g, device=model.device)
 
 
+def kernel_seconds(fn) -> float | None:
+    """Seconds the GPU spends in kernels during one call of ``fn``: the CUDA kernel durations the
+    profiler records, summed (one stream, so they do not overlap). ``None`` on a CPU, or when the
+    profiler cannot see the GPU.
+
+    Beside the wall time this splits a step into device work and host overhead: a decode step of
+    an eager model can take several times its kernels' time when Python and kernel launches, not
+    the GPU, set the pace.
+    """
+    if fn.device.type != "cuda":
+        return None
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        sync(fn.device)
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            sync(fn.device)
+        total = sum(getattr(e, "self_device_time_total", 0) or getattr(e, "self_cuda_time_total", 0)
+                    for e in prof.key_averages())
+        return total / 1e6 if total > 0 else None
+    except Exception:  # noqa: BLE001 -- a profiler that cannot run here must not cost the calibration
+        return None
+
+
 def _median_seconds(fn, repeats: int) -> float:
     fn()                                   # warm-up (allocator, cuBLAS heuristics)
     times = []
@@ -82,7 +110,8 @@ def time_prefill(model, batch: int, tokens: int, padded: bool = False, repeats: 
         mask[: batch // 2, : tokens - tokens // 2] = 0        # rows 0 .. B/2-1 hold tokens // 2 real tokens
     step = _Step(model, lambda: {"input_ids": ids, "attention_mask": mask})
     kind = "padded_prefill" if padded else "prefill"
-    return {"kind": kind, "batch": batch, "tokens": tokens, "context": 0, "seconds": _median_seconds(step, repeats)}
+    return {"kind": kind, "batch": batch, "tokens": tokens, "context": 0, "seconds": _median_seconds(step, repeats),
+            "gpu_seconds": kernel_seconds(step)}
 
 
 def time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0) -> dict:
@@ -102,9 +131,11 @@ def time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0
         pos = torch.full((batch, 1), n, dtype=torch.long, device=model.device)
         return {"input_ids": ids, "attention_mask": mask, "position_ids": pos, key: cache}
 
-    seconds = _median_seconds(_Step(model, kwargs), repeats)
+    step = _Step(model, kwargs)
+    seconds = _median_seconds(step, repeats)
+    gpu = kernel_seconds(step)
     del cache
-    return {"kind": "decode", "batch": batch, "tokens": 1, "context": context, "seconds": seconds}
+    return {"kind": "decode", "batch": batch, "tokens": 1, "context": context, "seconds": seconds, "gpu_seconds": gpu}
 
 
 def measure(model, point: dict, repeats: int = 3) -> dict:

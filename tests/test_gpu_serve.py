@@ -34,9 +34,11 @@ def test_smoke_runs_every_step(smoke):
     res = json.loads((smoke / "serve.json").read_text())
     assert res["schema"] == calibration.SERVE_SCHEMA and res["status"] == "complete"
     assert res["git_commit"] == "abc123"                          # the environment variable wins over git
-    assert res["steps"]["preflight"] == {"static": "ok", "continuous": "ok"}
+    assert res["steps"]["preflight"] == {"static": "ok", "continuous": "ok", "continuous-graphs": "ok"}
     assert res["steps"]["calibration"]["points"] >= 9
-    for name in ("static", "continuous"):
+    # on CPU the profiler sees no kernels: no device-only fit, no CUDA-graph prediction
+    assert res["steps"]["calibration"]["fit_device"] is None and "continuous-graphs" not in res["predicted"]
+    for name in ("static", "continuous", "continuous-graphs"):
         assert res["engines"][name]["status"] == "ok"
         assert res["engines"][name]["output_tokens"] == res["window"]["output_tokens"]
     # the engine's own count of what static generate ran equals the simulator's
@@ -51,5 +53,8 @@ def test_the_recorded_calibration_drives_the_simulator(smoke):
     assert {p["kind"] for p in cal["points"]} == {"prefill", "padded_prefill", "decode"}
     cost = cost_model(str(smoke / "calibration.json"))
     assert cost.name == "calibrated" and cost.flop_rate > 0 and cost.byte_rate > 0
+    assert all(p["gpu_seconds"] is None for p in cal["points"])  # CPU: no kernel time
+    with pytest.raises(ValueError, match="not every point has 'gpu_seconds'"):
+        calibration.fit_calibration(cal, "gpu_seconds")
     assert calibration.latest_recorded(calibration.CALIBRATION_SCHEMA, smoke)["model"] == "tiny"
     assert calibration.latest_recorded(calibration.SERVE_SCHEMA, smoke)["status"] == "complete"

@@ -343,3 +343,26 @@ def test_bad_input_is_named(kw, message):
 def test_model_too_large_for_the_gpu():
     with pytest.raises(ValueError, match="leaves no room for a KV cache"):
         simulate(three(), "static", model="llama-3-70b", gpu="h100")
+
+
+def test_a_device_fit_uses_the_kernels_own_time():
+    """Wall time = kernels + host overhead: fitted on kernel time, the same points give faster rates."""
+    from packviz.serving import calibration as C
+
+    points = []
+    for n in (1024, 2048, 4096, 8192):
+        points.append({"kind": "prefill", "batch": 1, "tokens": n, "context": 0})
+    for b in (1, 8, 32, 64):
+        points.append({"kind": "decode", "batch": b, "tokens": 1, "context": 2048})
+    model = C.preset_cost_model("h100")
+    pricer = C.Pricer(C.get_shape("llama-3-8b"), model)
+    for p in points:
+        w = C.point_work(p)
+        gpu = max(pricer.flops(w) / model.flop_rate, pricer.bytes(w) / model.byte_rate)
+        p.update(gpu_seconds=gpu, seconds=gpu + 0.04)  # a 40 ms host floor on every step
+    cal = {"model": "llama-3-8b", "device": {"name": "NVIDIA H100 80GB HBM3"}, "points": points}
+    wall, device = C.fit_calibration(cal), C.device_fit(cal)
+    assert device["byte_rate"] == pytest.approx(model.byte_rate, rel=1e-3)
+    assert device["overhead_s"] == pytest.approx(0, abs=1e-6)
+    assert wall["overhead_s"] == pytest.approx(0.04, rel=0.05)
+    assert C.device_fit({"points": points[:2]}) is None

@@ -144,15 +144,30 @@ def _fit_once(f, b, t, compute, prev) -> np.ndarray:
     return x
 
 
-def fit_calibration(cal: dict) -> dict:
-    """:func:`fit_roofline` of a calibration's points for its model (``cal["model"]``)."""
+def fit_calibration(cal: dict, time_key: str = "seconds") -> dict:
+    """:func:`fit_roofline` of a calibration's points for its model (``cal["model"]``).
+
+    ``time_key="seconds"``: the wall time of each step (what a server waits); ``"gpu_seconds"``:
+    the kernels' own time (what the GPU works), where every point has one.
+    """
     points = cal.get("points") or []
     if len(points) < 3:
         raise ValueError(f"{cal.get('path', 'calibration')}: {len(points)} points; at least 3 are needed to fit")
+    if any(p.get(time_key) is None for p in points):
+        raise ValueError(f"{cal.get('path', 'calibration')}: not every point has {time_key!r}")
     pricer = Pricer(get_shape(cal.get("model", "llama-3-8b")), preset_cost_model(gpu_key(cal) or "h100"))
     work = [point_work(p) for p in points]
     return fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
-                        [float(p["seconds"]) for p in points], pricer.cost)
+                        [float(p[time_key]) for p in points], pricer.cost)
+
+
+def device_fit(cal: dict) -> dict | None:
+    """The roofline fitted to the kernels' own time (:func:`fit_calibration` on ``gpu_seconds``), or ``None``
+    when the points have none (a CPU run, a profiler that could not run)."""
+    points = cal.get("points") or []
+    if len(points) < 3 or any(p.get("gpu_seconds") is None for p in points):
+        return None
+    return fit_calibration(cal, "gpu_seconds")
 
 
 def gpu_key(cal: dict) -> str | None:
@@ -161,21 +176,25 @@ def gpu_key(cal: dict) -> str | None:
     return next((k for k in GPUS if k in name), None)
 
 
-def calibrated_cost_model(path=None) -> CostModel:
+def calibrated_cost_model(path=None, time_key: str = "seconds") -> CostModel:
     """A :class:`CostModel` fitted to a calibration (``path``, or the newest recorded one).
 
-    Peak FLOP/s (for the useful-FLOP share) and memory come from the matching preset, or
-    from the recorded device when none matches.
+    ``time_key="seconds"`` fits the steps' wall time (host overhead included: what an eager
+    engine waits); ``"gpu_seconds"`` the kernels' own time (what an engine that launches its
+    steps without host gaps, e.g. from CUDA graphs, would wait). Peak FLOP/s (for the
+    useful-FLOP share) and memory come from the matching preset, or from the recorded device
+    when none matches.
     """
     cal = load_calibration(path)
-    fit = fit_calibration(cal)
+    fit = fit_calibration(cal, time_key)
     key = gpu_key(cal)
     device = cal.get("device") or {}
     peak = GPUS[key].peak_flops if key else fit["flop_rate"]
     memory = float(device.get("memory_bytes") or (GPUS[key].memory_bytes if key else GPUS["h100"].memory_bytes))
-    note = (f"fitted to {cal['path']} ({device.get('name', '?')}, {fit['points']} points, "
-            f"relative RMS error {fit['rel_rms']:.1%})")
-    return CostModel("calibrated", fit["flop_rate"], fit["byte_rate"], fit["overhead_s"], peak, memory, note)
+    note = (f"fitted to the {'kernel' if time_key == 'gpu_seconds' else 'wall'} times of {cal['path']} "
+            f"({device.get('name', '?')}, {fit['points']} points, relative RMS error {fit['rel_rms']:.1%})")
+    name = "calibrated-device" if time_key == "gpu_seconds" else "calibrated"
+    return CostModel(name, fit["flop_rate"], fit["byte_rate"], fit["overhead_s"], peak, memory, note)
 
 
 def format_serve_result(res: dict) -> str:
