@@ -46,28 +46,29 @@ def _load_shape(model: str):
 
 
 def _parse_tile(text):
+    from .checks import int_pair
+
     if text is None:
         return None
     try:
         bq, bk = (int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two integers), got {text!r}") from None
-    return bq, bk
+        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two positive integers, e.g. 128,128), got {text!r}") from None
+    return int_pair("--tile", (bq, bk))
 
 
 def _cmd_flops(args) -> dict:
+    from .checks import one_of
     from .flops import compare, compare_as_dict
     from .lengths import read_lengths
-    from .packing import pack
+    from .packing import PACKED, OVERLONG, pad_and_pack
 
     shape = _load_shape(args.model)
     tile = _parse_tile(args.tile)
-    if args.strategy in ("pad", "sorted"):
-        raise ValueError(f"--strategy is the packing strategy (next-fit, ffd, bfd), got {args.strategy!r}; "
-                         "the padded side always uses 'pad' with --batch-size")
+    one_of("--strategy (the packing side; the padded side is 'pad' with --batch-size)", args.strategy, PACKED)
+    one_of("--overlong", args.overlong, OVERLONG)
     lengths = read_lengths(args.lengths)
-    padded = pack(lengths, args.pack_len, "pad", batch_size=args.batch_size, overlong=args.overlong)
-    packed = pack(lengths, args.pack_len, args.strategy, overlong=args.overlong)
+    padded, packed = pad_and_pack(lengths, args.pack_len, args.batch_size, args.strategy, overlong=args.overlong)
     out = compare_as_dict(compare(padded, packed, shape, lm_head=args.lm_head, tile=tile))
     keep = ("num_rows", "slots", "real_tokens", "pads", "utilization", "dropped_tokens")
     out.update(
@@ -82,7 +83,9 @@ def _cmd_figures(args) -> dict:
     import pathlib
 
     from . import plot
+    from .checks import positive_int
 
+    positive_int("--dpi", args.dpi)
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -144,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--batch-size", type=int, default=None, help="B for pad/sorted")
     pk.add_argument("--overlong", choices=OVERLONG, default="error")
     pk.add_argument("--json", action="store_true", help="print one JSON object")
-    pk.add_argument("--rows", action="store_true", help="with --json: add every row's [seq_index, offset, length] segments")
+    pk.add_argument("--rows", action="store_true", help="with --json: add every row's [seq, offset, length] segments")
     pk.set_defaults(run=_cmd_pack, show=_print_pack)
 
     fl = sub.add_parser("flops", help="prefill FLOPs: useful, padded, dense-packed, varlen")

@@ -246,7 +246,7 @@ def test_each_trap_contaminates(tiny, seqs, reference, trap):
 def test_contamination_measures_the_correct_forward_and_a_trap(tiny, seqs):
     assert M.contamination(tiny, seqs) <= TOL
     assert M.contamination(tiny, seqs, "kv_cache_on") > TRAP
-    with pytest.raises(ValueError, match="unknown trap"):
+    with pytest.raises(ValueError, match="trap must be one of"):
         M.trap_forward(tiny, M.packed_batch(seqs), "no_such_trap")
 
 
@@ -255,13 +255,16 @@ def test_positions_not_reset_are_harmless_to_rope_when_the_mask_is_right(tiny, s
     assert M.max_abs_diff(M.rope_offset_forward(tiny, M.packed_batch(seqs)), reference) <= TOL
 
 
-def test_block_diagonal_mask_matches_the_layout_mask():
+def test_block_causal_mask_of_a_batch_is_the_layout_mask_in_additive_form():
     from packviz.layout import Layout
 
     b = M.packed_batch([[1, 2, 3], [4, 5]])
-    mask = M.block_diagonal_mask(b)[0, 0] == 0
+    additive = M.block_causal_mask(b, torch.bfloat16)
+    assert additive.shape == (1, 1, 5, 5) and additive.dtype == torch.bfloat16
     layout = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[5])
-    assert mask.numpy().tolist() == layout.block_causal_mask(0).tolist()
+    allowed = layout.block_causal_mask(0)
+    assert (additive[0, 0] == 0).numpy().tolist() == allowed.tolist()
+    assert (additive[0, 0][~torch.from_numpy(allowed)] == torch.finfo(torch.bfloat16).min).all()
 
 
 def test_per_sequence_max_abs_diff_says_which_sequences_moved(tiny, seqs, reference):
