@@ -246,7 +246,7 @@ class Layout:
 
     # ------------------------------------------------------------------ per-row kernel inputs
     def cu_seqlens(self, row: int) -> np.ndarray:
-        """Cumulative sequence boundaries of one row's token stream: int32, shape (N+1,), starts at 0.
+        """Cumulative sequence boundaries of one row's token stream: int32, shape (N + 1,), starts at 0.
 
         ``cu_seqlens[i]:cu_seqlens[i+1]`` are the tokens of the row's i-th segment in the
         packed 1-D stream (pads removed), as ``flash_attn_varlen_func`` expects.

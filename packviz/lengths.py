@@ -26,7 +26,7 @@ from . import trace
 
 # ---------------------------------------------------------------------- the real trace
 def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
-    """Prompt lengths of ``n`` consecutive real requests of the Azure conversation trace, shape (n,).
+    """Prompt lengths of ``n`` consecutive real requests of the Azure conversation trace, shape (N,).
 
     A window in arrival order (:meth:`packviz.trace.Trace.window`, start drawn with ``seed``):
     the prompts a server received, one after another. ``n`` is at most 19,366; for more, use
@@ -36,7 +36,7 @@ def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
 
 
 def azure_resample(n: int = 1000, seed: int = 0) -> np.ndarray:
-    """``n`` prompt lengths drawn with replacement from the Azure conversation trace, shape (n,).
+    """``n`` prompt lengths drawn with replacement from the Azure conversation trace, shape (N,).
 
     Synthetic (independent draws from the real distribution, no real order): for large sets,
     e.g. a million prompts to time a packing strategy.
@@ -68,7 +68,7 @@ def seed_scenario(n: int = 16, long_fraction: float = 0.25, short: int = 50, lon
 
 def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: int | None = None,
               seed: int = 0) -> np.ndarray:
-    """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``, shape (n,)."""
+    """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``, shape (N,)."""
     median = positive_float("median", median)
     sigma = nonnegative_float("sigma", sigma)
     if max_len is not None:
@@ -81,7 +81,7 @@ def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: 
 
 
 def uniform(n: int = 1000, low: int = 1, high: int = 4096, seed: int = 0) -> np.ndarray:
-    """Lengths uniform in ``[low, high]`` (inclusive), shape (n,). ``low == high`` gives the equal-length control."""
+    """Lengths uniform in ``[low, high]`` (inclusive), shape (N,). ``low == high`` gives the equal-length control."""
     if not positive_int("low", low) <= positive_int("high", high):
         raise ValueError(f"need low <= high, got low={low!r}, high={high!r}; swap them")
     return np.random.default_rng(_seed(seed)).integers(low, high + 1, _count(n)).astype(np.int64)

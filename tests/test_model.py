@@ -144,6 +144,12 @@ def test_packed_batch_pad_to_adds_one_filler_sequence():
         M.packed_batch([[1, 2, 3]], pad_to=2)
     with pytest.raises(ValueError, match="at least one token"):
         M.packed_batch([[1], []])
+    with pytest.raises(ValueError, match="pad_to must be a positive integer, got 0"):
+        M.packed_batch([[1]], pad_to=0)
+    with pytest.raises(ValueError, match="pad_id must be an integer >= 0, got -1"):
+        M.padded_batch([[1]], pad_id=-1)
+    with pytest.raises(ValueError, match=r"input_ids of shape \(1, T\), got \(2, 3\)"):
+        M.packed_forward(None, {"input_ids": torch.zeros(2, 3, dtype=torch.int64)})
 
 
 def test_padded_batch_is_right_padded():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from packviz.packing import STRATEGIES, lower_bound, pack, validate_lengths
+from packviz.packing import PACKED, PADDED, STRATEGIES, lower_bound, pack, pad_and_pack, validate_lengths
 
 
 def _placed(lay):
@@ -149,3 +149,27 @@ def test_strategy_table_agrees_with_pack():
         assert r["over_bound"] == pytest.approx(r["c_rows"] / math.ceil(sum(lengths) / 12) - 1)
     text = format_strategy_table(rows)
     assert len(text.splitlines()) == 1 + len(STRATEGIES) and "seconds" not in text
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 300), min_size=1, max_size=40), cap=st.integers(1, 300),
+       batch=st.integers(1, 9), strategy=st.sampled_from(PACKED), padding=st.sampled_from(PADDED),
+       overlong=st.sampled_from(["truncate", "split"]))
+def test_pad_and_pack_lays_the_same_tokens_out_both_ways(lengths, cap, batch, strategy, padding, overlong):
+    padded, packed = pad_and_pack(lengths, cap, batch, strategy, padding, overlong)
+    assert (padded.kind, padded.name, padded.batch_size) == ("padded", padding, batch)
+    assert (packed.kind, packed.name, packed.capacity) == ("packed", strategy, cap)
+    assert padded.real_tokens == packed.real_tokens and padded.dropped_tokens == packed.dropped_tokens
+    assert _placed(padded).tolist() == _placed(packed).tolist()
+    assert packed.num_rows == pack(lengths, cap, strategy, overlong=overlong).num_rows
+
+
+def test_pad_and_pack_refuses_a_swapped_strategy_and_keeps_overlong_errors():
+    with pytest.raises(ValueError, match="strategy must be one of 'next-fit', 'ffd', 'bfd'; got 'pad'"):
+        pad_and_pack([3, 4], 8, 2, strategy="pad")
+    with pytest.raises(ValueError, match="padding must be one of 'pad', 'sorted'; got 'bfd'"):
+        pad_and_pack([3, 4], 8, 2, padding="bfd")
+    with pytest.raises(ValueError, match="sequence 1 has length 9, longer than the pack length 8"):
+        pad_and_pack([3, 9], 8, 2)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        pad_and_pack([3, 4], 8, 0)
