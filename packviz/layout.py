@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import one_of
+from .checks import int_array, one_of
 
 PAD = -1
 """Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
@@ -148,7 +148,7 @@ class Layout:
         >>> print(format_grid(Layout.from_rows([[(0, 0, 2), (1, 3, 1)]], widths=[5])))
         A A . B .
         """
-        widths = [int(w) for w in widths]
+        widths = int_array("widths", widths, minimum=0, allow_empty=True).tolist()
         if len(widths) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
@@ -340,7 +340,7 @@ def positions_from_lengths(lengths) -> np.ndarray:
     >>> positions_from_lengths([3, 2])
     array([0, 1, 2, 0, 1])
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
+    lengths = int_array("lengths", lengths, minimum=0, allow_empty=True)
     total = int(lengths.sum())
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.arange(total, dtype=np.int64) - starts
@@ -352,7 +352,7 @@ def seq_idx_from_lengths(lengths) -> np.ndarray:
     >>> seq_idx_from_lengths([3, 2])
     array([0, 0, 0, 1, 1])
     """
-    lengths = np.asarray(lengths, dtype=np.int64)
+    lengths = int_array("lengths", lengths, minimum=0, allow_empty=True)
     return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
 
 

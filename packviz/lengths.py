@@ -19,8 +19,7 @@ import pathlib
 
 import numpy as np
 
-from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
-from .packing import validate_lengths
+from .checks import fraction, int_array, nonnegative_float, nonnegative_int, positive_float, positive_int
 from . import trace
 
 
@@ -154,7 +153,7 @@ def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
             raise ValueError(f"{path}, line {line_no}: {out[-1]} is {why}")
     if not out:
         raise ValueError(f"{path}: no lengths found (empty file)")
-    return validate_lengths(out)
+    return int_array("lengths", out)
 
 
 def _is_int(text) -> bool:

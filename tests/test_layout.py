@@ -142,8 +142,10 @@ def test_segments_that_break_the_layout_are_rejected(arrays, shown):
 def test_overlapping_hand_made_segments_are_rejected():
     with pytest.raises(ValueError, match=r"segment \(seq 1, offset 2, length 2\) in row 0 overlaps"):
         Layout.from_rows([[(0, 0, 3), (1, 2, 2)]], widths=[5])
-    with pytest.raises(ValueError, match="row widths must be >= 0, got -3"):
+    with pytest.raises(ValueError, match=r"widths\[1\] is -3: widths must be integers >= 0"):
         Layout.from_rows([[(0, 0, 3)], []], widths=[5, -3])
+    with pytest.raises(ValueError, match="row widths must be >= 0, got -3"):
+        Layout([0], [0], [3], [0], widths=[5, -3], num_sequences=1)
 
 
 def test_grids_of_chosen_rows_and_an_empty_hand_made_row():
