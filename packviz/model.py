@@ -32,7 +32,7 @@ import pathlib
 import numpy as np
 import torch
 
-from .checks import nonnegative_int, one_of, positive_int
+from .checks import nonnegative_int, one_of, positive_float, positive_int
 from .layout import block_causal_mask as _block_causal_mask_np, seq_idx_from_lengths
 from .shapes import get_shape
 
@@ -422,6 +422,7 @@ def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
 def diff_text(d: float, tol: float = 1e-5) -> str:
     """A max |Δ| for display, stable across CPUs: ``"0 (bit-identical)"``, ``"< 1e-05 (rounding)"``
     (below ``tol``: float rounding, whose exact digits vary with the machine) or the value to 3 decimals."""
+    tol = positive_float("tol", tol)
     if d == 0:
         return "0 (bit-identical)"
     if d < tol:

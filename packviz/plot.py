@@ -122,7 +122,7 @@ def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
     rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
     ids = layout.slot_seq_grid(rows=rows)
     cols = np.arange(ids.shape[1])
-    if max_cols is not None and ids.shape[1] > max_cols:
+    if max_cols is not None and ids.shape[1] > positive_int("max_cols", max_cols):
         cols = np.linspace(0, ids.shape[1] - 1, max_cols).round().astype(np.int64)
         ids = ids[:, cols]
     lut = np.vstack([_PALETTE_RGB, [to_rgb(PAD_COLOR), to_rgb(NONE_COLOR)]])
@@ -161,7 +161,7 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     height = max(int(height or shown), shown, 1)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    _row_labels(ax, layout.row_utilization()[:shown], height, max_labels)
+    _row_labels(ax, layout.row_utilization()[:shown], height, positive_int("max_labels", max_labels))
     ax.set_xlabel("token slot")
     if shown * max(width, 1) <= 4096:  # small: draw segment boundaries so equal colours stay apart
         segs = [[(o, r), (o, r + 1)] for r, o in zip(layout.seg_row.tolist(), layout.seg_offset.tolist())
@@ -509,7 +509,7 @@ def step_tokens(series: dict, ax=None, max_steps: int = 120, title=None, ylabel=
     ax = _new_ax(ax, figsize)
     for (label, ys), color in zip(series.items(), OKABE_ITO):
         ys = np.asarray(ys, dtype=np.float64)
-        shown = ys[:max_steps]
+        shown = ys[:positive_int("max_steps", max_steps)]
         ax.plot(np.arange(len(shown)), shown, color=color, lw=1.4, label=f"{label} (mean {ys.mean():,.0f})")
         ax.axhline(ys.mean(), color=color, lw=0.9, ls="--")
     ax.set_xlim(0, max_steps - 1)
