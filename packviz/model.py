@@ -288,7 +288,7 @@ def packed_forward(model, batch: dict, last_token_only: bool = True, keep=None) 
     only where logits are needed:
 
     * ``last_token_only=True`` (default): each sequence's last token -> ``(N, V)``
-    * ``keep``: a 1-D tensor of stream positions (K,) -> ``(K, V)``
+    * ``keep``: a 1-D tensor of stream positions -> ``(len(keep), V)``
     * ``last_token_only=False``: every token -> ``(T, V)``
 
     Pitfalls
