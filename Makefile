@@ -27,12 +27,18 @@ LAB_FLAGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
 
-# The whole suite: unit tests, then every notebook under strict nbval.
+# The numpy core, whose docstring examples run as doctests (--doctest-modules).
+DOCTESTED := packviz/checks.py packviz/shapes.py packviz/trace.py packviz/lengths.py packviz/layout.py \
+             packviz/packing.py packviz/flops.py packviz/steps.py packviz/exercises.py \
+             packviz/serving/costs.py packviz/serving/policies.py packviz/serving/metrics.py \
+             packviz/serving/sweep.py packviz/serving/calibration.py
+
+# The whole suite: the core's doctests, the unit tests, then every notebook under strict nbval.
 test: $(STAMP)
-	$(PY) -m pytest tests notebooks --nbval --nbval-current-env -p no:cacheprovider
+	$(PY) -m pytest --doctest-modules $(DOCTESTED) tests notebooks --nbval --nbval-current-env -p no:cacheprovider
 
 unit: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest --doctest-modules $(DOCTESTED) tests
 
 bench-smoke: $(STAMP)
 	$(PY) -m packviz bench --smoke --out /tmp/packviz-smoke

@@ -50,6 +50,8 @@ import importlib.util
 import inspect
 from dataclasses import dataclass
 
+from .checks import one_of
+
 VARLEN_NAME = "packviz_varlen"
 """The name under which :func:`register_varlen` registers the varlen_attn backend."""
 
@@ -91,9 +93,8 @@ COMPILED = ("flex",)
 
 
 def get_backend(method: str) -> Backend:
-    if method not in BACKENDS:
-        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    return BACKENDS[method]
+    """The :class:`Backend` of a method of :data:`METHODS`, else ``ValueError`` listing them."""
+    return BACKENDS[one_of("method", method, METHODS)]
 
 
 # ---------------------------------------------------------------------- varlen_attn

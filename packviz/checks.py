@@ -14,12 +14,20 @@ what would be accepted::
     Traceback (most recent call last):
     ...
     ValueError: policy must be one of 'static', 'continuous'; got 'fifo'
+    >>> int_array("lengths", [3, 2, 0])
+    Traceback (most recent call last):
+    ...
+    ValueError: lengths[2] is 0: lengths must be integers >= 1
+    >>> int_pair("tile", (128, 64))
+    (128, 64)
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+
+import numpy as np
 
 
 def show(value) -> str:
@@ -60,6 +68,13 @@ def positive_float(name: str, value, maximum: float | None = None) -> float:
     return float(value)
 
 
+def nonnegative_float(name: str, value) -> float:
+    """``value`` as a finite ``float`` >= 0, else ``ValueError`` (NaN and inf too)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {show(value)}")
+    return float(value)
+
+
 def fraction(name: str, value, *, open_low: bool = False) -> float:
     """``value`` as a float in [0, 1] (``open_low``: in (0, 1]), else ``ValueError``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
@@ -75,3 +90,54 @@ def one_of(name: str, value, choices) -> object:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {show(value)}")
     return value
+
+
+def int_pair(name: str, value) -> tuple[int, int]:
+    """``value`` as a pair of positive ``int`` s (e.g. a kernel tile ``(block_q, block_k)``), else ``ValueError``."""
+    try:
+        a, b = value
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a pair of positive integers, e.g. (128, 128); got {show(value)}") from None
+    if not (is_integer(a) and is_integer(b) and a > 0 and b > 0):
+        raise ValueError(f"{name} must be a pair of positive integers, e.g. (128, 128); got {show(value)}")
+    return int(a), int(b)
+
+
+_INT64_MAX = np.iinfo(np.int64).max
+
+
+def int_array(name: str, values, minimum: int = 1, allow_empty: bool = False) -> np.ndarray:
+    """``values`` as a 1-D int64 array whose entries are all >= ``minimum``, shape (N,); else ``ValueError``.
+
+    Accepted: a list, tuple or array of Python or numpy integers. Refused, with the index and
+    the value in the message: a string, more than one dimension, an empty input (unless
+    ``allow_empty``), floats (also 3.0: a count is an integer), NaN, booleans, entries below
+    ``minimum`` or beyond int64.
+    """
+    rule = f"{name} must be integers >= {minimum}"
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must be a sequence of integers, got the string {show(values)}")
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        if allow_empty:
+            return np.zeros(0, dtype=np.int64)
+        raise ValueError(f"{name} is empty: give at least one value")
+    if arr.dtype.kind not in "iu" or not isinstance(values, np.ndarray):
+        # the first entry that is not an integer (bools hide in int arrays, floats in object ones)
+        for i, v in enumerate(arr.tolist() if isinstance(values, np.ndarray) else values):
+            if not is_integer(v):
+                raise ValueError(f"{name}[{i}] is {show(v)}: {rule}")
+    if arr.dtype == object or arr.dtype == np.uint64:  # Python ints beyond int64, or uint64 ones
+        for i, v in enumerate(arr.tolist()):
+            if v > _INT64_MAX:
+                raise ValueError(f"{name}[{i}] is {v}: too large (more than 2**63 - 1)")
+            if v < minimum:
+                raise ValueError(f"{name}[{i}] is {v}: {rule}")
+    arr = arr.astype(np.int64)
+    bad = arr < minimum
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}[{i}] is {int(arr[i])}: {rule}")
+    return arr

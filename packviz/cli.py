@@ -46,28 +46,29 @@ def _load_shape(model: str):
 
 
 def _parse_tile(text):
+    from .checks import int_pair
+
     if text is None:
         return None
     try:
         bq, bk = (int(v) for v in text.split(","))
     except ValueError:
-        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two integers), got {text!r}") from None
-    return bq, bk
+        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two positive integers, e.g. 128,128), got {text!r}") from None
+    return int_pair("--tile", (bq, bk))
 
 
 def _cmd_flops(args) -> dict:
+    from .checks import one_of
     from .flops import compare, compare_as_dict
     from .lengths import read_lengths
-    from .packing import pack
+    from .packing import PACKED, OVERLONG, pad_and_pack
 
     shape = _load_shape(args.model)
     tile = _parse_tile(args.tile)
-    if args.strategy in ("pad", "sorted"):
-        raise ValueError(f"--strategy is the packing strategy (next-fit, ffd, bfd), got {args.strategy!r}; "
-                         "the padded side always uses 'pad' with --batch-size")
+    one_of("--strategy (the packing side; the padded side is 'pad' with --batch-size)", args.strategy, PACKED)
+    one_of("--overlong", args.overlong, OVERLONG)
     lengths = read_lengths(args.lengths)
-    padded = pack(lengths, args.pack_len, "pad", batch_size=args.batch_size, overlong=args.overlong)
-    packed = pack(lengths, args.pack_len, args.strategy, overlong=args.overlong)
+    padded, packed = pad_and_pack(lengths, args.pack_len, args.batch_size, args.strategy, overlong=args.overlong)
     out = compare_as_dict(compare(padded, packed, shape, lm_head=args.lm_head, tile=tile))
     keep = ("num_rows", "slots", "real_tokens", "pads", "utilization", "dropped_tokens")
     out.update(
@@ -82,7 +83,9 @@ def _cmd_figures(args) -> dict:
     import pathlib
 
     from . import plot
+    from .checks import positive_int
 
+    positive_int("--dpi", args.dpi)
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -162,11 +165,8 @@ def _print_serve(out: dict) -> None:
     print(format_summary(out))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_pack(sub) -> None:
     from .packing import OVERLONG, STRATEGIES
-
-    p = argparse.ArgumentParser(prog="python -m packviz", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
 
     pk = sub.add_parser("pack", help="lay lengths out by a strategy; print rows, utilisation, time")
     pk.add_argument("--lengths", required=True, help="file: one integer per line, or CSV with a ContextTokens column")
@@ -175,10 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
     pk.add_argument("--batch-size", type=int, default=None, help="B for pad/sorted")
     pk.add_argument("--overlong", choices=OVERLONG, default="error")
     pk.add_argument("--json", action="store_true", help="print one JSON object")
-    pk.add_argument("--rows", action="store_true", help="with --json: add every row's [seq_index, offset, length] segments")
+    pk.add_argument("--rows", action="store_true", help="with --json: add every row's [seq, offset, length] segments")
     pk.set_defaults(run=_cmd_pack, show=_print_pack)
 
-    fl = sub.add_parser("flops", help="prefill FLOPs: useful, padded, dense-packed, varlen")
+
+def _add_flops_and_figures(sub) -> None:
+    fl = sub.add_parser("flops", help="prefill FLOPs: useful, padded (causal and masked), dense, flex, varlen")
     fl.add_argument("--model", default="llama-3-8b")
     fl.add_argument("--lengths", required=True)
     fl.add_argument("--batch-size", type=int, required=True)
@@ -186,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     fl.add_argument("--strategy", default="bfd")
     fl.add_argument("--overlong", default="error")
     fl.add_argument("--lm-head", choices=("all", "last"), default="all")
-    fl.add_argument("--tile", default=None, help="BLOCK_Q,BLOCK_K: count varlen attention in whole kernel tiles")
+    fl.add_argument("--tile", default=None, help="BLOCK_Q,BLOCK_K: count causal attention in whole kernel tiles")
     fl.add_argument("--json", action="store_true")
     fl.set_defaults(run=_cmd_flops, show=None)
 
@@ -195,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--dpi", type=int, default=150, help="resolution of the PNGs (150: sharp on slides)")
     fg.set_defaults(run=_cmd_figures, show=None)
 
+
+def _add_bench(sub) -> None:
     be = sub.add_parser("bench", help="time padded vs packed Llama-3 forwards; write JSON + PNG")
     be.add_argument("--out", required=True)
     be.add_argument("--smoke", action="store_true", help="tiny config on CPU, under a minute")
@@ -218,6 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--json", action="store_true")
     be.set_defaults(run=_cmd_bench, show=_print_bench)
 
+
+def _add_serve(sub) -> None:
     sv = sub.add_parser("serve", help="replay a request trace under a serving policy (simulated, numpy only)")
     sv.add_argument("--trace", default=None,
                     help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); "
@@ -237,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="continuous/chunked attention: varlen (per sequence) or dense (Σq × Σk, paged|sdpa)")
     sv.add_argument("--json", action="store_true", help="print one JSON object")
     sv.set_defaults(run=_cmd_serve, show=_print_serve)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m packviz", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in (_add_pack, _add_flops_and_figures, _add_bench, _add_serve):
+        add(sub)
     return p
 
 

@@ -1,11 +1,11 @@
 """Self-checking exercises for notebooks 05, 06 and 08. The expected answers are computed by packviz itself.
 
-::
-
-    >>> from packviz import exercises
-    >>> print(exercises.question("padded_utilization"))
-    >>> exercises.check("padded_utilization", 0.5)
-    '✓ padded_utilization: correct'
+>>> print(question("padded_utilization"))
+Four prompts of 100, 400, 250 and 50 tokens are padded into ONE batch. What fraction of the token slots hold real tokens? (a float between 0 and 1)
+>>> check("padded_utilization", 0.5)
+'✓ padded_utilization: correct'
+>>> check("padded_utilization", None)
+'… padded_utilization: not answered yet. Hint: every row is as long as the longest prompt: real tokens / (rows × longest)'
 
 ``check`` never raises on a wrong answer (a notebook cell left unanswered must still run);
 it returns a one-line verdict with a hint.
@@ -19,9 +19,10 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .checks import one_of
 from .flops import compare
 from .lengths import seed_scenario
-from .packing import pack
+from .packing import pack, pad_and_pack
 from .steps import accumulation_weights, token_weights
 
 
@@ -62,8 +63,7 @@ EXERCISES: dict[str, Exercise] = {
         "For the seed scenario (packviz.lengths.seed_scenario(16, seed=0)) padded in batches of 8 and "
         "packed by BFD into rows of 8,192 tokens, what ideal speed-up over padding does a varlen kernel "
         "give on Llama-3-8B prefill? (a float, 1% tolerance)",
-        lambda: compare(pack(seed_scenario(16, seed=0), 8192, "pad", batch_size=8),
-                        pack(seed_scenario(16, seed=0), 8192, "bfd"), "llama-3-8b")["speedup"]["varlen"],
+        lambda: compare(*pad_and_pack(seed_scenario(16, seed=0), 8192, batch_size=8), "llama-3-8b")["speedup"]["varlen"],
         "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b')",
         rel_tol=0.01,
     ),
@@ -125,9 +125,7 @@ def solution(name: str):
 
 
 def _get(name: str) -> Exercise:
-    if name not in EXERCISES:
-        raise ValueError(f"unknown exercise {name!r}; choose one of {list(EXERCISES)}")
-    return EXERCISES[name]
+    return EXERCISES[one_of("exercise", name, EXERCISES)]
 
 
 def _matches(value, expected, rel_tol: float) -> bool:

@@ -75,11 +75,11 @@ chunks (``overlong="split"``) still gets one, charged to its last segment in lay
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
+from .checks import int_array, int_pair, one_of, positive_int
 from .shapes import get_shape
 
 EXECUTIONS = ("causal", "masked", "block-sparse", "varlen")
@@ -118,43 +118,23 @@ class Flops:
         return {"linear": self.linear, "attention": self.attention, "total": self.total}
 
 
-def _check_lm_head(lm_head: str) -> None:
-    if lm_head not in LM_HEAD:
-        raise ValueError(f"lm_head must be one of {LM_HEAD}, got {lm_head!r}")
-
-
-def _check_tile(tile):
-    if tile is None:
-        return None
-    try:
-        bq, bk = tile
-    except (TypeError, ValueError):
-        raise ValueError(f"tile must be a pair (block_q, block_k), got {tile!r}") from None
-    for v in (bq, bk):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
-            raise ValueError(f"tile sizes must be positive integers, got {tile!r}")
-    return int(bq), int(bk)
-
-
 def causal_pairs(lengths) -> int:
-    """Σ n(n+1)/2: (query, key) pairs of each sequence's causal triangle. Exact (Python ints).
+    """Σ n(n+1)/2 over lengths (N,): (query, key) pairs of each sequence's causal triangle. Exact (Python ints).
 
     >>> causal_pairs([3, 2])
     9
     """
-    n = np.asarray(lengths)
-    if n.size and (n.dtype.kind not in "iu" or (n < 0).any()):
-        raise ValueError(f"lengths must be non-negative integers, got {_preview(lengths)}")
+    n = int_array("lengths", lengths, minimum=0, allow_empty=True)
     return _exact_sum(n, lambda x: x * (x + 1) // 2)
 
 
 def square_pairs(widths) -> int:
-    """Σ W²: (query, key) pairs of every row's full square (a dense mask). Exact.
+    """Σ W² over widths (R,): (query, key) pairs of every row's full square (a dense mask). Exact.
 
     >>> square_pairs([6])
     36
     """
-    return _exact_sum(np.asarray(widths), lambda x: x * x)
+    return _exact_sum(int_array("widths", widths, minimum=0, allow_empty=True), lambda x: x * x)
 
 
 def _exact_sum(n: np.ndarray, f) -> int:
@@ -181,8 +161,6 @@ def block_sparse_pairs(layout, block: int = FLEX_BLOCK, rows=None) -> int:
     >>> block_sparse_pairs(row, block=2)   # q-blocks 0,1,2 start in A, A, B: 1 + 2 + 2 tiles
     20
     """
-    from .checks import positive_int
-
     block = positive_int("block", block)
     _select_rows(layout, rows)  # checks the rows
     row_ids = np.arange(layout.num_rows) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
@@ -213,9 +191,12 @@ def tiled_causal_pairs(lengths, tile) -> int:
 
     Query tile i (rows ``i·bq .. min((i+1)·bq, n) - 1``) needs key tiles ``0 .. ⌊last_row / bk⌋``.
     Partial edge tiles count in full (the kernel computes them, masking the rest).
+
+    >>> tiled_causal_pairs([5], (2, 2))      # tiles touched: 1 + 2 + 3 = 6, 4 pairs each
+    24
     """
-    bq, bk = _check_tile(tile)
-    values, counts = np.unique(np.asarray(lengths, dtype=np.int64), return_counts=True)
+    bq, bk = int_pair("tile", tile)
+    values, counts = np.unique(int_array("lengths", lengths, minimum=0, allow_empty=True), return_counts=True)
     total = 0
     for n, c in zip(values.tolist(), counts.tolist()):
         q_tiles = -(-n // bq)
@@ -235,26 +216,18 @@ def useful_flops(lengths, shape, lm_head: str = "all") -> Flops:
     ``lengths`` are whole sequences (a split sequence counts as one: its triangle spans all
     of it). ``lm_head="last"``: one lm_head row per sequence.
     """
-    _check_lm_head(lm_head)
+    one_of("lm_head", lm_head, LM_HEAD)
     shape = get_shape(shape)
-    n = np.asarray(lengths)
-    if n.ndim != 1 or (n.size and n.dtype.kind not in "iu") or (n < 0).any():
-        raise ValueError(f"lengths must be a 1-D array of non-negative integers, got {_preview(lengths)}")
-    n = n.astype(np.int64)
+    n = int_array("lengths", lengths, minimum=0, allow_empty=True)
     tokens = int(n.sum())
     head_rows = _lm_head_tokens(tokens, int((n > 0).sum()), lm_head)
     linear = tokens * shape.linear_flops_per_token + head_rows * shape.lm_head_flops_per_token
     return Flops(linear, causal_pairs(n) * shape.attention_flops_per_pair)
 
 
-def _preview(values) -> str:
-    text = repr(values.tolist() if isinstance(values, np.ndarray) else values)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def sequence_lengths(layout) -> np.ndarray:
-    """Length of each sequence present in a layout (its chunks summed; dropped tokens excluded)."""
-    ids, inverse = np.unique(layout.seg_index, return_inverse=True)
+    """Length of each sequence present in a layout (its chunks summed; dropped tokens excluded), shape (N,)."""
+    ids, inverse = np.unique(layout.seg_seq, return_inverse=True)
     return np.bincount(inverse, weights=layout.seg_length, minlength=len(ids)).astype(np.int64)
 
 
@@ -270,7 +243,7 @@ def _select_rows(layout, rows):
 
 def _last_segments(layout) -> np.ndarray:
     """Bool per segment: the last segment (in layout order) of its sequence."""
-    rev = layout.seg_index[::-1]
+    rev = layout.seg_seq[::-1]
     _, first_in_rev = np.unique(rev, return_index=True)
     last = np.zeros(layout.num_segments, dtype=bool)
     last[layout.num_segments - 1 - first_in_rev] = True
@@ -300,12 +273,12 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
     ...  for e in ("masked", "causal", "varlen")]
     [36, 21, 9]
     """
-    if execution not in EXECUTIONS:
-        raise ValueError(f"execution must be one of {EXECUTIONS}, got {execution!r}")
-    _check_lm_head(lm_head)
-    tile = _check_tile(tile)
+    one_of("execution", execution, EXECUTIONS)
+    one_of("lm_head", lm_head, LM_HEAD)
+    tile = None if tile is None else int_pair("tile", tile)
     if tile is not None and execution not in ("varlen", "causal"):
-        raise ValueError("tile applies to the causal kernels only (varlen, causal)")
+        raise ValueError(f"tile applies to the causal kernels only (varlen, causal), not {execution!r}; "
+                         "pass tile=None")
     shape = get_shape(shape)
     seg, widths = _select_rows(layout, rows)
     lengths = layout.seg_length[seg]
@@ -371,7 +344,8 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
     shape = get_shape(shape)
     if layout_padded.real_tokens != layout_packed.real_tokens:
         raise ValueError(f"the layouts hold different tokens ({layout_padded.real_tokens} padded vs "
-                         f"{layout_packed.real_tokens} packed): build both from the same lengths and overlong policy")
+                         f"{layout_packed.real_tokens} packed): build both from the same lengths and overlong policy "
+                         "(packviz.packing.pad_and_pack)")
     layouts = {"padded": layout_padded, "packed": layout_packed}
     useful = useful_flops(sequence_lengths(layout_packed), shape, lm_head)
     spent = {way: layout_flops(layouts[lay], shape, execution, lm_head,

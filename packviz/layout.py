@@ -1,35 +1,55 @@
-"""A batch as rows of segments, and everything a kernel needs derived from it.
+"""A batch as rows of segments, and everything a kernel needs derived from it. numpy only.
 
-A *layout* is a list of rows. Each row has a width (its token slots) and holds
-segments: ``(seq_index, offset, length)`` = "tokens of sequence ``seq_index`` occupy
-slots ``offset .. offset+length-1`` of this row". Slots not covered are pads.
+**Shapes.** Every array and tensor in packviz carries its shape in one notation: dimension
+letters in parentheses, ``(N,)``, ``(B, L)``, ``(N + 1,)``. The letters, defined here once:
 
-Three sequences (A: 3 tokens, B: 2, C: 4) in two rows of width 5::
+    B   rows of a padded batch (the batch size)
+    L   width of a padded batch: its longest sequence
+    T   tokens of a packed 1-D stream (a packed row's real tokens, no pads)
+    N   sequences (of a row, a batch or a sample)
+    C   pack length: the slots of a packed row (its capacity)
+    W   width of a row in slots (L for a padded batch, C for a packed one)
+    H   attention (query) heads
+    D   head dimension
 
-    padded (one sequence per row)         packed (capacity C = 5)
-    row 0:  A A A . .                     row 0:  A A A B B
-    row 1:  B B . . .                     row 1:  C C C C .
-    row 2:  C C C C .
+and, where they occur: R rows of a layout, V vocabulary size, S optimizer steps, K micro-batches.
 
-From one packed row (``A A A B B``) the kernels want::
+**A layout** is a list of rows. Each row has a width (its token slots) and holds segments:
+``(seq, offset, length)`` = "tokens of sequence ``seq`` occupy slots ``offset .. offset+length-1``
+of this row". Slots not covered are pads. Three sequences, A (3 tokens), B (2) and C (4),
+padded one per row and packed into rows of C = 5 (:func:`format_grid`: a letter per
+sequence, ``.`` a pad):
 
-    input_ids     [a0 a1 a2 b0 b1]        one 1-D token stream, no pads
-    position_ids  [ 0  1  2  0  1]        restart at every sequence start (RoPE)
-    seq_idx       [ 0  0  0  1  1]        which sequence each token belongs to
-    cu_seqlens    [0, 3, 5]               int32, N+1 boundaries (flash-attn convention)
-    max_seqlen    3
+>>> padded = Layout.from_rows([[(0, 0, 3)], [(1, 0, 2)], [(2, 0, 4)]], widths=[4, 4, 4], kind="padded")
+>>> print(format_grid(padded))
+A A A .
+B B . .
+C C C C
+>>> packed = Layout.from_rows([[(0, 0, 3), (1, 3, 2)], [(2, 0, 4)]], widths=[5, 5])
+>>> print(format_grid(packed))
+A A A B B
+C C C C .
 
-and the block-diagonal causal mask (``x`` = may attend; row = query, column = key)::
+The first packed row's tokens, then its block-diagonal causal mask (row = query, column =
+key, ``x`` = may attend), then what the kernels take instead of the mask:
 
-           a0 a1 a2 b0 b1
-       a0   x  .  .  .  .
-       a1   x  x  .  .  .
-       a2   x  x  x  .  .
-       b0   .  .  .  x  .
-       b1   .  .  .  x  x
+>>> print(format_mask(packed.block_causal_mask(0)))
+x . . . .
+x x . . .
+x x x . .
+. . . x .
+. . . x x
+>>> packed.position_ids(0)        # restart at every sequence start (RoPE)
+array([0, 1, 2, 0, 1])
+>>> packed.seq_idx(0)             # which of the row's sequences each token belongs to
+array([0, 0, 0, 1, 1])
+>>> packed.cu_seqlens(0)          # int32, N + 1 boundaries from 0 (flash-attn)
+array([0, 3, 5], dtype=int32)
+>>> packed.max_seqlen(0)
+3
 
 The layout is stored as flat arrays (one entry per segment) so that a million
-sequences cost a few arrays, not a million Python objects. numpy only.
+sequences cost a few arrays, not a million Python objects.
 """
 
 from __future__ import annotations
@@ -38,8 +58,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import int_array, one_of
+
 PAD = -1
-"""Sequence id of a pad slot in :meth:`Layout.seq_id_grid`."""
+"""Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
+KINDS = ("padded", "packed")
 
 
 @dataclass(frozen=True)
@@ -48,12 +71,12 @@ class Layout:
 
     Attributes
     ----------
-    seg_row, seg_offset, seg_length, seg_index : int64 arrays, shape (num_segments,)
-        Segment ``i`` puts ``seg_length[i]`` tokens of sequence ``seg_index[i]`` into
+    seg_row, seg_offset, seg_length, seg_seq : int64 arrays, shape (num_segments,)
+        Segment ``i`` puts ``seg_length[i]`` tokens of sequence ``seg_seq[i]`` into
         row ``seg_row[i]`` from slot ``seg_offset[i]`` on. Segments are sorted by
         (row, offset). A sequence split into chunks has one segment per chunk, each
         carrying the original sequence index.
-    widths : int64 array, shape (num_rows,)
+    widths : int64 array, shape (R,)
         Token slots of each row (the pack length C, or a padded batch's longest).
     num_sequences : int
         Sequences in the input (after the overlong policy, before any split).
@@ -72,7 +95,7 @@ class Layout:
     seg_row: np.ndarray
     seg_offset: np.ndarray
     seg_length: np.ndarray
-    seg_index: np.ndarray
+    seg_seq: np.ndarray
     widths: np.ndarray
     num_sequences: int
     kind: str = "packed"
@@ -83,13 +106,14 @@ class Layout:
     _row_start: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        for attr in ("seg_row", "seg_offset", "seg_length", "seg_index", "widths"):
+        for attr in ("seg_row", "seg_offset", "seg_length", "seg_seq", "widths"):
             object.__setattr__(self, attr, np.asarray(getattr(self, attr), dtype=np.int64))
         n = len(self.seg_row)
-        if not (len(self.seg_offset) == len(self.seg_length) == len(self.seg_index) == n):
-            raise ValueError("segment arrays must all have the same length")
-        if self.kind not in ("padded", "packed"):
-            raise ValueError(f"kind must be 'padded' or 'packed', got {self.kind!r}")
+        if not (len(self.seg_offset) == len(self.seg_length) == len(self.seg_seq) == n):
+            raise ValueError(f"segment arrays must all have the same length, got seg_row {n}, "
+                             f"seg_offset {len(self.seg_offset)}, seg_length {len(self.seg_length)}, "
+                             f"seg_seq {len(self.seg_seq)}")
+        one_of("kind", self.kind, KINDS)
         if (self.widths < 0).any():
             raise ValueError(f"row widths must be >= 0, got {int(self.widths.min())}")
         self._check_segments()
@@ -104,7 +128,7 @@ class Layout:
         def fail_at(hit, shift, why):
             if hit.any():
                 i = int(np.flatnonzero(hit)[0]) + shift
-                raise ValueError(f"segment (seq {self.seg_index[i]}, offset {off[i]}, length {n[i]}) {why(i)}")
+                raise ValueError(f"segment (seq {self.seg_seq[i]}, offset {off[i]}, length {n[i]}) {why(i)}")
 
         fail_at((row < 0) | (row >= self.num_rows), 0,
                 lambda i: f"is in row {row[i]}, but the layout has {self.num_rows} rows")
@@ -119,8 +143,12 @@ class Layout:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_rows(cls, rows, widths, num_sequences=None, **kw) -> "Layout":
-        """Build from ``rows = [[(seq_index, offset, length), ...], ...]`` (for hand-made examples)."""
-        widths = [int(w) for w in widths]
+        """Build from ``rows = [[(seq, offset, length), ...], ...]`` (for hand-made examples).
+
+        >>> print(format_grid(Layout.from_rows([[(0, 0, 2), (1, 3, 1)]], widths=[5])))
+        A A . B .
+        """
+        widths = int_array("widths", widths, minimum=0, allow_empty=True).tolist()
         if len(widths) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
@@ -165,11 +193,11 @@ class Layout:
         return -(-self.real_tokens // self.capacity)
 
     def row_real_tokens(self) -> np.ndarray:
-        """Real tokens per row, shape (num_rows,)."""
+        """Real tokens per row, shape (R,)."""
         return np.bincount(self.seg_row, weights=self.seg_length, minlength=self.num_rows).astype(np.int64)
 
     def row_utilization(self) -> np.ndarray:
-        """Fraction of each row's slots holding real tokens, shape (num_rows,)."""
+        """Fraction of each row's slots holding real tokens, shape (R,)."""
         return self.row_real_tokens() / np.maximum(self.widths, 1)
 
     def batches(self) -> list[range]:
@@ -195,29 +223,30 @@ class Layout:
 
     # ------------------------------------------------------------------ rows
     def row_segments(self, row: int) -> np.ndarray:
-        """Segments of one row as an (n, 3) array of ``[seq_index, offset, length]``."""
-        r = self._check_row(row)
+        """Segments of one row as an (N, 3) array of ``[seq, offset, length]``, in slot order."""
+        r = self.check_row(row)
         a, b = self._row_start[r], self._row_start[r + 1]
-        return np.stack([self.seg_index[a:b], self.seg_offset[a:b], self.seg_length[a:b]], axis=1)
+        return np.stack([self.seg_seq[a:b], self.seg_offset[a:b], self.seg_length[a:b]], axis=1)
 
     def rows(self) -> list[list[list[int]]]:
-        """Every row as a list of ``[seq_index, offset, length]`` (the CLI's ``--rows``)."""
-        segs = np.stack([self.seg_index, self.seg_offset, self.seg_length], axis=1).tolist()
+        """Every row as a list of ``[seq, offset, length]`` (the CLI's ``--rows``)."""
+        segs = np.stack([self.seg_seq, self.seg_offset, self.seg_length], axis=1).tolist()
         return [segs[self._row_start[r]: self._row_start[r + 1]] for r in range(self.num_rows)]
 
     def row_lengths(self, row: int) -> np.ndarray:
-        """Lengths of the segments in one row, in slot order."""
-        r = self._check_row(row)
+        """Lengths of the segments in one row, in slot order, shape (N,)."""
+        r = self.check_row(row)
         return self.seg_length[self._row_start[r]: self._row_start[r + 1]].copy()
 
-    def _check_row(self, row) -> int:
-        if not isinstance(row, (int, np.integer)) or not 0 <= row < self.num_rows:
-            raise IndexError(f"row {row!r} out of range: layout has {self.num_rows} rows")
+    def check_row(self, row) -> int:
+        """``row`` as an ``int`` if it indexes a row of this layout, else ``IndexError`` naming it."""
+        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.num_rows:
+            raise IndexError(f"row {row!r} out of range: the layout has {self.num_rows} rows (0 .. {self.num_rows - 1})")
         return int(row)
 
     # ------------------------------------------------------------------ per-row kernel inputs
     def cu_seqlens(self, row: int) -> np.ndarray:
-        """Cumulative sequence boundaries of one row's token stream: int32, shape (N+1,), starts at 0.
+        """Cumulative sequence boundaries of one row's token stream: int32, shape (N + 1,), starts at 0.
 
         ``cu_seqlens[i]:cu_seqlens[i+1]`` are the tokens of the row's i-th segment in the
         packed 1-D stream (pads removed), as ``flash_attn_varlen_func`` expects.
@@ -230,46 +259,57 @@ class Layout:
         return int(lengths.max()) if len(lengths) else 0
 
     def position_ids(self, row: int) -> np.ndarray:
-        """Position of each real token of a row inside its own sequence: ``[0..n0-1, 0..n1-1, ...]``."""
+        """Position of each real token of a row inside its own sequence, shape (T,): ``[0..n0-1, 0..n1-1, ...]``.
+
+        Pitfalls
+        --------
+        * Positions that run on across the row (``0 .. T-1``, what ``arange`` gives) are the
+          classic packing bug. RoPE alone would not mind (it sees position differences), but
+          transformers finds the sequence boundaries *in* ``position_ids``: with none it builds
+          a plain causal mask and every sequence attends to the ones before it
+          (``"no_position_reset"`` in :data:`packviz.model.TRAPS`).
+        """
         return positions_from_lengths(self.row_lengths(row))
 
     def seq_idx(self, row: int) -> np.ndarray:
-        """For each real token of a row, the number (0..N-1) of its segment in the row."""
-        lengths = self.row_lengths(row)
-        return np.repeat(np.arange(len(lengths)), lengths)
+        """For each real token of a row, the number (0..N-1) of its segment in the row, shape (T,).
+
+        What mamba's ``seq_idx`` and transformers' ``return_seq_idx`` mean: a per-row ordinal,
+        not the global sequence number (that is :meth:`slot_seq_grid`).
+        """
+        return seq_idx_from_lengths(self.row_lengths(row))
 
     def block_causal_mask(self, row: int, include_pads: bool = False) -> np.ndarray:
-        """Dense bool mask of one row: ``mask[q, k]`` is True where query q may attend key k.
+        """Dense bool mask of one row, shape (T, T): :func:`block_causal_mask` of its tokens.
 
-        Shape (T, T) with T = the row's real tokens, or (W, W) over all slots with
-        ``include_pads=True`` (pad rows and columns are all False). Dense: for teaching
-        sizes and small models; a real kernel takes ``cu_seqlens`` instead.
+        With ``include_pads=True`` the mask covers all W slots of the row, (W, W), and pad rows
+        and columns are all False. Dense: for teaching sizes and small models; a real kernel
+        takes ``cu_seqlens`` instead.
         """
         if include_pads:
-            ids = self.seq_id_grid(rows=[self._check_row(row)])[0]
-            pos = np.arange(len(ids))
-        else:
-            ids = self.seq_idx(row)
-            pos = np.arange(len(ids))
-        same = (ids[:, None] == ids[None, :]) & (ids[:, None] != PAD)
-        return same & (pos[None, :] <= pos[:, None])
+            return block_causal_mask(self.slot_seq_grid(rows=[self.check_row(row)])[0])
+        return block_causal_mask(self.seq_idx(row))
 
     # ------------------------------------------------------------------ grids (whole layout)
-    def seq_id_grid(self, rows=None) -> np.ndarray:
-        """Sequence index of every slot, shape (num_rows, max width); ``PAD`` (-1) for pads.
+    def slot_seq_grid(self, rows=None) -> np.ndarray:
+        """The (global) sequence number held by every slot, shape (R, W) with W the widest row; ``PAD`` (-1) for pads.
 
         Slots beyond a row's own width (a narrower padded batch) are ``PAD`` as well.
-        ``rows``: only these rows, in this order (shape (len(rows), their max width)).
+        ``rows``: only these rows, in this order (shape (len(rows), their widest)).
+
+        >>> Layout.from_rows([[(0, 0, 3), (1, 3, 2)], [(2, 0, 4)]], widths=[5, 5]).slot_seq_grid()
+        array([[ 0,  0,  0,  1,  1],
+               [ 2,  2,  2,  2, -1]])
         """
         rows, grid = self._empty_grid(rows)
         for i, r in enumerate(rows.tolist()):
             a, b = self._row_start[r], self._row_start[r + 1]
-            for s, o, n in zip(self.seg_index[a:b], self.seg_offset[a:b], self.seg_length[a:b]):
+            for s, o, n in zip(self.seg_seq[a:b], self.seg_offset[a:b], self.seg_length[a:b]):
                 grid[i, o: o + n] = s
         return grid
 
     def position_grid(self, rows=None) -> np.ndarray:
-        """``position_ids`` of every slot, shape (num_rows, max width); -1 for pads (``rows`` as in :meth:`seq_id_grid`)."""
+        """``position_ids`` of every slot, shape (R, W); -1 for pads (``rows`` as in :meth:`slot_seq_grid`)."""
         rows, grid = self._empty_grid(rows)
         for i, r in enumerate(rows.tolist()):
             a, b = self._row_start[r], self._row_start[r + 1]
@@ -290,13 +330,78 @@ class Layout:
         return rows, np.full((len(rows), width), PAD, dtype=np.int64)
 
     def padding_attention_mask(self) -> np.ndarray:
-        """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad. Shape (num_rows, max width)."""
-        return (self.seq_id_grid() != PAD).astype(np.int64)
+        """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad, shape (R, W)."""
+        return (self.slot_seq_grid() != PAD).astype(np.int64)
 
 
 def positions_from_lengths(lengths) -> np.ndarray:
-    """``[0..n0-1, 0..n1-1, ...]`` for segment lengths ``[n0, n1, ...]``, vectorised."""
-    lengths = np.asarray(lengths, dtype=np.int64)
+    """``[0..n0-1, 0..n1-1, ...]`` for segment lengths ``[n0, n1, ...]`` (N,), vectorised, shape (T,).
+
+    >>> positions_from_lengths([3, 2])
+    array([0, 1, 2, 0, 1])
+    """
+    lengths = int_array("lengths", lengths, minimum=0, allow_empty=True)
     total = int(lengths.sum())
     starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     return np.arange(total, dtype=np.int64) - starts
+
+
+def seq_idx_from_lengths(lengths) -> np.ndarray:
+    """``[0]*n0 + [1]*n1 + ...`` for segment lengths ``[n0, n1, ...]`` (N,): each token's segment, shape (T,).
+
+    >>> seq_idx_from_lengths([3, 2])
+    array([0, 0, 0, 1, 1])
+    """
+    lengths = int_array("lengths", lengths, minimum=0, allow_empty=True)
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+
+
+def block_causal_mask(seq_ids, slots=None) -> np.ndarray:
+    """The block-diagonal causal mask of a token stream, bool (T, T): ``mask[q, k]`` = q may attend k.
+
+    ``seq_ids`` (T,): the sequence of each token (:meth:`Layout.seq_idx` of a row, or a row of
+    :meth:`Layout.slot_seq_grid`); ``PAD`` (-1) marks a pad, which attends to nothing and is
+    attended by nothing. q may attend k when both belong to one sequence and k is not after q.
+    ``slots`` (T,): the slot of each entry (default ``0 .. T-1``): pass it to mask a sample of
+    a long row's slots (what a picture of an 8,192-slot row draws).
+
+    The one mask of packviz: :meth:`Layout.block_causal_mask`, the pictures of :mod:`packviz.plot`
+    and the explicit mask of :func:`packviz.model.rope_offset_forward` are all this function.
+
+    >>> print(format_mask(block_causal_mask([0, 0, 1, PAD])))
+    x . . .
+    x x . .
+    . . x .
+    . . . .
+    """
+    ids = np.asarray(seq_ids, dtype=np.int64).reshape(-1)
+    pos = np.arange(len(ids)) if slots is None else np.asarray(slots, dtype=np.int64).reshape(-1)
+    if len(pos) != len(ids):
+        raise ValueError(f"slots has {len(pos)} entries but seq_ids has {len(ids)}; give one slot per token")
+    same = (ids[:, None] == ids[None, :]) & (ids[:, None] != PAD)
+    return same & (pos[None, :] <= pos[:, None])
+
+
+def format_mask(mask) -> str:
+    """A bool (T, T) mask as text: ``x`` where query (row) may attend key (column), ``.`` elsewhere."""
+    mask = np.asarray(mask, dtype=bool)
+    return "\n".join(" ".join("x" if v else "." for v in row) for row in mask)
+
+
+def format_grid(layout: Layout, rows=None) -> str:
+    """A layout as text, one line per row: a letter per sequence (A, B, ..., Z, A, ...), ``.`` a pad.
+
+    Each line is as long as its own row (a narrower padded batch gives shorter lines).
+    ``rows``: only these rows (default: all).
+
+    >>> print(format_grid(Layout.from_rows([[(0, 0, 3), (1, 3, 2)], [(27, 0, 1)]], widths=[6, 2])))
+    A A A B B .
+    B .
+    """
+    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    grid = layout.slot_seq_grid(rows=rows)
+    lines = []
+    for i, r in enumerate(rows.tolist()):
+        ids = grid[i, : int(layout.widths[r])].tolist()
+        lines.append(" ".join("." if s == PAD else chr(ord("A") + s % 26) for s in ids))
+    return "\n".join(lines)

@@ -19,29 +19,28 @@ import pathlib
 
 import numpy as np
 
-from .checks import positive_int
-from .packing import validate_lengths
+from .checks import fraction, int_array, nonnegative_float, nonnegative_int, positive_float, positive_int
 from . import trace
 
 
 # ---------------------------------------------------------------------- the real trace
 def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
-    """Prompt lengths of ``n`` consecutive real requests of the Azure conversation trace, shape (n,).
+    """Prompt lengths of ``n`` consecutive real requests of the Azure conversation trace, shape (N,).
 
     A window in arrival order (:meth:`packviz.trace.Trace.window`, start drawn with ``seed``):
     the prompts a server received, one after another. ``n`` is at most 19,366; for more, use
     :func:`azure_resample`.
     """
-    return trace.azure_conv().window(_count(n), seed=seed).prompt_tokens.copy()
+    return trace.azure_conv().window(_count(n), seed=_seed(seed)).prompt_tokens.copy()
 
 
 def azure_resample(n: int = 1000, seed: int = 0) -> np.ndarray:
-    """``n`` prompt lengths drawn with replacement from the Azure conversation trace, shape (n,).
+    """``n`` prompt lengths drawn with replacement from the Azure conversation trace, shape (N,).
 
     Synthetic (independent draws from the real distribution, no real order): for large sets,
     e.g. a million prompts to time a packing strategy.
     """
-    return trace.azure_conv().resample(_count(n), seed=seed).prompt_tokens.copy()
+    return trace.azure_conv().resample(_count(n), seed=_seed(seed)).prompt_tokens.copy()
 
 
 # ---------------------------------------------------------------------- scenarios
@@ -50,12 +49,16 @@ def seed_scenario(n: int = 16, long_fraction: float = 0.25, short: int = 50, lon
     """The interview question's prompts: mostly ~``short`` tokens, a ``long_fraction`` of ~``long``.
 
     Lengths vary by up to ``jitter`` (10%) below the nominal value, so the longest is at most
-    ``long`` (a 4,000-token context) and the order is shuffled.
+    ``long`` (a 4,000-token context) and the order is shuffled. Shape (n,).
+
+    >>> seed_scenario(8, seed=0).tolist()
+    [50, 3892, 50, 47, 3745, 46, 45, 46]
     """
     n = _count(n)
-    if not 0 <= long_fraction <= 1:
-        raise ValueError(f"long_fraction must be in [0, 1], got {long_fraction!r}")
-    rng = np.random.default_rng(seed)
+    long_fraction = fraction("long_fraction", long_fraction)
+    short, long = positive_int("short", short), positive_int("long", long)
+    jitter = fraction("jitter", jitter)
+    rng = np.random.default_rng(_seed(seed))
     n_long = int(round(n * long_fraction))
     nominal = np.array([long] * n_long + [short] * (n - n_long), dtype=np.float64)
     x = nominal * (1 - jitter * rng.random(n))
@@ -64,12 +67,12 @@ def seed_scenario(n: int = 16, long_fraction: float = 0.25, short: int = 50, lon
 
 def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: int | None = None,
               seed: int = 0) -> np.ndarray:
-    """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``."""
-    if not median > 0:
-        raise ValueError(f"median must be positive, got {median!r}")
+    """Lognormal lengths (a common model of prompt lengths), optionally clipped to ``max_len``, shape (N,)."""
+    median = positive_float("median", median)
+    sigma = nonnegative_float("sigma", sigma)
     if max_len is not None:
         max_len = positive_int("max_len", max_len)
-    x = np.random.default_rng(seed).lognormal(np.log(median), sigma, _count(n))
+    x = np.random.default_rng(_seed(seed)).lognormal(np.log(median), sigma, _count(n))
     x = np.maximum(1, np.rint(x))
     if max_len is not None:
         x = np.minimum(x, max_len)
@@ -77,10 +80,10 @@ def lognormal(n: int = 1000, median: float = 1000, sigma: float = 1.0, max_len: 
 
 
 def uniform(n: int = 1000, low: int = 1, high: int = 4096, seed: int = 0) -> np.ndarray:
-    """Lengths uniform in ``[low, high]`` (inclusive). ``low == high`` gives the equal-length control."""
-    if not 1 <= positive_int("low", low) <= positive_int("high", high):
-        raise ValueError(f"need 1 <= low <= high, got low={low!r}, high={high!r}")
-    return np.random.default_rng(seed).integers(low, high + 1, _count(n)).astype(np.int64)
+    """Lengths uniform in ``[low, high]`` (inclusive), shape (N,). ``low == high`` gives the equal-length control."""
+    if not positive_int("low", low) <= positive_int("high", high):
+        raise ValueError(f"need low <= high, got low={low!r}, high={high!r}; swap them")
+    return np.random.default_rng(_seed(seed)).integers(low, high + 1, _count(n)).astype(np.int64)
 
 
 SOURCES = {
@@ -95,7 +98,11 @@ SOURCES = {
 
 
 def _count(n) -> int:
-    return positive_int("number of lengths", n)
+    return positive_int("n (the number of lengths)", n)
+
+
+def _seed(seed) -> int:
+    return nonnegative_int("seed", seed)
 
 
 # ---------------------------------------------------------------------- files
@@ -140,12 +147,13 @@ def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
             out.append(int(str(text).strip()))
         except ValueError:
             raise ValueError(f"{path}, line {line_no}: {text!r} is not an integer length") from None
+        if not 1 <= out[-1] <= 2**63 - 1:
+            why = "too large for a length (more than 2**63 - 1 tokens)" if out[-1] > 0 else \
+                "not a length; lengths are integers >= 1"
+            raise ValueError(f"{path}, line {line_no}: {out[-1]} is {why}")
     if not out:
         raise ValueError(f"{path}: no lengths found (empty file)")
-    try:
-        return validate_lengths(out)
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+    return int_array("lengths", out)
 
 
 def _is_int(text) -> bool:

@@ -9,22 +9,19 @@ proofs here check exactly that: packed logits equal per-sequence logits.
 From token-id sequences A (3 tokens) and B (2), the padding-free batch (the same keys and
 values as ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)``)::
 
-    input_ids      [[a0 a1 a2 b0 b1]]       [1, T]
+    input_ids      [[a0 a1 a2 b0 b1]]       (1, T)
     position_ids   [[ 0  1  2  0  1]]       restart at 0 per sequence
     labels         [[-100 a1 a2 -100 b1]]   (for training; never passed to the forward here)
     cu_seq_lens_q = cu_seq_lens_k = [0, 3, 5]   int32
     max_length_q  = max_length_k  = 3           int
 
-A packed forward is isolated by construction (:func:`packed_forward`):
-
-* ``use_cache=False`` -- the default ``use_cache=True`` creates a KV cache even for one
-  forward, and with a cache transformers no longer builds the block-diagonal mask;
-* no ``attention_mask`` -- any 2-D mask, even all ones, has the same effect;
-* ``position_ids`` restarting at 0 -- transformers finds the sequence boundaries from them;
-* logits only where needed: each sequence's last token (serving-style prefill), since full
-  logits for T tokens are T × 128,256 floats (4 GB at 16k tokens in fp16).
-
+A packed forward is isolated by construction (:func:`packed_forward`, whose docstring lists
+the pitfalls): ``use_cache=False``, no ``attention_mask``, ``position_ids`` restarting at 0,
+and logits only where needed (each sequence's last token, serving-style prefill: full
+logits for T tokens are (T, V) = T × 128,256 floats, 4 GB at 16k tokens in fp16).
 :data:`TRAPS` are the ways to get this wrong; :func:`trap_forward` runs each one.
+
+Shapes in the notation of :mod:`packviz.layout` (V: the vocabulary).
 """
 
 from __future__ import annotations
@@ -35,6 +32,8 @@ import pathlib
 import numpy as np
 import torch
 
+from .checks import nonnegative_int, one_of, positive_float, positive_int
+from .layout import block_causal_mask as _block_causal_mask_np, seq_idx_from_lengths
 from .shapes import get_shape
 
 RANDOM_WEIGHTS_NOTE = (
@@ -112,6 +111,7 @@ def build_model(name_or_shape="tiny", *, dtype=None, device=None, seed: int = 0,
     """
     from transformers import LlamaForCausalLM
 
+    seed = nonnegative_int("seed", seed)
     device, dtype = resolve_device_dtype(device, dtype)
     cfg = llama_config(name_or_shape, **config_overrides)
     impl = _attn_impl(attn_implementation)
@@ -172,20 +172,28 @@ def packed_batch(sequences, *, pad_to: int | None = None, pad_id: int = 0, devic
 
     Keys and values as ``DataCollatorWithFlattening(return_flash_attn_kwargs=True)``:
     ``input_ids``, ``labels`` (-100 on each sequence's first token), ``position_ids``
-    (all int64, shape [1, T]), ``cu_seq_lens_q`` = ``cu_seq_lens_k`` (int32, N+1),
+    (all int64, (1, T)), ``cu_seq_lens_q`` = ``cu_seq_lens_k`` (int32, (N + 1,)),
     ``max_length_q`` = ``max_length_k`` (int).
 
     ``pad_to``: append a filler segment of ``pad_id`` tokens (its own sequence, labels -100)
     so that T == pad_to -- one static shape for compiled kernels. The filler is the last
     segment; see :func:`last_token_index`.
+
+    Pitfalls
+    --------
+    * ``position_ids`` must restart at 0 for every sequence: transformers finds the
+      boundaries in them (``find_packed_sequence_indices``). ``0 .. T-1`` across the row
+      gives one long sequence and a plain causal mask (``"no_position_reset"``).
     """
     seqs = _check_sequences(sequences)
+    pad_id = nonnegative_int("pad_id", pad_id)
     lengths = [len(s) for s in seqs]
     total = sum(lengths)
     fill = 0
     if pad_to is not None:
-        if pad_to < total:
-            raise ValueError(f"pad_to={pad_to} is shorter than the {total} tokens of the sequences")
+        if positive_int("pad_to", pad_to) < total:
+            raise ValueError(f"pad_to={pad_to} is shorter than the {total} tokens of the sequences; "
+                             f"use pad_to >= {total} or None")
         fill = pad_to - total
     ids, labels, pos = [], [], []
     for s in seqs:
@@ -212,16 +220,18 @@ def packed_batch(sequences, *, pad_to: int | None = None, pad_id: int = 0, devic
 
 
 def padded_batch(sequences, *, pad_id: int = 0, pad_to: int | None = None, device=None) -> dict:
-    """A right-padded batch: ``input_ids`` and ``attention_mask`` (1 real, 0 pad), both [B, L] int64.
+    """A right-padded batch: ``input_ids`` and ``attention_mask`` (1 real, 0 pad), both (B, L) int64.
 
     L is the longest sequence (or ``pad_to``). Right padding keeps every real token at its
     own position 0..n-1 and causal attention never reaches the pads that follow it.
     """
     seqs = _check_sequences(sequences)
+    pad_id = nonnegative_int("pad_id", pad_id)
     width = max(len(s) for s in seqs)
     if pad_to is not None:
-        if pad_to < width:
-            raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({width})")
+        if positive_int("pad_to", pad_to) < width:
+            raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({width}); "
+                             f"use pad_to >= {width} or None")
         width = pad_to
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.int64)
     mask = torch.zeros((len(seqs), width), dtype=torch.int64)
@@ -234,14 +244,14 @@ def padded_batch(sequences, *, pad_id: int = 0, pad_to: int | None = None, devic
 def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, device=None) -> dict:
     """The batch for one forward of a :class:`~packviz.layout.Layout`.
 
-    ``token_ids[i]`` are the tokens of sequence ``i`` (the layout's ``seg_index``). For a
+    ``token_ids[i]`` are the tokens of sequence ``i`` (the layout's ``seg_seq``). For a
     packed layout ``row`` is a row index and the result is :func:`packed_batch` of the row's
     segments in slot order; for a padded one ``row`` may also be a range of rows (one of
     ``layout.batches()``) and the result is :func:`padded_batch`. A segment shorter than its
     sequence (``overlong="truncate"``) takes the sequence's first tokens. Split sequences
     (several segments per sequence) are not supported: their chunks are separate sequences.
     """
-    if np.unique(layout.seg_index).size != layout.num_segments:
+    if np.unique(layout.seg_seq).size != layout.num_segments:
         raise ValueError("the layout splits sequences into several segments; pass each chunk as its own sequence")
     rows = list(row) if isinstance(row, range) else [row]
     seqs = []
@@ -277,12 +287,24 @@ def packed_forward(model, batch: dict, last_token_only: bool = True, keep=None) 
     and flex ones build their block-diagonal mask from ``position_ids``). The lm_head runs
     only where logits are needed:
 
-    * ``last_token_only=True`` (default): each sequence's last token -> ``[N, vocab]``
-    * ``keep``: a 1-D tensor of stream positions -> ``[len(keep), vocab]``
-    * ``last_token_only=False``: every token -> ``[T, vocab]``
+    * ``last_token_only=True`` (default): each sequence's last token -> ``(N, V)``
+    * ``keep``: a 1-D tensor of stream positions -> ``(len(keep), V)``
+    * ``last_token_only=False``: every token -> ``(T, V)``
+
+    Pitfalls
+    --------
+    Each of these silently lets every sequence attend to the ones before it
+    (:data:`TRAPS`; :func:`contamination` measures them):
+
+    * ``use_cache`` left at its default (True): a KV cache is created even for one
+      forward, and with a cache transformers no longer builds the block-diagonal mask.
+    * a stray ``attention_mask`` (the tokenizer's all-ones one): with any 2-D mask
+      transformers skips the block-diagonal mask.
+    * ``position_ids`` not reset at each sequence start: transformers finds no boundaries.
     """
     if batch["input_ids"].shape[0] != 1:
-        raise ValueError("a packed batch has one row: input_ids of shape [1, T]")
+        raise ValueError(f"a packed batch has one row: input_ids of shape (1, T), got {tuple(batch['input_ids'].shape)}; "
+                         "use rows_forward for several rows")
     with torch.inference_mode():
         out = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                           use_cache=False, **_flash_kwargs(batch))
@@ -303,8 +325,13 @@ def padded_forward(model, batch: dict, last_token_only: bool = True, mask: bool 
     exact for every real token, since right padding puts every pad *after* the real tokens of
     its row and a causal query never looks ahead.
 
-    ``last_token_only=True``: ``(B, vocab)`` at each row's last real token; else ``(B, L, vocab)``
+    ``last_token_only=True``: ``(B, V)`` at each row's last real token; else ``(B, L, V)``
     (pad positions hold garbage with ``mask=False``: read only the real ones).
+
+    Pitfalls
+    --------
+    * ``mask=False`` is exact only with *right* padding. With left padding (what
+      ``generate()`` uses for decoding) the pads come first and a causal query attends to them.
     """
     kw = {"attention_mask": batch["attention_mask"]} if mask else {}
     with torch.inference_mode():
@@ -326,6 +353,8 @@ def packed_rows_batch(rows, *, pad_to: int, pad_id: int = 0, device=None) -> dic
     No ``attention_mask``: transformers builds each row's block-diagonal mask from the
     restarting positions (``find_packed_sequence_indices`` works row by row).
     """
+    pad_to = positive_int("pad_to", pad_to)
+    pad_id = nonnegative_int("pad_id", pad_id)
     ids = torch.full((len(rows), pad_to), pad_id, dtype=torch.int64)
     pos = torch.zeros((len(rows), pad_to), dtype=torch.int64)
     last = []
@@ -334,7 +363,7 @@ def packed_rows_batch(rows, *, pad_to: int, pad_id: int = 0, device=None) -> dic
         for s in _check_sequences(seqs):
             n = len(s)
             if col + n > pad_to:
-                raise ValueError(f"row {r} holds more than pad_to={pad_to} tokens")
+                raise ValueError(f"row {r} holds more than pad_to={pad_to} tokens; raise pad_to or pack fewer sequences per row")
             ids[r, col:col + n] = torch.tensor(s, dtype=torch.int64)
             pos[r, col:col + n] = torch.arange(n)
             col += n
@@ -360,7 +389,7 @@ def rows_forward(model, batch: dict) -> torch.Tensor:
 def per_sequence_logits(model, sequences, last_token_only: bool = False) -> torch.Tensor:
     """The reference: each sequence run alone (batch of one, no padding, no packing).
 
-    Concatenated in order: ``[T, vocab]`` (or ``[N, vocab]`` with ``last_token_only``).
+    Concatenated in order: ``(T, V)`` (or ``(N, V)`` with ``last_token_only``).
     """
     device = next(model.parameters()).device
     outs = []
@@ -378,14 +407,14 @@ def max_abs_diff(a, b) -> float:
 
 
 def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
-    """max |a - b| over each sequence's rows of two ``[T, ...]`` outputs of one packed stream.
+    """max |a - b| over each sequence's rows of two ``(T, ...)`` outputs of one packed stream.
 
-    ``cu_seqlens``: the stream's N+1 boundaries (``batch["cu_seq_lens_q"]``). Returns N floats:
+    ``cu_seqlens``: the stream's (N + 1,) boundaries (``batch["cu_seq_lens_q"]``). Returns N floats:
     which sequences moved, not just how much the worst one did.
     """
     cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
     if len(cu) < 2 or cu[-1] > a.shape[0] or a.shape != b.shape:
-        raise ValueError(f"need outputs of equal shape [T, ...] with T >= {cu[-1] if cu else '?'}, "
+        raise ValueError(f"need outputs of equal shape (T, ...) with T >= {cu[-1] if cu else '?'}, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
     return [max_abs_diff(a[lo:hi], b[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
 
@@ -393,6 +422,7 @@ def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
 def diff_text(d: float, tol: float = 1e-5) -> str:
     """A max |Δ| for display, stable across CPUs: ``"0 (bit-identical)"``, ``"< 1e-05 (rounding)"``
     (below ``tol``: float rounding, whose exact digits vary with the machine) or the value to 3 decimals."""
+    tol = positive_float("tol", tol)
     if d == 0:
         return "0 (bit-identical)"
     if d < tol:
@@ -421,13 +451,14 @@ def _additive_mask(allowed: torch.Tensor, dtype) -> torch.Tensor:
     return out[None, None]
 
 
-def block_diagonal_mask(batch: dict, dtype=torch.float32) -> torch.Tensor:
-    """The block-diagonal causal mask of a packed batch as a (1, 1, T, T) additive mask."""
-    cu = batch["cu_seq_lens_q"].long()
-    T = int(cu[-1])
-    seq = torch.repeat_interleave(torch.arange(len(cu) - 1, device=cu.device), cu[1:] - cu[:-1])
-    i = torch.arange(T, device=cu.device)
-    allowed = (seq[:, None] == seq[None, :]) & (i[None, :] <= i[:, None])
+def block_causal_mask(batch: dict, dtype=torch.float32) -> torch.Tensor:
+    """The block-diagonal causal mask of a packed batch as a (1, 1, T, T) additive mask.
+
+    :func:`packviz.layout.block_causal_mask` of the batch's sequences (from ``cu_seq_lens_q``),
+    0 where a query may attend, ``dtype``'s minimum elsewhere: the form eager, SDPA and flex take.
+    """
+    cu = batch["cu_seq_lens_q"].detach().cpu().numpy()
+    allowed = torch.from_numpy(_block_causal_mask_np(seq_idx_from_lengths(np.diff(cu))))
     return _additive_mask(allowed.to(batch["input_ids"].device), dtype)
 
 
@@ -438,8 +469,7 @@ def trap_inputs(model, batch: dict, trap: str) -> dict:
     ``no_block_mask``). No ``labels``: add them to run a training step the same way
     (:mod:`packviz.training`).
     """
-    if trap not in TRAPS:
-        raise ValueError(f"unknown trap {trap!r}; choose from {sorted(TRAPS)}")
+    one_of("trap", trap, TRAPS)
     ids, pos = batch["input_ids"], batch["position_ids"]
     kw: dict = {"input_ids": ids}
     if trap == "no_position_reset":
@@ -456,7 +486,7 @@ def trap_inputs(model, batch: dict, trap: str) -> dict:
 
 
 def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
-    """Logits ``[T, vocab]`` of a packed batch run the broken way ``trap`` (one of :data:`TRAPS`)."""
+    """Logits ``(T, V)`` of a packed batch run the broken way ``trap`` (one of :data:`TRAPS`)."""
     kw = trap_inputs(model, batch, trap)
     with torch.inference_mode():
         hidden = model.model(**kw).last_hidden_state[0]
@@ -464,7 +494,7 @@ def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
 
 
 def rope_offset_forward(model, batch: dict) -> torch.Tensor:
-    """Positions NOT reset but the block-diagonal mask given explicitly: logits ``[T, vocab]``.
+    """Positions NOT reset but the block-diagonal mask given explicitly: logits ``(T, V)``.
 
     Not a trap for Llama: RoPE makes q·k depend on position *differences* only, and inside
     one sequence every position is shifted by the same offset, so the logits match the
@@ -473,7 +503,7 @@ def rope_offset_forward(model, batch: dict) -> torch.Tensor:
     and any model with absolute position embeddings.
     """
     ids = batch["input_ids"]
-    mask = block_diagonal_mask(batch, model.dtype)
+    mask = block_causal_mask(batch, model.dtype)
     with torch.inference_mode():
         hidden = model.model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=ids.device)[None],
                              attention_mask=mask, use_cache=False).last_hidden_state[0]

@@ -1,4 +1,4 @@
-"""Strategies that turn a list of sequence lengths into a :class:`~packviz.layout.Layout`.
+"""Strategies that turn a list of sequence lengths into a :class:`~packviz.layout.Layout`. numpy only.
 
 =========  ==========================================================  ============
 strategy   what it does                                                row width
@@ -13,15 +13,35 @@ bfd        best-fit decreasing: longest first, into the pack whose      C
            room left is smallest but enough
 =========  ==========================================================  ============
 
-Sequences longer than the pack length C follow ``overlong``:
+Five sequences, A (3 tokens), B (5), C (2), D (4) and E (1), in batches of B = 2 or packs of
+C = 6 (:func:`~packviz.layout.format_grid`: a letter per sequence, ``.`` a pad):
 
-* ``"error"`` (default): ``ValueError`` naming the index and the length.
-* ``"truncate"``: keep the first C tokens; the layout counts ``dropped_tokens``.
-* ``"split"``: cut into chunks of at most C, each placed as its own segment carrying the
-  original sequence index. A chunk is attended to *as a sequence of its own*: its
-  ``position_ids`` restart at 0 and it cannot see the chunks before it. That changes
-  what the model computes for every token after the first chunk; use it for training
-  data where that is acceptable, never for serving a prompt.
+>>> from packviz.layout import format_grid
+>>> lengths = [3, 5, 2, 4, 1]
+>>> print(format_grid(pack(lengths, 6, "pad", batch_size=2)))
+A A A . .
+B B B B B
+C C . .
+D D D D
+E
+>>> print(format_grid(pack(lengths, 6, "sorted", batch_size=2)))
+E .
+C C
+A A A .
+D D D D
+B B B B B
+>>> print(format_grid(pack(lengths, 6, "next-fit")))
+A A A . . .
+B B B B B .
+C C D D D D
+E . . . . .
+>>> print(format_grid(pack(lengths, 6, "bfd")))
+B B B B B E
+D D D D C C
+A A A . . .
+
+Sequences longer than the pack length C follow ``overlong`` (:func:`apply_overlong`):
+``"error"`` (default), ``"truncate"`` or ``"split"``.
 
 Bin packing is NP-hard; ``ceil(total / C)`` (:func:`lower_bound`) is the number of rows no
 strategy can beat. FFD and BFD stay within 11/9 OPT + 6/9 rows in the worst case and far
@@ -31,74 +51,72 @@ closer on real length distributions.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from .checks import positive_int
+from .checks import int_array, one_of, positive_int
 from .layout import Layout
 
 STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
+PADDED = ("pad", "sorted")
+"""The padded strategies: one sequence per row, batches of B."""
+PACKED = ("next-fit", "ffd", "bfd")
+"""The packing strategies: rows of C slots, several sequences each."""
 OVERLONG = ("error", "truncate", "split")
 
 
 # ---------------------------------------------------------------------- validation
 def validate_lengths(lengths) -> np.ndarray:
-    """Return ``lengths`` as an int64 array, or raise ``ValueError`` naming the first bad value.
+    """``lengths`` as an int64 array, shape (N,), or ``ValueError`` naming the first bad value.
 
     Accepted: a non-empty 1-D sequence of positive integers (Python or numpy ints).
     Rejected, with the index and the value in the message: empty input, 0, negatives,
-    floats (also 3.0: a length is a count), NaN, booleans, strings.
+    floats (also 3.0: a length is a count), NaN, booleans, strings
+    (:func:`packviz.checks.int_array`).
+
+    >>> validate_lengths([3, 2.5])
+    Traceback (most recent call last):
+    ...
+    ValueError: lengths[1] is 2.5: lengths must be integers >= 1
     """
-    if isinstance(lengths, (str, bytes)):
-        raise ValueError(f"lengths must be a sequence of positive integers, got the string {lengths!r}")
-    arr = np.asarray(lengths)
-    if arr.ndim != 1:
-        raise ValueError(f"lengths must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("lengths is empty: need at least one sequence length")
-    if arr.dtype.kind not in "iu" or not isinstance(lengths, np.ndarray):
-        # find the first element that is not an integer (bools hide in int arrays)
-        for i, v in enumerate(lengths if not isinstance(lengths, np.ndarray) else arr.tolist()):
-            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (numbers.Integral, np.integer)):
-                raise ValueError(f"length at index {i} is {_show(v)}: lengths must be positive integers")
-    if arr.dtype == object or arr.dtype == np.uint64:  # Python ints beyond int64, or uint64 ones
-        for i, v in enumerate(arr.tolist()):
-            if not 0 < v <= np.iinfo(np.int64).max:
-                _bad_length(i, v)
-    arr = arr.astype(np.int64)
-    bad = arr <= 0
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        _bad_length(i, arr[i])
-    return arr
-
-
-def _bad_length(i: int, v) -> None:
-    if v <= 0:
-        raise ValueError(f"length at index {i} is {v}: lengths must be positive (>= 1)")
-    raise ValueError(f"length at index {i} is {v}: too large for a length (more than 2**63 - 1 tokens)")
-
-
-def _show(v) -> str:
-    return repr(v.item() if isinstance(v, np.generic) else v)
+    return int_array("lengths", lengths, minimum=1)
 
 
 def lower_bound(lengths, pack_len: int) -> int:
-    """``ceil(sum(lengths) / pack_len)``: no packing of these tokens uses fewer rows."""
+    """``ceil(sum(lengths) / pack_len)``: no packing of these tokens uses fewer rows.
+
+    >>> lower_bound([3, 5, 2, 4, 1], 6)
+    3
+    """
     pack_len = positive_int("pack_len", pack_len)
     return int(math.ceil(int(validate_lengths(lengths).sum()) / pack_len))
 
 
 # ---------------------------------------------------------------------- overlong policy
 def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
-    """Apply the overlong policy.
+    """Apply the overlong policy to lengths (N,) longer than ``pack_len``.
 
-    Returns ``(item_lengths, item_seq, dropped)``: the lengths to place, the original
-    sequence index of each, and the tokens dropped by truncation.
+    Returns ``(item_lengths, item_seq, dropped)``: the lengths to place and the original
+    sequence of each, both (M,) (M = N unless split), and the tokens dropped by truncation.
+
+    * ``"error"``: ``ValueError`` naming the index and the length.
+    * ``"truncate"``: keep the first C tokens; ``dropped`` counts the rest.
+    * ``"split"``: cut into chunks of at most C, each placed as its own segment carrying the
+      original sequence (``seg_seq``).
+
+    >>> apply_overlong(np.array([9, 2]), 4, "split")
+    (array([4, 4, 1, 2]), array([0, 0, 0, 1]), 0)
+
+    Pitfalls
+    --------
+    * A chunk of a split sequence is attended to *as a sequence of its own*: its
+      ``position_ids`` restart at 0 and it cannot see the chunks before it. That changes
+      what the model computes for every token after the first chunk. Use ``"split"`` for
+      training data where that is acceptable, never for serving a prompt.
+    * ``"truncate"`` silently drops tokens: check ``Layout.dropped_tokens``.
     """
-    if overlong not in OVERLONG:
-        raise ValueError(f"overlong must be one of {OVERLONG}, got {overlong!r}")
+    one_of("overlong", overlong, OVERLONG)
+    pack_len = positive_int("pack_len", pack_len)
     idx = np.arange(len(lengths), dtype=np.int64)
     over = lengths > pack_len
     if not over.any():
@@ -107,7 +125,7 @@ def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
         i = int(np.flatnonzero(over)[0])
         raise ValueError(
             f"sequence {i} has length {int(lengths[i])}, longer than the pack length {pack_len} "
-            f"({int(over.sum())} such sequences); choose overlong='truncate' or 'split'"
+            f"({int(over.sum())} such sequences); choose overlong='truncate' or 'split', or a larger pack length"
         )
     if overlong == "truncate":
         dropped = int((lengths[over] - pack_len).sum())
@@ -128,24 +146,35 @@ def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None =
 
     Parameters
     ----------
-    lengths : sequence of positive ints
+    lengths : sequence of positive ints, (N,)
     pack_len : int
         C: the pack capacity (packed strategies) or the longest allowed sequence
         (padded strategies: the model's context).
     strategy : one of :data:`STRATEGIES`
     batch_size : int
         B, rows per padded batch (``pad`` and ``sorted`` only; required there).
-    overlong : one of :data:`OVERLONG`
+    overlong : one of :data:`OVERLONG` (see :func:`apply_overlong`)
+
+    >>> lay = pack([9, 2], 4, "bfd", overlong="split")
+    >>> lay.rows()                   # [seq, offset, length] per segment, per row
+    [[[0, 0, 4]], [[0, 0, 4]], [[1, 0, 2], [0, 2, 1]]]
+
+    Pitfalls
+    --------
+    * ``overlong="split"`` makes every chunk of a long sequence a sequence of its own (its
+      positions restart, it sees no earlier chunk): fine for training data, wrong for a
+      prompt (:func:`apply_overlong`).
+    * A padded strategy pads each batch to *its* longest sequence: the rows of a layout
+      have different widths; ``pack_len`` only bounds them.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    one_of("strategy", strategy, STRATEGIES)
     lengths = validate_lengths(lengths)
     pack_len = positive_int("pack_len", pack_len)
     items, item_seq, dropped = apply_overlong(lengths, pack_len, overlong)
     common = dict(num_sequences=len(lengths), capacity=pack_len, name=strategy, dropped_tokens=dropped)
-    if strategy in ("pad", "sorted"):
+    if strategy in PADDED:
         if batch_size is None:
-            raise ValueError(f"strategy {strategy!r} needs a batch_size")
+            raise ValueError(f"strategy {strategy!r} needs a batch_size (rows per padded batch), e.g. batch_size=32")
         batch_size = positive_int("batch_size", batch_size)
         order = np.argsort(items, kind="stable") if strategy == "sorted" else np.arange(len(items))
         return _padded(items[order], item_seq[order], batch_size, **common)
@@ -162,12 +191,43 @@ def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None =
     return _packed(items[order], item_seq[order], bins, pack_len, **common)
 
 
+def pad_and_pack(lengths, pack_len: int, batch_size: int, strategy: str = "bfd", padding: str = "pad",
+                 overlong: str = "error") -> tuple[Layout, Layout]:
+    """The same sequences laid out twice: padded in batches of B, and packed into rows of C.
+
+    ``(padded, packed)``: ``pack(lengths, pack_len, padding, batch_size)`` and
+    ``pack(lengths, pack_len, strategy)``, both under one ``overlong`` policy, so that they hold
+    the same tokens (what :func:`packviz.flops.compare` needs). ``pack_len`` is the packed
+    rows' C and the padded side's context (the longest sequence it takes).
+
+    >>> from packviz.layout import format_grid
+    >>> padded, packed = pad_and_pack([3, 5, 2, 4, 1], pack_len=6, batch_size=5)
+    >>> print(format_grid(padded))
+    A A A . .
+    B B B B B
+    C C . . .
+    D D D D .
+    E . . . .
+    >>> print(format_grid(packed))
+    B B B B B E
+    D D D D C C
+    A A A . . .
+    >>> padded.utilization, packed.utilization
+    (0.6, 0.8333333333333334)
+    """
+    one_of("strategy", strategy, PACKED)
+    one_of("padding", padding, PADDED)
+    padded = pack(lengths, pack_len, padding, batch_size=batch_size, overlong=overlong)
+    packed = pack(lengths, pack_len, strategy, overlong=overlong)
+    return padded, packed
+
+
 def _padded(items, item_seq, batch_size, **common) -> Layout:
     n = len(items)
     batch = np.arange(n) // batch_size
     width_of_batch = np.maximum.reduceat(items, np.arange(0, n, batch_size))
     return Layout(seg_row=np.arange(n), seg_offset=np.zeros(n, dtype=np.int64), seg_length=items,
-                  seg_index=item_seq, widths=width_of_batch[batch], kind="padded",
+                  seg_seq=item_seq, widths=width_of_batch[batch], kind="padded",
                   batch_size=batch_size, **common)
 
 
@@ -179,7 +239,7 @@ def _packed(items, item_seq, bins, pack_len, **common) -> Layout:
     row_first = np.searchsorted(rows, rows)  # index of the first segment of each one's row
     offsets = ends - lens - (ends[row_first] - lens[row_first])
     num_rows = int(bins.max()) + 1
-    return Layout(seg_row=rows, seg_offset=offsets, seg_length=lens, seg_index=seqs,
+    return Layout(seg_row=rows, seg_offset=offsets, seg_length=lens, seg_seq=seqs,
                   widths=np.full(num_rows, pack_len, dtype=np.int64), kind="packed", **common)
 
 
@@ -292,11 +352,13 @@ def strategy_table(lengths, pack_len: int, batch_size: int = 32, overlong: str =
     """
     import time
 
+    lengths = validate_lengths(lengths)
+    batch_size = positive_int("batch_size", batch_size)
+    strategies = [one_of("strategy", s, STRATEGIES) for s in strategies]
     out = []
     for s in strategies:
         t0 = time.perf_counter()
-        lay = pack(lengths, pack_len, s, batch_size=batch_size if s in ("pad", "sorted") else None,
-                   overlong=overlong)
+        lay = pack(lengths, pack_len, s, batch_size=batch_size if s in PADDED else None, overlong=overlong)
         seconds = time.perf_counter() - t0
         c_rows = lay.slots / pack_len
         out.append({"strategy": s, "rows": lay.num_rows, "c_rows": c_rows, "lower_bound_rows": lay.lower_bound_rows,

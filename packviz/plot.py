@@ -19,7 +19,7 @@ What each picture shows::
                                                  · · ■ ■ ·        masked away
                                                  · · · · ■
 
-Colours: one per sequence (``seq_index mod 7``) from the Okabe-Ito colour-blind-safe
+Colours: one per sequence (its number mod 7, ``seg_seq``) from the Okabe-Ito colour-blind-safe
 palette, the same sequence in the same colour in every picture; pads a neutral grey;
 slots a row does not even have (a narrower padded batch) white.
 """
@@ -35,8 +35,9 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from .checks import positive_int
 from .flops import causal_pairs
-from .layout import PAD
+from .layout import PAD, block_causal_mask
 
 OKABE_ITO = ("#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 """Okabe & Ito (2008) colour-blind-safe palette, black left out (it is the boundary colour)."""
@@ -82,6 +83,7 @@ def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1)
 
 def to_png(fig_or_ax, dpi: int = 100) -> bytes:
     """PNG bytes of a figure (or an Axes' figure), rendered by Agg."""
+    dpi = positive_int("dpi", dpi)
     fig = getattr(fig_or_ax, "figure", fig_or_ax)  # Axes -> its (sub)figure
     fig = getattr(fig, "figure", fig)  # SubFigure -> the root figure (a Figure is its own)
     buf = io.BytesIO()
@@ -103,7 +105,7 @@ def save(fig_or_ax, path, dpi: int = 100) -> None:
 
 
 def sequence_colors(seq_ids) -> np.ndarray:
-    """RGB (…, 3) of sequence ids: the palette colour of each, :data:`PAD_COLOR` for ``PAD``."""
+    """RGB (..., 3) of sequence ids (...): the palette colour of each, :data:`PAD_COLOR` for ``PAD``."""
     ids = np.asarray(seq_ids)
     rgb = _PALETTE_RGB[np.where(ids >= 0, ids, 0) % len(_PALETTE_RGB)]
     rgb[ids == PAD] = to_rgb(PAD_COLOR)
@@ -112,15 +114,15 @@ def sequence_colors(seq_ids) -> np.ndarray:
 
 # ---------------------------------------------------------------------- batch grid
 def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
-    """RGB uint8 image (rows, columns, 3) of a layout: sequence colours, grey pads, white beyond a row's width.
+    """RGB uint8 image (R, W, 3) of a layout: sequence colours, grey pads, white beyond a row's width.
 
     One column per slot, or, above ``max_cols`` slots, ``max_cols`` columns sampled at evenly
     spaced slots (a screen shows ~1,000 pixels; 8,192 columns would only be resampled away).
     """
     rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
-    ids = layout.seq_id_grid(rows=rows)
+    ids = layout.slot_seq_grid(rows=rows)
     cols = np.arange(ids.shape[1])
-    if max_cols is not None and ids.shape[1] > max_cols:
+    if max_cols is not None and ids.shape[1] > positive_int("max_cols", max_cols):
         cols = np.linspace(0, ids.shape[1] - 1, max_cols).round().astype(np.int64)
         ids = ids[:, cols]
     lut = np.vstack([_PALETTE_RGB, [to_rgb(PAD_COLOR), to_rgb(NONE_COLOR)]])
@@ -150,7 +152,7 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     max_cols : wider rows are drawn from this many evenly sampled slots (see :func:`grid_image`).
     """
     ax = _new_ax(ax, figsize, fixed_margins=True)
-    shown = min(layout.num_rows, max_rows)
+    shown = min(layout.num_rows, positive_int("max_rows", max_rows))
     rows = np.arange(shown)
     img = grid_image(layout, rows, max_cols=max_cols)
     slots = int(layout.widths[rows].max(initial=0))
@@ -159,25 +161,7 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     height = max(int(height or shown), shown, 1)
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
-    util = layout.row_utilization()[:shown]
-    # no more labels than fit the axes' height at ~11 pt per label
-    fit = int(ax.get_position().height * ax.figure.get_figheight() * 72 / 11)
-    max_labels = max(2, min(max_labels, fit))
-    step = 1 if height <= max_labels else int(np.ceil(height / max_labels))
-    ticks = np.arange(0, shown, step)
-    ax.set_yticks(ticks + 0.5)
-    ax.set_yticklabels([f"{r}: {util[r]:.0%}" for r in ticks], fontsize=8 if height > 16 else 9)
-    ax.set_ylabel("row: utilisation" if step == 1 else f"row: utilisation (every {step} rows)")
-    if step > 1:  # too many rows to label each: a utilisation strip on the right, one step per row
-        strip = ax.inset_axes((1.01, 0, 0.045, 1))
-        edges = np.arange(shown + 1)
-        strip.stairs(util, edges, orientation="horizontal", fill=True, color="0.35", baseline=0)
-        strip.set_ylim(height, 0)
-        strip.set_xlim(0, 1)
-        strip.set_xticks([1], ["100%"], fontsize=7)
-        strip.set_yticks([])
-        strip.tick_params(length=2)
-        strip.set_title("util.", fontsize=8)
+    _row_labels(ax, layout.row_utilization()[:shown], height, positive_int("max_labels", max_labels))
     ax.set_xlabel("token slot")
     if shown * max(width, 1) <= 4096:  # small: draw segment boundaries so equal colours stay apart
         segs = [[(o, r), (o, r + 1)] for r, o in zip(layout.seg_row.tolist(), layout.seg_offset.tolist())
@@ -193,6 +177,29 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     ax.set_title(title + more, fontsize=10)
     ax.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=7, framealpha=0.8)
     return ax
+
+
+def _row_labels(ax, util: np.ndarray, height: int, max_labels: int) -> None:
+    """Label rows with their utilisation (``util`` (R,)): every row if they fit, else every k-th
+    and a utilisation strip on the right, one step per row."""
+    shown = len(util)
+    # no more labels than fit the axes' height at ~11 pt per label
+    fit = int(ax.get_position().height * ax.figure.get_figheight() * 72 / 11)
+    max_labels = max(2, min(max_labels, fit))
+    step = 1 if height <= max_labels else int(np.ceil(height / max_labels))
+    ticks = np.arange(0, shown, step)
+    ax.set_yticks(ticks + 0.5)
+    ax.set_yticklabels([f"{r}: {util[r]:.0%}" for r in ticks], fontsize=8 if height > 16 else 9)
+    ax.set_ylabel("row: utilisation" if step == 1 else f"row: utilisation (every {step} rows)")
+    if step > 1:
+        strip = ax.inset_axes((1.01, 0, 0.045, 1))
+        strip.stairs(util, np.arange(shown + 1), orientation="horizontal", fill=True, color="0.35", baseline=0)
+        strip.set_ylim(height, 0)
+        strip.set_xlim(0, 1)
+        strip.set_xticks([1], ["100%"], fontsize=7)
+        strip.set_yticks([])
+        strip.tick_params(length=2)
+        strip.set_title("util.", fontsize=8)
 
 
 def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12, 4.5)):
@@ -223,12 +230,13 @@ def mask_image(layout, row: int, max_pixels: int = 1024) -> np.ndarray:
     involve a pad slot mid grey. Above ``max_pixels`` slots the mask is *sampled* at
     ``max_pixels`` evenly spaced slots (never materialised at full size: 8192² would be 64 MB).
     """
-    ids = layout.seq_id_grid(rows=[row])[0][: int(layout.widths[row])]
+    row = layout.check_row(row)
+    ids = layout.slot_seq_grid(rows=[row])[0][: int(layout.widths[row])]
     w = len(ids)
-    idx = np.arange(w) if w <= max_pixels else np.linspace(0, w - 1, max_pixels).round().astype(np.int64)
-    q, k = ids[idx][:, None], ids[idx][None, :]
-    allowed = (q == k) & (q != PAD) & (idx[None, :] <= idx[:, None])
-    pad = (q == PAD) | (k == PAD)
+    idx = np.arange(w) if w <= positive_int("max_pixels", max_pixels) else \
+        np.linspace(0, w - 1, max_pixels).round().astype(np.int64)
+    allowed = block_causal_mask(ids[idx], slots=idx)
+    pad = (ids[idx][:, None] == PAD) | (ids[idx][None, :] == PAD)
     img = np.empty((len(idx), len(idx), 3))
     img[...] = to_rgb(MASKED_COLOR)
     img[pad] = to_rgb(PAD_COLOR)
@@ -245,7 +253,7 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
     sequence's own colour where a query may attend; light grey for pairs a dense kernel
     still computes and then masks; mid grey for pairs involving a pad slot.
     """
-    layout._check_row(row)
+    row = layout.check_row(row)
     ax = _new_ax(ax, figsize)
     w = int(layout.widths[row])
     img = mask_image(layout, row)
@@ -289,7 +297,7 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
     With ``show_continued`` a dashed line shows ``0 .. W-1``: the positions RoPE would see if
     they were not reset (a known packing bug).
     """
-    layout._check_row(row)
+    row = layout.check_row(row)
     ax = _new_ax(ax, figsize)
     segs = layout.row_segments(row)
     w = int(layout.widths[row])
@@ -508,7 +516,7 @@ def step_tokens(series: dict, ax=None, max_steps: int = 120, title=None, ylabel=
     ax = _new_ax(ax, figsize)
     for (label, ys), color in zip(series.items(), OKABE_ITO):
         ys = np.asarray(ys, dtype=np.float64)
-        shown = ys[:max_steps]
+        shown = ys[:positive_int("max_steps", max_steps)]
         ax.plot(np.arange(len(shown)), shown, color=color, lw=1.4, label=f"{label} (mean {ys.mean():,.0f})")
         ax.axhline(ys.mean(), color=color, lw=0.9, ls="--")
     ax.set_xlim(0, max_steps - 1)
@@ -554,13 +562,10 @@ def standard_figures() -> dict:
     """
     from .flops import compare
     from .lengths import azure_conv, seed_scenario
-    from .packing import pack
+    from .packing import pack, pad_and_pack
 
-    seed = seed_scenario(16, seed=0)
-    seed_pad, seed_pack = pack(seed, 8192, "pad", batch_size=8), pack(seed, 8192, "bfd")
-    azure = azure_conv(256, seed=0)
-    az_pad = pack(azure, 8192, "pad", batch_size=16, overlong="truncate")
-    az_pack = pack(azure, 8192, "bfd", overlong="truncate")
+    seed_pad, seed_pack = pad_and_pack(seed_scenario(16, seed=0), 8192, batch_size=8)
+    az_pad, az_pack = pad_and_pack(azure_conv(256, seed=0), 8192, batch_size=16, overlong="truncate")
     tiny = pack([3, 2, 3], 8, "next-fit")
     big_row = int(np.argmax([len(az_pack.row_lengths(r)) for r in range(az_pack.num_rows)]))
     return {

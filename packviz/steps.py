@@ -64,7 +64,7 @@ def targets_per_sequence(lengths) -> np.ndarray:
     n = validate_lengths(lengths)
     if (n < 2).any():
         i = int(np.flatnonzero(n < 2)[0])
-        raise ValueError(f"length at index {i} is 1: a one-token sequence has no next-token target; "
+        raise ValueError(f"lengths[{i}] is 1: a one-token sequence has no next-token target; "
                          "drop it or use sequences of >= 2 tokens")
     return n - 1
 
@@ -137,6 +137,9 @@ def spread(x) -> dict:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"spread needs a non-empty 1-D array, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        i = int(np.flatnonzero(~np.isfinite(x))[0])
+        raise ValueError(f"x[{i}] is {x[i]}: spread needs finite numbers")
     mean = float(x.mean())
     p5, p50, p95 = (float(v) for v in np.percentile(x, [5, 50, 95]))
     return {"mean": mean, "std": float(x.std()), "cv": float(x.std()) / mean if mean else float("nan"),

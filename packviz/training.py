@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import torch
 
 from . import model as M
-from .checks import positive_int
+from .checks import nonnegative_int, one_of, positive_int
 from .packing import validate_lengths
 from .steps import NORMALIZATIONS
 
@@ -103,7 +103,7 @@ def random_sequences(lengths, vocab: int, seed: int = 0) -> list[list[int]]:
     """
     lengths = validate_lengths(lengths)
     vocab = positive_int("vocab", vocab)
-    g = torch.Generator().manual_seed(seed)
+    g = torch.Generator().manual_seed(nonnegative_int("seed", seed))
     return [torch.randint(0, vocab, (int(n),), generator=g).tolist() for n in lengths]
 
 
@@ -142,7 +142,7 @@ def packed_rows_batch(packs, pad_id: int = 0, device=None) -> dict:
     """
     rows = [M.packed_batch(p, pad_id=pad_id, device=device) for p in packs]
     if not rows:
-        raise ValueError("need at least one pack")
+        raise ValueError("packs is empty: give at least one pack (a list of sequences)")
     width = max(r["input_ids"].shape[1] for r in rows)
     rows = [M.packed_batch(p, pad_to=width, pad_id=pad_id, device=device) for p in packs]
     return {k: torch.cat([r[k] for r in rows]) for k in ("input_ids", "position_ids", "labels")}
@@ -154,7 +154,7 @@ def packs_of(layout, sequences) -> list[list[list[int]]]:
     ``sequences[i]`` are the token ids of the layout's sequence i (lengths must match).
     """
     if layout.kind != "packed":
-        raise ValueError(f"packs_of needs a packed layout, got a {layout.kind!r} one")
+        raise ValueError(f"packs_of needs a packed layout, got a {layout.kind!r} one; pack with next-fit, ffd or bfd")
     out = []
     for r in range(layout.num_rows):
         row = []
@@ -200,8 +200,9 @@ def unmasked_labels(batch: dict) -> torch.Tensor:
 def only_sequence_labels(batch: dict, index: int) -> torch.Tensor:
     """Labels (1, T) of a one-row packed batch with every target but sequence ``index``'s masked."""
     cu = batch["cu_seq_lens_q"].tolist()
-    if not 0 <= index < len(cu) - 1:
-        raise ValueError(f"sequence index {index} out of range: the pack holds {len(cu) - 1} sequences")
+    if not 0 <= nonnegative_int("index", index) < len(cu) - 1:
+        raise ValueError(f"sequence index {index} out of range: the pack holds {len(cu) - 1} sequences "
+                         f"(0 .. {len(cu) - 2})")
     keep = torch.full_like(batch["labels"], IGNORE_INDEX)
     keep[:, cu[index]: cu[index + 1]] = batch["labels"][:, cu[index]: cu[index + 1]]
     return keep
@@ -267,8 +268,7 @@ def train_step(model, micro_batches, normalize: str = "step") -> Step:
       with few targets count more (:func:`packviz.steps.accumulation_weights`). Packed
       rows hold different numbers of sequences, hence of targets, even when full.
     """
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+    one_of("normalize", normalize, NORMALIZATIONS)
     micro = [micro_batches] if isinstance(micro_batches, dict) else list(micro_batches)
     total = sum(count_targets(b["labels"]) for b in micro)
     if total == 0:

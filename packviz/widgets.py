@@ -33,23 +33,24 @@ import ipywidgets as widgets
 from matplotlib.gridspec import GridSpec
 
 from . import plot
+from .checks import one_of
 from .flops import causal_pairs, compare
 from .shapes import MODELS
 from .lengths import SOURCES
-from .packing import pack
+from .packing import PACKED, PADDED, pack, pad_and_pack
 
-PACKING = ("next-fit", "ffd", "bfd")
-PADDING = ("pad", "sorted")
+PACKING = PACKED
+"""The strategy dropdown's choices (:data:`packviz.packing.PACKED`)."""
+PADDING = PADDED
+"""The padding dropdown's choices (:data:`packviz.packing.PADDED`)."""
 PACK_LENS = (512, 1024, 2048, 4096, 8192, 16384)
 DEFAULT_SOURCE = next(iter(SOURCES))
 
 
 # ---------------------------------------------------------------------- pure layer
 def make_lengths(source: str, n: int, seed: int = 0):
-    """``n`` lengths from the named entry of :data:`packviz.lengths.SOURCES`."""
-    if source not in SOURCES:
-        raise ValueError(f"unknown length source {source!r}; choose one of {list(SOURCES)}")
-    return SOURCES[source](n, seed)
+    """``n`` lengths (n,) from the named entry of :data:`packviz.lengths.SOURCES`."""
+    return SOURCES[one_of("length source", source, SOURCES)](n, seed)
 
 
 def explore(source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack_len: int = 4096,
@@ -61,13 +62,8 @@ def explore(source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack
     so they hold the same tokens. Returns ``{"lengths", "padded", "packed", "flops", "numbers"}``;
     ``numbers`` is a flat dict of plain floats/ints (rounded nowhere).
     """
-    if strategy not in PACKING:
-        raise ValueError(f"strategy must be a packing strategy {PACKING}, got {strategy!r}")
-    if padding not in PADDING:
-        raise ValueError(f"padding must be one of {PADDING}, got {padding!r}")
     lengths = make_lengths(source, n, seed)
-    padded = pack(lengths, pack_len, padding, batch_size=batch_size, overlong=overlong)
-    packed = pack(lengths, pack_len, strategy, overlong=overlong)
+    padded, packed = pad_and_pack(lengths, pack_len, batch_size, strategy, padding, overlong)
     fl = compare(padded, packed, model, lm_head=lm_head)
     numbers = {
         "sequences": int(len(lengths)),
@@ -123,7 +119,7 @@ def render_batch(result: dict, max_rows: int = 256, dpi: int = 80, figsize=(12, 
 
 def pack_stats(layout, row: int) -> dict:
     """Counts of one row: sequences, tokens, pads, and attention pairs needed vs computed densely."""
-    layout._check_row(row)
+    row = layout.check_row(row)
     lengths = layout.row_lengths(row)
     w = int(layout.widths[row])
     needed = causal_pairs(lengths)

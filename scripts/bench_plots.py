@@ -11,7 +11,7 @@ import numpy as np
 
 from packviz import plot
 from packviz.lengths import azure_conv
-from packviz.packing import pack
+from packviz.packing import pack, pad_and_pack
 
 
 def best_of(n, draw):
@@ -26,8 +26,7 @@ def best_of(n, draw):
 def main():
     random_256 = pack(np.random.default_rng(0).integers(1, 8193, 256), 8192, "pad", batch_size=256)
     trace = azure_conv(2048, seed=0)
-    trace_pad = pack(trace, 8192, "pad", batch_size=32, overlong="truncate")
-    trace_pack = pack(trace, 8192, "bfd", overlong="truncate")
+    trace_pad, trace_pack = pad_and_pack(trace, 8192, batch_size=32, overlong="truncate")
     cases = {
         "batch grid 256 x 8192 (random lengths, padded)": lambda: plot.batch_grid(random_256),
         "padded vs packed, 2,048 trace prompts": lambda: plot.padded_vs_packed(trace_pad, trace_pack)[0],

@@ -76,8 +76,11 @@ def test_flops_model_from_config_json(capsys, seed_file, tmp_path):
 @pytest.mark.parametrize("extra, message", [
     (["--model", "gpt-5"], "unknown model"),
     (["--tile", "64"], "--tile"),
-    (["--strategy", "pad"], "packing strategy"),
-    (["--strategy", "worst-fit"], "strategy"),
+    (["--tile", "64,0"], "--tile must be a pair of positive integers"),
+    (["--strategy", "pad"], "--strategy (the packing side; the padded side is 'pad' with --batch-size) must be one of "
+                            "'next-fit', 'ffd', 'bfd'; got 'pad'"),
+    (["--strategy", "worst-fit"], "got 'worst-fit'"),
+    (["--overlong", "drop"], "--overlong must be one of 'error', 'truncate', 'split'; got 'drop'"),
     (["--pack-len", "100"], "longer than the pack length"),
     (["--batch-size", "0"], "batch_size"),
 ])
@@ -118,6 +121,12 @@ def test_figures_writes_the_standard_pngs(capsys, tmp_path):
         assert expected in names
     for f in out.iterdir():
         assert f.read_bytes()[:8] == PNG and f.stat().st_size > 5000
+
+
+def test_figures_bad_dpi_is_one_line(capsys, tmp_path):
+    rc, out, err = _run(capsys, "figures", "--out", tmp_path / "figs", "--dpi", 0)
+    assert rc == 2 and out == "" and err == "error: --dpi must be a positive integer, got 0\n"
+    assert not (tmp_path / "figs").exists()
 
 
 def test_figures_out_is_a_file(capsys, tmp_path):

@@ -57,7 +57,7 @@ def test_csv_input(tmp_path):
     ("100\n", ["--strategy", "pad"], "batch_size"),
     ("100\n", ["--pack-len", "0"], "pack_len must be a positive integer, got 0"),
     ("100\n", ["--strategy", "pad", "--batch-size", "-2"], "batch_size must be a positive integer, got -2"),
-    ("100\n99999999999999999999999\n", [], "index 1 is 99999999999999999999999: too large"),
+    ("100\n99999999999999999999999\n", [], "line 2: 99999999999999999999999 is too large for a length"),
     ("# lengths, one per line\n100\nabc\n", [], "line 3: 'abc'"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(tmp_path, content, args, shown):

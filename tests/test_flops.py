@@ -115,8 +115,10 @@ def test_tiles_by_hand():
     assert layout_flops(lay, TOY, "varlen", tile=(2, 2)).attention == 24 * PAIR
     with pytest.raises(ValueError, match="varlen"):
         layout_flops(lay, TOY, "masked", tile=(2, 2))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"tile must be a pair of positive integers, e.g. \(128, 128\); got \(0, 2\)"):
         tiled_causal_pairs([5], (0, 2))
+    with pytest.raises(ValueError, match="tile must be a pair"):
+        layout_flops(lay, TOY, "varlen", tile=128)
 
 
 def test_padded_batches_have_their_own_widths():
@@ -152,10 +154,15 @@ def test_split_sequence_one_lm_head_and_varlen_below_useful():
     assert r["wasted"]["varlen"].attention < 0
 
 
-@pytest.mark.parametrize("bad", [[2.5], [3, -1], [[3]], ["3"]])
-def test_useful_flops_rejects_lengths_that_are_not_counts(bad):
-    with pytest.raises(ValueError, match="non-negative integers, got"):
+@pytest.mark.parametrize("bad, shown", [([2.5], r"lengths\[0\] is 2.5: lengths must be integers >= 0"),
+                                        ([3, -1], r"lengths\[1\] is -1"),
+                                        ([[3]], "lengths must be one-dimensional"),
+                                        (["3"], r"lengths\[0\] is '3'")])
+def test_useful_flops_rejects_lengths_that_are_not_counts(bad, shown):
+    with pytest.raises(ValueError, match=shown):
         useful_flops(bad, TOY)
+    with pytest.raises(ValueError, match=shown):
+        causal_pairs(bad)
 
 
 def test_compare_rejects_different_tokens():
@@ -252,7 +259,7 @@ def test_orderings_hold(lengths, strategy, batch, lm_head):
 
 def _block_sparse_by_brute_force(layout, block):
     """Tiles holding an allowed pair, found by drawing each row's mask (gaps as their own sequence)."""
-    grid = layout.seq_id_grid()
+    grid = layout.slot_seq_grid()
     total = 0
     for r in range(layout.num_rows):
         w = int(layout.widths[r])

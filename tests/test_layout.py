@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from packviz.layout import PAD, Layout, positions_from_lengths
+from packviz.layout import (PAD, Layout, block_causal_mask, format_grid, format_mask, positions_from_lengths,
+                            seq_idx_from_lengths)
 from packviz.packing import pack
 
 # A (3 tokens) and B (2) in one row of 5; C (4) in a second row with one pad.
@@ -17,7 +18,7 @@ def lay():
 
 
 def test_views_of_a_hand_made_layout(lay):
-    assert lay.seq_id_grid().tolist() == [[0, 0, 0, 1, 1], [2, 2, 2, 2, PAD]]
+    assert lay.slot_seq_grid().tolist() == [[0, 0, 0, 1, 1], [2, 2, 2, 2, PAD]]
     assert lay.position_ids(0).tolist() == [0, 1, 2, 0, 1]
     assert lay.seq_idx(0).tolist() == [0, 0, 0, 1, 1]
     assert lay.cu_seqlens(0).tolist() == [0, 3, 5]
@@ -53,10 +54,39 @@ def test_bad_rows_and_segments_are_rejected(lay):
         Layout.from_rows([[(0, 3, 4)]], widths=[5])
     with pytest.raises(ValueError, match="2 rows but 1 widths"):
         Layout.from_rows(ROWS, widths=[5])
+    with pytest.raises(ValueError, match="kind must be one of 'padded', 'packed'; got 'dense'"):
+        Layout.from_rows(ROWS, widths=[5, 5], kind="dense")
+    for bad in (True, 1.0, "0"):
+        with pytest.raises(IndexError, match="out of range: the layout has 2 rows"):
+            lay.check_row(bad)
 
 
 def test_positions_from_lengths():
     assert positions_from_lengths([2, 1, 3]).tolist() == [0, 1, 0, 0, 1, 2]
+    assert seq_idx_from_lengths([2, 1, 3]).tolist() == [0, 0, 1, 2, 2, 2]
+
+
+def test_block_causal_mask_from_sequence_ids_pads_and_sampled_slots():
+    m = block_causal_mask([7, 7, PAD, 3, 3])
+    assert format_mask(m).splitlines() == ["x . . . .", "x x . . .", ". . . . .", ". . . x .", ". . . x x"]
+    # a sample of slots 0, 2, 4 of the row A A A B B: the causal test uses the slots, not the sample's order
+    sampled = block_causal_mask([0, 0, 1], slots=[0, 2, 4])
+    assert sampled.tolist() == [[True, False, False], [True, True, False], [False, False, True]]
+    with pytest.raises(ValueError, match="slots has 2 entries but seq_ids has 3"):
+        block_causal_mask([0, 0, 1], slots=[0, 1])
+
+
+def test_seq_idx_is_per_row_and_slot_seq_grid_is_global(lay):
+    # row 1 holds only sequence 2: its per-row ordinal is 0, its global number 2
+    assert lay.seq_idx(1).tolist() == [0, 0, 0, 0]
+    assert lay.slot_seq_grid(rows=[1]).tolist() == [[2, 2, 2, 2, PAD]]
+    assert lay.seg_seq.tolist() == [0, 1, 2]
+
+
+def test_format_grid_draws_each_row_at_its_own_width():
+    lay = Layout.from_rows([[(0, 0, 2)], [(1, 0, 3)]], widths=[3, 4], kind="padded")
+    assert format_grid(lay) == "A A .\nB B B ."
+    assert format_grid(lay, rows=[1]) == "B B B ."
 
 
 lengths_st = st.lists(st.integers(1, 300), min_size=1, max_size=60)
@@ -66,7 +96,7 @@ lengths_st = st.lists(st.integers(1, 300), min_size=1, max_size=60)
 @given(lengths=lengths_st, cap=st.integers(1, 300), strategy=st.sampled_from(["next-fit", "ffd", "bfd"]))
 def test_views_are_consistent_on_random_packings(lengths, cap, strategy):
     lay = pack(lengths, cap, strategy, overlong="split")
-    grid = lay.seq_id_grid()
+    grid = lay.slot_seq_grid()
     pos = lay.position_grid()
     for r in range(lay.num_rows):
         segs = lay.row_segments(r)
@@ -97,7 +127,7 @@ def test_views_are_consistent_on_random_packings(lengths, cap, strategy):
 
 
 @pytest.mark.parametrize("arrays, shown", [
-    # (seg_row, seg_offset, seg_length, seg_index), widths
+    # (seg_row, seg_offset, seg_length, seg_seq), widths
     (([0, 0], [0, 2], [3, 2], [0, 1]), "overlaps the one before it"),
     (([1, 0], [0, 0], [2, 2], [0, 1]), "not sorted by"),
     (([0], [2], [4], [0]), "does not fit row 0 of width 5"),
@@ -112,20 +142,22 @@ def test_segments_that_break_the_layout_are_rejected(arrays, shown):
 def test_overlapping_hand_made_segments_are_rejected():
     with pytest.raises(ValueError, match=r"segment \(seq 1, offset 2, length 2\) in row 0 overlaps"):
         Layout.from_rows([[(0, 0, 3), (1, 2, 2)]], widths=[5])
-    with pytest.raises(ValueError, match="row widths must be >= 0, got -3"):
+    with pytest.raises(ValueError, match=r"widths\[1\] is -3: widths must be integers >= 0"):
         Layout.from_rows([[(0, 0, 3)], []], widths=[5, -3])
+    with pytest.raises(ValueError, match="row widths must be >= 0, got -3"):
+        Layout([0], [0], [3], [0], widths=[5, -3], num_sequences=1)
 
 
 def test_grids_of_chosen_rows_and_an_empty_hand_made_row():
     lay = Layout.from_rows([[], [(0, 0, 3)], [(1, 0, 1), (2, 1, 1)]], widths=[4, 4, 2], kind="padded")
-    assert lay.seq_id_grid().tolist() == [[PAD] * 4, [0, 0, 0, PAD], [1, 2, PAD, PAD]]
-    assert lay.seq_id_grid(rows=[2]).tolist() == [[1, 2]]  # as wide as the rows asked for
+    assert lay.slot_seq_grid().tolist() == [[PAD] * 4, [0, 0, 0, PAD], [1, 2, PAD, PAD]]
+    assert lay.slot_seq_grid(rows=[2]).tolist() == [[1, 2]]  # as wide as the rows asked for
     assert lay.position_grid(rows=[2, 1]).tolist() == [[0, 0, -1, -1], [0, 1, 2, -1]]
     assert lay.cu_seqlens(0).tolist() == [0] and lay.max_seqlen(0) == 0
     assert lay.block_causal_mask(0).shape == (0, 0)
     assert not lay.block_causal_mask(0, include_pads=True).any()
     for bad in (-1, 3):
         with pytest.raises(IndexError, match=f"row {bad} out of range"):
-            lay.seq_id_grid(rows=[bad])
+            lay.slot_seq_grid(rows=[bad])
         with pytest.raises(IndexError, match=f"row {bad} out of range"):
             lay.block_causal_mask(bad, include_pads=True)

@@ -67,9 +67,12 @@ def test_bad_counts(bad):
 @pytest.mark.parametrize("call, shown", [
     (lambda: L.lognormal(10, max_len=0), "max_len must be a positive integer, got 0"),
     (lambda: L.lognormal(10, max_len=2.5), "max_len must be a positive integer, got 2.5"),
-    (lambda: L.lognormal(10, median=-1), "median must be positive, got -1"),
+    (lambda: L.lognormal(10, median=-1), "median must be a finite number > 0, got -1"),
     (lambda: L.uniform(10, 1.5, 4), "low must be a positive integer, got 1.5"),
-    (lambda: L.uniform(10, 5, 4), "need 1 <= low <= high"),
+    (lambda: L.uniform(10, 5, 4), "need low <= high, got low=5, high=4; swap them"),
+    (lambda: L.lognormal(10, sigma=-0.5), "sigma must be a finite number >= 0, got -0.5"),
+    (lambda: L.seed_scenario(10, long_fraction=1.5), r"long_fraction must be a number in \[0, 1\], got 1.5"),
+    (lambda: L.seed_scenario(10, seed=-1), "seed must be an integer >= 0, got -1"),
 ])
 def test_bad_source_parameters_name_the_value(call, shown):
     with pytest.raises(ValueError, match=shown):
@@ -88,7 +91,7 @@ def test_read_plain_and_csv(tmp_path):
 @pytest.mark.parametrize("text, shown", [
     ("12\nabc\n", "line 2: 'abc'"),
     ("12\n3.5\n", "line 2: '3.5'"),
-    ("12\n0\n", "index 1 is 0"),
+    ("12\n0\n", "line 2: 0 is not a length; lengths are integers >= 1"),
     ("", "no lengths"),
     ("a,b\n1,2\n", "no 'ContextTokens' column"),
     ("1,234\n5\n", "line 1: '1,234' is not an integer length"),

@@ -144,6 +144,12 @@ def test_packed_batch_pad_to_adds_one_filler_sequence():
         M.packed_batch([[1, 2, 3]], pad_to=2)
     with pytest.raises(ValueError, match="at least one token"):
         M.packed_batch([[1], []])
+    with pytest.raises(ValueError, match="pad_to must be a positive integer, got 0"):
+        M.packed_batch([[1]], pad_to=0)
+    with pytest.raises(ValueError, match="pad_id must be an integer >= 0, got -1"):
+        M.padded_batch([[1]], pad_id=-1)
+    with pytest.raises(ValueError, match=r"input_ids of shape \(1, T\), got \(2, 3\)"):
+        M.packed_forward(None, {"input_ids": torch.zeros(2, 3, dtype=torch.int64)})
 
 
 def test_padded_batch_is_right_padded():
@@ -246,7 +252,7 @@ def test_each_trap_contaminates(tiny, seqs, reference, trap):
 def test_contamination_measures_the_correct_forward_and_a_trap(tiny, seqs):
     assert M.contamination(tiny, seqs) <= TOL
     assert M.contamination(tiny, seqs, "kv_cache_on") > TRAP
-    with pytest.raises(ValueError, match="unknown trap"):
+    with pytest.raises(ValueError, match="trap must be one of"):
         M.trap_forward(tiny, M.packed_batch(seqs), "no_such_trap")
 
 
@@ -255,13 +261,16 @@ def test_positions_not_reset_are_harmless_to_rope_when_the_mask_is_right(tiny, s
     assert M.max_abs_diff(M.rope_offset_forward(tiny, M.packed_batch(seqs)), reference) <= TOL
 
 
-def test_block_diagonal_mask_matches_the_layout_mask():
+def test_block_causal_mask_of_a_batch_is_the_layout_mask_in_additive_form():
     from packviz.layout import Layout
 
     b = M.packed_batch([[1, 2, 3], [4, 5]])
-    mask = M.block_diagonal_mask(b)[0, 0] == 0
+    additive = M.block_causal_mask(b, torch.bfloat16)
+    assert additive.shape == (1, 1, 5, 5) and additive.dtype == torch.bfloat16
     layout = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[5])
-    assert mask.numpy().tolist() == layout.block_causal_mask(0).tolist()
+    allowed = layout.block_causal_mask(0)
+    assert (additive[0, 0] == 0).numpy().tolist() == allowed.tolist()
+    assert (additive[0, 0][~torch.from_numpy(allowed)] == torch.finfo(torch.bfloat16).min).all()
 
 
 def test_per_sequence_max_abs_diff_says_which_sequences_moved(tiny, seqs, reference):

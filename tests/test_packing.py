@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from packviz.packing import STRATEGIES, lower_bound, pack, validate_lengths
+from packviz.packing import PACKED, PADDED, STRATEGIES, lower_bound, pack, pad_and_pack, validate_lengths
 
 
 def _placed(lay):
     """Tokens placed per original sequence."""
-    return np.bincount(lay.seg_index, weights=lay.seg_length, minlength=lay.num_sequences).astype(int)
+    return np.bincount(lay.seg_seq, weights=lay.seg_length, minlength=lay.num_sequences).astype(int)
 
 
 @settings(max_examples=80, deadline=None)
@@ -70,7 +70,7 @@ def test_next_fit_keeps_arrival_order():
 def test_sorted_buckets_group_similar_lengths():
     lay = pack([1, 100, 2, 99], 128, "sorted", batch_size=2)
     assert lay.widths.tolist() == [2, 2, 100, 100]
-    assert sorted(lay.seg_index[:2].tolist()) == [0, 2]
+    assert sorted(lay.seg_seq[:2].tolist()) == [0, 2]
 
 
 def test_padded_batches_pad_to_their_longest():
@@ -87,21 +87,23 @@ def test_overlong_policies():
     assert _placed(t).tolist() == [5, 8, 3] and t.dropped_tokens == 17
     s = pack(lengths, 8, "bfd", overlong="split")
     assert _placed(s).tolist() == lengths
-    assert sorted(s.seg_length[s.seg_index == 1].tolist()) == [1, 8, 8, 8]
+    assert sorted(s.seg_length[s.seg_seq == 1].tolist()) == [1, 8, 8, 8]
     assert s.dropped_tokens == 0
 
 
 @pytest.mark.parametrize("bad, shown", [
-    ([5, 0, 3], "index 1 is 0"),
-    ([5, -2], "index 1 is -2"),
-    ([5, 2.5], "index 1 is 2.5"),
-    ([float("nan")], "index 0 is nan"),
-    ([], "empty"),
-    ([3, True], "index 1 is True"),
-    (["12", 3], "index 0 is '12'"),
-    ([5, 2 ** 64], "index 1 is 18446744073709551616: too large"),
-    ([5, -2 ** 70], "index 1 is -1180591620717411303424: lengths must be positive"),
-    (np.array([7, 2 ** 63], dtype=np.uint64), "index 1 is 9223372036854775808: too large"),
+    ([5, 0, 3], r"lengths\[1\] is 0: lengths must be integers >= 1"),
+    ([5, -2], r"lengths\[1\] is -2"),
+    ([5, 2.5], r"lengths\[1\] is 2.5"),
+    ([float("nan")], r"lengths\[0\] is nan"),
+    ([], "lengths is empty"),
+    ([3, True], r"lengths\[1\] is True"),
+    (["12", 3], r"lengths\[0\] is '12'"),
+    ([5, 2 ** 64], r"lengths\[1\] is 18446744073709551616: too large"),
+    ([5, -2 ** 70], r"lengths\[1\] is -1180591620717411303424: lengths must be integers >= 1"),
+    (np.array([7, 2 ** 63], dtype=np.uint64), r"lengths\[1\] is 9223372036854775808: too large"),
+    ("123", "lengths must be a sequence of integers, got the string '123'"),
+    ([[1, 2]], r"lengths must be one-dimensional, got shape \(1, 2\)"),
 ])
 def test_bad_lengths_name_the_value(bad, shown):
     with pytest.raises(ValueError, match=shown):
@@ -126,7 +128,7 @@ def test_bad_parameters_name_the_value(kw, shown):
 def test_numpy_ints_are_accepted_and_floats_are_not():
     assert validate_lengths(np.array([3, 4], dtype=np.int16)).dtype == np.int64
     assert validate_lengths((np.int32(2), 5)).tolist() == [2, 5]
-    with pytest.raises(ValueError, match="index 0 is 3.0"):
+    with pytest.raises(ValueError, match=r"lengths\[0\] is 3.0"):
         validate_lengths(np.array([3.0, 4.0]))
 
 
@@ -147,3 +149,27 @@ def test_strategy_table_agrees_with_pack():
         assert r["over_bound"] == pytest.approx(r["c_rows"] / math.ceil(sum(lengths) / 12) - 1)
     text = format_strategy_table(rows)
     assert len(text.splitlines()) == 1 + len(STRATEGIES) and "seconds" not in text
+
+
+@settings(max_examples=40, deadline=None)
+@given(lengths=st.lists(st.integers(1, 300), min_size=1, max_size=40), cap=st.integers(1, 300),
+       batch=st.integers(1, 9), strategy=st.sampled_from(PACKED), padding=st.sampled_from(PADDED),
+       overlong=st.sampled_from(["truncate", "split"]))
+def test_pad_and_pack_lays_the_same_tokens_out_both_ways(lengths, cap, batch, strategy, padding, overlong):
+    padded, packed = pad_and_pack(lengths, cap, batch, strategy, padding, overlong)
+    assert (padded.kind, padded.name, padded.batch_size) == ("padded", padding, batch)
+    assert (packed.kind, packed.name, packed.capacity) == ("packed", strategy, cap)
+    assert padded.real_tokens == packed.real_tokens and padded.dropped_tokens == packed.dropped_tokens
+    assert _placed(padded).tolist() == _placed(packed).tolist()
+    assert packed.num_rows == pack(lengths, cap, strategy, overlong=overlong).num_rows
+
+
+def test_pad_and_pack_refuses_a_swapped_strategy_and_keeps_overlong_errors():
+    with pytest.raises(ValueError, match="strategy must be one of 'next-fit', 'ffd', 'bfd'; got 'pad'"):
+        pad_and_pack([3, 4], 8, 2, strategy="pad")
+    with pytest.raises(ValueError, match="padding must be one of 'pad', 'sorted'; got 'bfd'"):
+        pad_and_pack([3, 4], 8, 2, padding="bfd")
+    with pytest.raises(ValueError, match="sequence 1 has length 9, longer than the pack length 8"):
+        pad_and_pack([3, 9], 8, 2)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        pad_and_pack([3, 4], 8, 0)

@@ -1,7 +1,9 @@
 """The project's own files agree with each other: pyproject, environment.yml, Makefile, README, CI."""
 
+import ast
 import pathlib
 import re
+import sys
 import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -57,6 +59,7 @@ def test_readme_test_command_is_what_ci_runs():
     assert tuple(map(int, pin.split("."))) >= tuple(map(int, lo.split(".")))
 
 
+NUMPY_ONLY = ("torch", "transformers", "matplotlib", "ipywidgets")
 LAYERS = [
     # module, packages it must never import (design: the core is numpy only; a GPU run needs no display stack)
     ("packviz.checks", ("torch", "transformers", "matplotlib", "ipywidgets")),
@@ -84,9 +87,16 @@ LAYERS = [
     ("packviz.training", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.engines", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets", "packviz.serving")),
     ("packviz.stepcost", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
-    ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers")),
-    ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers")),
+    ("packviz.flopcount", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.bench", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.bench.measure", ("packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
+    ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
+    ("packviz.widgets", ("matplotlib.pyplot", "torch", "transformers")),
 ]
+CORE = [m for m, banned in LAYERS if banned == NUMPY_ONLY and m != "packviz.cli"
+        and (ROOT / (m.replace(".", "/") + ".py")).is_file() and not m.startswith("packviz.bench")]
+"""The numpy core: its docstring examples run as doctests in ``make test`` and ``make unit``."""
 
 
 def test_layers_import_only_what_the_design_allows():
@@ -98,3 +108,106 @@ def test_layers_import_only_what_the_design_allows():
                 f"assert not bad, 'imports ' + ', '.join(bad)")
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert p.returncode == 0, f"{module}: {p.stderr.strip().splitlines()[-1]}"
+
+
+def test_every_module_has_a_layer():
+    modules = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+               for f in (ROOT / "packviz").rglob("*.py") if f.name != "__main__.py"}
+    assert modules - {m for m, _ in LAYERS} == {"packviz"}  # the package itself holds only its version
+
+
+def test_make_test_and_unit_run_the_doctests_of_the_numpy_core():
+    make = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    doctested = set(re.search(r"^DOCTESTED\s*:=\s*(.*)$", make, flags=re.M).group(1).split())
+    assert doctested == {m.replace(".", "/") + ".py" for m in CORE}
+    for target in ("test", "unit"):
+        recipe = re.search(rf"^{target}:.*\n\t(.*)$", make, flags=re.M).group(1)
+        assert "--doctest-modules $(DOCTESTED) tests" in recipe, target
+    for module in CORE:
+        assert ">>>" in (ROOT / (module.replace(".", "/") + ".py")).read_text(), f"{module} has no doctest"
+
+
+# ---------------------------------------------------------------------- code rules
+SOURCES = sorted([*(ROOT / "packviz").rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "scripts").glob("*.py"),
+                  ROOT / "conftest.py"])
+
+
+def _private(name: str) -> bool:
+    """``_foo``, but not ``__dunder__`` nor IPython's ``_repr_png_``-style protocol names."""
+    return name.startswith("_") and not name.endswith("_")
+
+
+def _module_name(path: pathlib.Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _attr_call(node) -> bool:
+    """``setattr(x, "name", ...)``, ``object.__setattr__``, ``getattr``, ``monkeypatch.setattr`` ... with a literal name."""
+    func = getattr(node, "func", None)
+    name = getattr(func, "attr", None) or getattr(func, "id", None) or ""
+    return (isinstance(node, ast.Call) and name.strip("_") in ("setattr", "getattr", "hasattr", "delattr")
+            and len(node.args) >= 2 and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str))
+
+
+def _private_definitions() -> dict:
+    """``{module: private names it defines}``: functions, classes, assignments, attributes it sets."""
+    out = {}
+    for f in (ROOT / "packviz").rglob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                for t in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    names.add(getattr(t, "id", None) or getattr(t, "attr", None))
+            elif _attr_call(node):
+                names.add(node.args[1].value)  # object.__setattr__(self, "_name", ...)
+        out[_module_name(f)] = {n for n in names if n and _private(n)}
+    return out
+
+
+def private_uses_across_modules() -> list[str]:
+    """Where a file imports or reads a private name that another packviz module defines."""
+    defined = _private_definitions()
+    anywhere = set().union(*defined.values())
+    found = []
+    for f in SOURCES:
+        own = defined.get(_module_name(f), set())
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("packviz")):
+                found += [f"{f.relative_to(ROOT)}:{node.lineno} imports {a.name}" for a in node.names if _private(a.name)]
+            elif isinstance(node, ast.Attribute) and node.attr in anywhere - own:
+                found.append(f"{f.relative_to(ROOT)}:{node.lineno} uses .{node.attr}")
+            elif _attr_call(node) and node.args[1].value in anywhere - own:
+                found.append(f"{f.relative_to(ROOT)}:{node.lineno} names {node.args[1].value!r}")  # setattr(m, "_x", ...)
+    return sorted(found, key=lambda x: (x.split(":")[0], int(x.split(":")[1].split()[0])))
+
+
+def test_no_private_names_across_modules():
+    assert private_uses_across_modules() == []
+
+
+def test_the_private_name_check_catches_a_use(tmp_path, monkeypatch):
+    bad = tmp_path / "test_bad.py"
+    bad.write_text("from packviz.packing import _next_fit\nimport packviz.plot as P\nP._new_ax(None, (1, 1))\n"
+                   "layout.check_row(0)\nmonkeypatch.setattr(P, '_new_ax', None)\n")
+    monkeypatch.setattr(sys.modules[__name__], "SOURCES", [bad])
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    monkeypatch.setattr(sys.modules[__name__], "_private_definitions",
+                        lambda: {"packviz.packing": {"_next_fit"}, "packviz.plot": {"_new_ax"}})
+    assert private_uses_across_modules() == ["test_bad.py:1 imports _next_fit", "test_bad.py:3 uses ._new_ax",
+                                             "test_bad.py:5 names '_new_ax'"]
+
+
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_in_the_package_is_longer_than_60_lines():
+    long = []
+    for f in (ROOT / "packviz").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    long.append(f"{f.relative_to(ROOT)}:{node.lineno} {node.name} ({n} lines)")
+    assert long == []

@@ -209,12 +209,14 @@ def test_bad_arguments_are_named(tiny, seqs):
         T.train_step(tiny, M.packed_batch(seqs[:2]), normalize="mean")
     with pytest.raises(ValueError, match="sequence index 5 out of range"):
         T.only_sequence_labels(M.packed_batch(seqs[:2]), 5)
-    with pytest.raises(ValueError, match="unknown trap"):
+    with pytest.raises(ValueError, match="trap must be one of"):
         T.trap_step(tiny, M.packed_batch(seqs[:2]), "nope")
     with pytest.raises(ValueError, match="no target"):
         T.train_step(tiny, [M.packed_batch([[5]])])
-    with pytest.raises(ValueError, match="length at index 1 is 0"):
+    with pytest.raises(ValueError, match=r"lengths\[1\] is 0: lengths must be integers >= 1"):
         T.random_sequences([3, 0], 256)
+    with pytest.raises(ValueError, match="packs is empty"):
+        T.packed_rows_batch([])
     with pytest.raises(ValueError, match="one-token sequence"):
         steps.token_weights([5, 1])
     with pytest.raises(ValueError, match="reduction must be one of"):
@@ -251,6 +253,8 @@ def test_spread_and_scale_lengths():
     assert s["mean"] == 2.5 and s["min"] == 1 and s["max"] == 4 and s["cv"] == pytest.approx(np.std([1, 2, 3, 4]) / 2.5)
     with pytest.raises(ValueError, match="non-empty 1-D"):
         steps.spread([])
+    with pytest.raises(ValueError, match=r"x\[1\] is nan: spread needs finite numbers"):
+        steps.spread([1, float("nan")])
     assert steps.scale_lengths([50, 4000, 7], 16).tolist() == [3, 250, 2]
     with pytest.raises(ValueError, match="divisor must be a positive integer"):
         steps.scale_lengths([50], 0)

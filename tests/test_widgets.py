@@ -28,12 +28,14 @@ def test_explore_numbers_follow_the_layouts():
 
 
 def test_explore_rejects_bad_choices():
-    with pytest.raises(ValueError, match="packing strategy"):
+    with pytest.raises(ValueError, match="strategy must be one of 'next-fit', 'ffd', 'bfd'; got 'pad'"):
         W.explore(SEED, strategy="pad")
-    with pytest.raises(ValueError, match="length source"):
+    with pytest.raises(ValueError, match="length source must be one of 'seed: 50 vs 4,000'"):
         W.explore("no such source")
-    with pytest.raises(ValueError, match="padding"):
+    with pytest.raises(ValueError, match="padding must be one of 'pad', 'sorted'; got 'bfd'"):
         W.explore(SEED, padding="bfd")
+    with pytest.raises(ValueError, match="lm_head must be one of 'all', 'last'; got 'first'"):
+        W.explore(SEED, lm_head="first")
 
 
 def test_explore_truncates_both_sides_alike():

@@ -88,7 +88,7 @@ def _concat(parts: list[Layout], seq_offsets: list[int], **kw) -> Layout:
         rows.append(lay.seg_row + row0)
         offs.append(lay.seg_offset)
         lens.append(lay.seg_length)
-        seqs.append(lay.seg_index + s0)
+        seqs.append(lay.seg_seq + s0)
         widths.append(lay.widths)
         row0 += lay.num_rows
     cat = np.concatenate

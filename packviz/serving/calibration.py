@@ -171,7 +171,11 @@ def device_fit(cal: dict) -> dict | None:
 
 
 def gpu_key(cal: dict) -> str | None:
-    """The preset matching the recorded device name ("NVIDIA H100 80GB HBM3" -> "h100"), or None."""
+    """The preset matching the recorded device name, or None.
+
+    >>> gpu_key({"device": {"name": "NVIDIA H100 80GB HBM3"}}), gpu_key({"device": {"name": "Tesla T4"}})
+    ('h100', None)
+    """
     name = str((cal.get("device") or {}).get("name", "")).lower()
     return next((k for k in GPUS if k in name), None)
 

@@ -5,6 +5,15 @@ as fast as recorded) under several policies; :func:`capacity` finds, by bisectio
 highest rate whose p99 TTFT stays under an SLO; :func:`saturation_rate_scale` is the rate
 above which a policy cannot keep up at all (its queue grows without bound).
 
+Four requests replayed at their own rate and four times faster, under two policies::
+
+    >>> import numpy as np
+    >>> from packviz.trace import Trace
+    >>> t = Trace(np.array([0.0, 0.5, 1.0, 1.5]), np.array([100, 300, 50, 200]), np.array([20, 5, 40, 10]))
+    >>> rows = load_sweep(t, policies=("static", "continuous"), rate_scales=(1.0, 4.0), max_batch=2)
+    >>> [(r["policy"], r["rate_scale"], r["completed"]) for r in rows]
+    [('static', 1.0, 4), ('static', 4.0, 4), ('continuous', 1.0, 4), ('continuous', 4.0, 4)]
+
 Capacity is only as monotone as the replay: near the boundary a faster rate can regroup
 static batches and land a little lower. Bisection returns one boundary inside the bracket,
 to the tolerance asked.
