@@ -334,6 +334,25 @@ class Layout:
         return (self.slot_seq_grid() != PAD).astype(np.int64)
 
 
+def stack_layouts(parts, seq_offsets, **kw) -> Layout:
+    """One layout of several: rows stacked in order, each part's sequence numbers shifted by its offset.
+
+    ``kw`` are the result's :class:`Layout` fields (``num_sequences``, ``kind``, ``capacity``, ``name``).
+
+    >>> a = Layout.from_rows([[(0, 0, 2), (1, 2, 1)]], widths=[4])
+    >>> b = Layout.from_rows([[(0, 0, 3)]], widths=[4])
+    >>> print(format_grid(stack_layouts([a, b], [0, 2], num_sequences=3)))
+    A A B .
+    C C C .
+    """
+    parts = list(parts)
+    row0 = np.cumsum([0] + [p.num_rows for p in parts])[:-1]
+    cat = np.concatenate
+    return Layout(cat([p.seg_row + r for p, r in zip(parts, row0)]), cat([p.seg_offset for p in parts]),
+                  cat([p.seg_length for p in parts]), cat([p.seg_seq + int(s) for p, s in zip(parts, seq_offsets)]),
+                  cat([p.widths for p in parts]), **kw)
+
+
 def positions_from_lengths(lengths) -> np.ndarray:
     """``[0..n0-1, 0..n1-1, ...]`` for segment lengths ``[n0, n1, ...]`` (N,), vectorised, shape (T,).
 

@@ -55,7 +55,7 @@ import math
 import numpy as np
 
 from .checks import int_array, one_of, positive_int
-from .layout import Layout
+from .layout import Layout, stack_layouts
 
 STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
 PADDED = ("pad", "sorted")
@@ -220,6 +220,42 @@ def pad_and_pack(lengths, pack_len: int, batch_size: int, strategy: str = "bfd",
     padded = pack(lengths, pack_len, padding, batch_size=batch_size, overlong=overlong)
     packed = pack(lengths, pack_len, strategy, overlong=overlong)
     return padded, packed
+
+
+def windows(n: int, batch_size: int) -> list[range]:
+    """Consecutive windows of ``batch_size`` of ``n`` sequences in arrival order (the last may be shorter).
+
+    >>> windows(5, 2)
+    [range(0, 2), range(2, 4), range(4, 5)]
+    """
+    n, batch_size = positive_int("n", n), positive_int("batch_size", batch_size)
+    return [range(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
+
+
+def pack_in_windows(lengths, pack_len: int, batch_size: int, strategy: str = "bfd",
+                    overlong: str = "error") -> Layout:
+    """Each window of ``batch_size`` consecutive sequences packed on its own into rows of C: online packing.
+
+    A server meets requests a few at a time; it can pack the B requests of one batch, not the
+    whole day's. Rows of window k hold only requests kB .. kB + B - 1 (compare
+    ``pack(lengths, C, strategy)``, which packs the whole sample at once: an offline,
+    training-style layout). Rows are stacked window after window.
+
+    >>> from packviz.layout import format_grid
+    >>> print(format_grid(pack_in_windows([3, 5, 2, 4, 1], pack_len=6, batch_size=2)))
+    B B B B B .
+    A A A . . .
+    D D D D C C
+    E . . . . .
+    """
+    lengths = int_array("lengths", lengths)
+    one_of("strategy", strategy, PACKED)
+    parts = [pack(lengths[w.start:w.stop], pack_len, strategy, overlong=overlong)
+             for w in windows(len(lengths), batch_size)]
+    return stack_layouts(parts, [w.start for w in windows(len(lengths), batch_size)], num_sequences=len(lengths),
+                         kind="packed", capacity=positive_int("pack_len", pack_len),
+                         name=f"{strategy} per window of {batch_size}",
+                         dropped_tokens=sum(p.dropped_tokens for p in parts))
 
 
 def _padded(items, item_seq, batch_size, **common) -> Layout:

@@ -66,6 +66,7 @@ LAYERS = [
     ("packviz.shapes", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.trace", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.steps", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.trace_numbers", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.lengths", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.layout", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.packing", ("torch", "transformers", "matplotlib", "ipywidgets")),

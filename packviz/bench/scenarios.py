@@ -30,8 +30,8 @@ import numpy as np
 
 from ..attention import BACKENDS
 from ..flops import Flops, ideal_speedup, layout_flops, useful_flops
-from ..layout import Layout
-from ..packing import pack
+from ..layout import Layout, stack_layouts
+from ..packing import pack, pack_in_windows, windows
 from .config import SCENARIOS, BenchConfig
 
 KINDS = {"trace": "window", "offline": "offline", "seed": "window", "uniform": "window"}
@@ -76,45 +76,24 @@ def scenario_lengths(name: str, cfg: BenchConfig) -> tuple[np.ndarray, str]:
 
 
 # ---------------------------------------------------------------------- layouts
-def _windows(n: int, batch_size: int) -> list[range]:
-    return [range(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
-
-
-def _concat(parts: list[Layout], seq_offsets: list[int], **kw) -> Layout:
-    """One layout from per-window layouts: rows stacked, sequence indices shifted by ``seq_offsets``."""
-    rows, offs, lens, seqs, widths = [], [], [], [], []
-    row0 = 0
-    for lay, s0 in zip(parts, seq_offsets):
-        rows.append(lay.seg_row + row0)
-        offs.append(lay.seg_offset)
-        lens.append(lay.seg_length)
-        seqs.append(lay.seg_seq + s0)
-        widths.append(lay.widths)
-        row0 += lay.num_rows
-    cat = np.concatenate
-    return Layout(cat(rows), cat(offs), cat(lens), cat(seqs), cat(widths), **kw)
-
-
 def stream_layout(lengths: np.ndarray, groups: list) -> Layout:
     """One row per group of sequences, its width exactly their tokens: the 1-D streams of varlen."""
-    parts, starts = [], []
+    parts = []
     for g in groups:
         g = np.asarray(list(g), dtype=np.int64)
         n = lengths[g]
         parts.append(Layout(np.zeros(len(g)), np.cumsum(n) - n, n, g, [int(n.sum())], len(g)))
-        starts.append(0)
-    return _concat(parts, starts, num_sequences=len(lengths), kind="packed", name="stream")
+    return stack_layouts(parts, [0] * len(parts), num_sequences=len(lengths), kind="packed", name="stream")
 
 
 def window_layouts(lengths: np.ndarray, batch_size: int, pack_len: int) -> tuple[dict, dict]:
     """Layouts and forwards of a ``window`` scenario (see the module docstring)."""
-    wins = _windows(len(lengths), batch_size)
+    wins = windows(len(lengths), batch_size)
     padded = pack(lengths, pack_len, "pad", batch_size=batch_size)
     sorted_ = pack(lengths, pack_len, "sorted", batch_size=batch_size)
-    per = [pack(lengths[w.start:w.stop], pack_len, "bfd") for w in wins]
-    packed = _concat(per, [w.start for w in wins], num_sequences=len(lengths), kind="packed",
-                     capacity=pack_len, name="bfd per window")
-    row_starts = np.cumsum([0] + [p.num_rows for p in per])
+    packed = pack_in_windows(lengths, pack_len, batch_size, "bfd")
+    first_seq = packed.seg_seq[np.searchsorted(packed.seg_row, np.arange(packed.num_rows))]
+    row_starts = np.searchsorted(first_seq // batch_size, np.arange(len(wins) + 1))
     layouts = {"padded": padded, "sorted": sorted_, "packed": packed, "stream": stream_layout(lengths, wins)}
     forwards = {"padded": [list(b) for b in padded.batches()], "sorted": [list(b) for b in sorted_.batches()],
                 "packed": [list(range(a, b)) for a, b in zip(row_starts[:-1], row_starts[1:])],
