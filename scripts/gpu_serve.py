@@ -231,7 +231,7 @@ def predict(calibration_path, trace, p, g, cfg: dict, cb_config: dict | None) ->
     out = {"static": summary(simulate(served, "static", padded_attention="masked", **common)),
            "continuous": summary(simulate(served, "chunked", **chunked, **common))}
     if device_fit(load_calibration(calibration_path)) is not None:
-        device = calibrated_cost_model(calibration_path, "gpu_seconds")
+        device = calibrated_cost_model(calibration_path, "device")
         out["continuous-graphs"] = summary(simulate(served, "chunked", **chunked, **{**common, "gpu": device}))
     keep = ("policy", "output_tokens_per_s", "makespan_s", "steps", "prefill_pad_tokens", "decode_slot_steps",
             "gpu_busy_fraction", "useful_flop_fraction", "ragged_attention", "padded_attention")

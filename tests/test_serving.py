@@ -345,7 +345,7 @@ def test_model_too_large_for_the_gpu():
         simulate(three(), "static", model="llama-3-70b", gpu="h100")
 
 
-def test_a_device_fit_uses_the_kernels_own_time():
+def test_a_device_fit_uses_the_kernels_own_time(tmp_path):
     """Wall time = kernels + host overhead: fitted on kernel time, the same points give faster rates."""
     from packviz.serving import calibration as C
 
@@ -366,3 +366,13 @@ def test_a_device_fit_uses_the_kernels_own_time():
     assert device["overhead_s"] == pytest.approx(0, abs=1e-6)
     assert wall["overhead_s"] == pytest.approx(0.04, rel=0.05)
     assert C.device_fit({"points": points[:2]}) is None
+    # the split cost model: the kernels' roofline plus the host's measured time per step
+    f = tmp_path / "calibration.json"
+    f.write_text(__import__("json").dumps({**cal, "schema": C.CALIBRATION_SCHEMA}))
+    assert C.host_gap(cal) == pytest.approx(0.04)
+    split, wall_cm, dev_cm = (C.calibrated_cost_model(f, c) for c in ("split", "wall", "device"))
+    assert split.overhead_s == pytest.approx(0.04) and split.byte_rate == pytest.approx(device["byte_rate"])
+    assert dev_cm.overhead_s == pytest.approx(0, abs=1e-6) and dev_cm.name == "calibrated-device"
+    assert C.calibrated_cost_model(f).overhead_s == split.overhead_s  # auto: split when kernel times exist
+    with pytest.raises(ValueError, match="costs must be one of"):
+        C.calibrated_cost_model(f, "median")

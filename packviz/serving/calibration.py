@@ -180,25 +180,54 @@ def gpu_key(cal: dict) -> str | None:
     return next((k for k in GPUS if k in name), None)
 
 
-def calibrated_cost_model(path=None, time_key: str = "seconds") -> CostModel:
+COSTS = ("auto", "split", "wall", "device")
+"""How a calibration becomes step costs (:func:`calibrated_cost_model`)."""
+
+
+def host_gap(cal: dict) -> float | None:
+    """The host's time per step: the median, over decode points, of wall time minus the kernels' time.
+
+    An eager engine (transformers' ``generate``, its continuous batching without CUDA graphs)
+    runs Python and launches every kernel between two steps; a small decode step waits for the
+    host, not the GPU. ``None`` when the points have no kernel times.
+    """
+    gaps = [p["seconds"] - p["gpu_seconds"] for p in cal.get("points") or []
+            if p.get("kind") == "decode" and p.get("gpu_seconds") is not None]
+    return float(np.median(gaps)) if gaps else None
+
+
+def calibrated_cost_model(path=None, costs: str = "auto") -> CostModel:
     """A :class:`CostModel` fitted to a calibration (``path``, or the newest recorded one).
 
-    ``time_key="seconds"`` fits the steps' wall time (host overhead included: what an eager
-    engine waits); ``"gpu_seconds"`` the kernels' own time (what an engine that launches its
-    steps without host gaps, e.g. from CUDA graphs, would wait). Peak FLOP/s (for the
-    useful-FLOP share) and memory come from the matching preset, or from the recorded device
-    when none matches.
+    ``costs`` (one of :data:`COSTS`):
+
+    * ``"split"``: the rates fitted to the kernels' own time (``gpu_seconds``: the roofline of
+      the GPU's work) plus, as the per-step overhead, the host's time per step (:func:`host_gap`);
+    * ``"wall"``: the roofline and overhead fitted to the steps' wall time in one go (the only
+      choice when the points have no kernel times);
+    * ``"device"``: the kernels' roofline with no host overhead: what an engine whose steps
+      follow each other without host gaps (e.g. replayed from CUDA graphs) would wait;
+    * ``"auto"``: ``"split"`` when the points have kernel times, else ``"wall"``.
+
+    Peak FLOP/s (for the useful-FLOP share) and memory come from the matching preset, or from
+    the recorded device when none matches.
     """
+    from ..checks import one_of
+
     cal = load_calibration(path)
-    fit = fit_calibration(cal, time_key)
+    costs = one_of("costs", costs, COSTS)
+    if costs == "auto":
+        costs = "split" if device_fit(cal) is not None else "wall"
+    fit = fit_calibration(cal, "seconds" if costs == "wall" else "gpu_seconds")
+    overhead = {"wall": fit["overhead_s"], "device": fit["overhead_s"], "split": host_gap(cal)}[costs]
     key = gpu_key(cal)
     device = cal.get("device") or {}
     peak = GPUS[key].peak_flops if key else fit["flop_rate"]
     memory = float(device.get("memory_bytes") or (GPUS[key].memory_bytes if key else GPUS["h100"].memory_bytes))
-    note = (f"fitted to the {'kernel' if time_key == 'gpu_seconds' else 'wall'} times of {cal['path']} "
-            f"({device.get('name', '?')}, {fit['points']} points, relative RMS error {fit['rel_rms']:.1%})")
-    name = "calibrated-device" if time_key == "gpu_seconds" else "calibrated"
-    return CostModel(name, fit["flop_rate"], fit["byte_rate"], fit["overhead_s"], peak, memory, note)
+    note = (f"{costs} costs from {cal['path']} ({device.get('name', '?')}, {fit['points']} points; roofline "
+            f"relative RMS error {fit['rel_rms']:.1%}; overhead {overhead * 1e3:.1f} ms per step)")
+    name = "calibrated" if costs in ("wall", "split") else "calibrated-device"
+    return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note)
 
 
 def format_serve_result(res: dict) -> str:
