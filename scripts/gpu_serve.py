@@ -165,18 +165,6 @@ def calibrate(model, cfg: dict, clock: Clock, on_point) -> list[dict]:
     return points
 
 
-def serve_window(cfg: dict):
-    """The requests served: a contiguous trace window, prompts ÷ prompt_scale, outputs capped. (N,) arrays."""
-    import numpy as np
-
-    from packviz.trace import azure_conv
-
-    w = azure_conv().window(cfg["requests"], seed=cfg["window_seed"])
-    p = -(-w.prompt_tokens // cfg["prompt_scale"])
-    g = np.minimum(w.generated_tokens, cfg["output_cap"])
-    return w, p, g
-
-
 def num_blocks(p, g, cfg: dict) -> int:
     """KV pages for transformers' continuous batching: the cap's worth of the longest requests, plus 25%."""
     need = cfg["batch_size"] * (int(p.max()) + int(g.max())) * 1.25
@@ -214,28 +202,14 @@ def prompts_len(prompts):
     return np.array([len(x) for x in prompts])
 
 
-def predict(calibration_path, trace, p, g, cfg: dict, cb_config: dict | None) -> dict:
-    """The simulator's output tokens/s for the same requests, offline, with the calibrated costs."""
-    import numpy as np
+def predict(calibration_path, res: dict) -> dict:
+    """The simulator's output tokens/s for the same requests, offline, with the calibrated costs
+    (:func:`packviz.serving.calibration.predict_serve`)."""
+    from packviz.serving.calibration import predict_serve
 
-    from packviz.serving import simulate, summary
-    from packviz.trace import Trace
-
-    served = Trace(np.zeros(len(p)), p, g, name=f"{trace.name} (outputs capped at {cfg['output_cap']})")
-    common = dict(model=cfg["model"], gpu=str(calibration_path), arrivals="offline", max_batch=cfg["batch_size"],
-                  kv_budget_tokens=10 ** 9)
-    from packviz.serving.calibration import calibrated_cost_model, device_fit, load_calibration
-
-    page = (cb_config or {}).get("page_size") or (cb_config or {}).get("block_size") or cfg["page_size"]
-    chunked = dict(token_budget=cfg["token_budget"], page_size=int(page), ragged_attention="dense")
-    out = {"static": summary(simulate(served, "static", padded_attention="masked", **common)),
-           "continuous": summary(simulate(served, "chunked", **chunked, **common))}
-    if device_fit(load_calibration(calibration_path)) is not None:
-        device = calibrated_cost_model(calibration_path, "device")
-        out["continuous-graphs"] = summary(simulate(served, "chunked", **chunked, **{**common, "gpu": device}))
     keep = ("policy", "output_tokens_per_s", "makespan_s", "steps", "prefill_pad_tokens", "decode_slot_steps",
             "gpu_busy_fraction", "useful_flop_fraction", "ragged_attention", "padded_attention")
-    return {k: {x: v[x] for x in keep} for k, v in out.items()}
+    return {k: {x: v[x] for x in keep} for k, v in predict_serve(res, calibration_path).items()}
 
 
 ENGINES = ("static", "continuous", "continuous-graphs")
@@ -327,10 +301,12 @@ def main(argv=None) -> int:
 def serve(model, cfg: dict, clock: Clock, limit_s: float, res: dict, out: pathlib.Path, save) -> None:
     """Step 4: both engines on the window, then the simulator's prediction and the comparison."""
     from packviz.engines import request_ids
+    from packviz.serving.calibration import served_requests
 
-    trace, p, g = serve_window(cfg)
+    served = served_requests({"settings": cfg})  # the window, prompts ÷ prompt_scale, outputs capped
+    p, g = served.prompt_tokens, served.generated_tokens
     prompts = request_ids(p, model.config.vocab_size, seed=cfg["window_seed"])
-    res["window"] = {"trace": trace.name, "requests": len(p), "prompt_tokens": int(p.sum()),
+    res["window"] = {"trace": served.name, "requests": len(p), "prompt_tokens": int(p.sum()),
                      "output_tokens": int(g.sum()), "output_cap": cfg["output_cap"],
                      "prompt_scale": cfg["prompt_scale"], "prompt_max": int(p.max())}
     for name in ENGINES:
@@ -348,8 +324,7 @@ def serve(model, cfg: dict, clock: Clock, limit_s: float, res: dict, out: pathli
         save()
     cal_path = out / "calibration.json"
     if (res["steps"].get("calibration") or {}).get("fit"):
-        cb = (res["engines"].get("continuous") or {}).get("config")
-        res["predicted"] = predict(cal_path, trace, p, g, cfg, cb)
+        res["predicted"] = predict(cal_path, res)
         res["comparison"] = compare(res["engines"], res["predicted"])
         save()
 

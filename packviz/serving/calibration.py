@@ -230,6 +230,54 @@ def calibrated_cost_model(path=None, costs: str = "auto") -> CostModel:
     return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note)
 
 
+SERVED_AS = {"static": ("static", {"padded_attention": "masked"}),
+             "continuous": ("chunked", {"ragged_attention": "dense"}),
+             "continuous-graphs": ("chunked", {"ragged_attention": "dense"})}
+"""How the simulator replays each engine of ``scripts/gpu_serve.py``: static ``generate`` pads
+prompts under its (B, 1, W, W) mask; transformers' continuous batching (``paged|sdpa``, no
+flash-attn) runs each step's ragged tokens with dense Σq × Σk attention under a token budget."""
+
+
+def served_requests(res: dict):
+    """The requests a recorded ``serve.json`` served: its trace window, prompts ÷ ``prompt_scale``,
+    outputs capped, all arriving at t = 0 (a :class:`~packviz.trace.Trace` of N requests)."""
+    from ..trace import Trace, azure_conv
+
+    cfg = res["settings"]
+    w = azure_conv().window(int(cfg["requests"]), seed=cfg["window_seed"])
+    p = -(-w.prompt_tokens // int(cfg["prompt_scale"]))
+    g = np.minimum(w.generated_tokens, int(cfg["output_cap"]))
+    return Trace(np.zeros(len(p)), p, g, name=f"{w.name} (outputs capped at {cfg['output_cap']})")
+
+
+def predict_serve(res: dict, calibration, costs: str = "auto") -> dict:
+    """The simulator's replay of a recorded serving run's engines, with costs from ``calibration``.
+
+    ``res``: a ``serve.json`` (its settings and, for the page size, its engines' config).
+    ``costs``: :func:`calibrated_cost_model`'s choice for the eager engines; the CUDA-graph
+    engine is always priced ``"device"`` (no host gap between steps). Returns ``{engine:
+    summary}`` for every engine in :data:`SERVED_AS` (the CUDA-graph one only when the
+    calibration has kernel times).
+    """
+    from .metrics import summary
+    from .policies import simulate
+
+    cfg, served = res["settings"], served_requests(res)
+    cb = ((res.get("engines") or {}).get("continuous") or {}).get("config") or {}
+    page = int(cb.get("page_size") or cb.get("block_size") or cfg["page_size"])
+    cal = load_calibration(calibration)
+    out = {}
+    for engine, (policy, kw) in SERVED_AS.items():
+        graphs = engine == "continuous-graphs"
+        if graphs and device_fit(cal) is None:
+            continue
+        cost = calibrated_cost_model(calibration, "device" if graphs else costs)
+        extra = {"token_budget": cfg["token_budget"], "page_size": page} if policy == "chunked" else {}
+        out[engine] = summary(simulate(served, policy, model=cfg["model"], gpu=cost, arrivals="offline",
+                                       max_batch=cfg["batch_size"], kv_budget_tokens=10 ** 9, **kw, **extra))
+    return out
+
+
 def format_serve_result(res: dict) -> str:
     """A recorded ``serve.json`` as text: where it ran, each engine measured beside the simulator's prediction."""
     dev, ver, win = res.get("device") or {}, res.get("versions") or {}, res.get("window") or {}
@@ -244,13 +292,13 @@ def format_serve_result(res: dict) -> str:
         lines.append(f"fitted:   {fit['flop_rate'] / 1e12:,.0f} TFLOP/s, {fit['byte_rate'] / 1e12:.2f} TB/s, "
                      f"{fit['overhead_s'] * 1e3:.1f} ms per step ({fit['points']} points, "
                      f"relative RMS error {fit['rel_rms']:.1%})")
-    lines.append(f"{'engine':<11} {'status':<10} {'seconds':>8} {'measured tok/s':>15} {'predicted tok/s':>16} "
+    lines.append(f"{'engine':<17} {'status':<10} {'seconds':>8} {'measured tok/s':>15} {'predicted tok/s':>16} "
                  f"{'pred/meas':>10}")
     pred = res.get("predicted") or {}
     for name, e in (res.get("engines") or {}).items():
         p = (pred.get(name) or {}).get("output_tokens_per_s")
         ok = e.get("status") == "ok"
-        lines.append(f"{name:<11} {str(e.get('status', '?')).split(':')[0]:<10} "
+        lines.append(f"{name:<17} {str(e.get('status', '?')).split(':')[0]:<10} "
                      + (f"{e['seconds']:>8.1f} {e['output_tokens_per_s']:>15,.0f} " if ok else f"{'':>8} {'':>15} ")
                      + (f"{p:>16,.0f}" if p else f"{'':>16}")
                      + (f" {p / e['output_tokens_per_s']:>9.2f}x" if ok and p else ""))
