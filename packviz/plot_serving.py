@@ -59,20 +59,25 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     return ax
 
 
+def _paired_bars(ax, summaries, left, right, colors, labels, share):
+    """Two bars per policy (``left`` grey, ``right`` coloured), the right one labelled with ``share(l, r)``."""
+    names = [s["policy"] for s in summaries]
+    x = np.arange(len(names))
+    lv, rv = [s[left] for s in summaries], [s[right] for s in summaries]
+    ax.bar(x - 0.2, lv, width=0.4, color=colors[0], label=labels[0])
+    ax.bar(x + 0.2, rv, width=0.4, color=colors[1], label=labels[1])
+    for xi, lo, ri in zip(x, lv, rv):
+        ax.text(xi + 0.2, ri, share(lo, ri), ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(x, names, fontsize=9)
+
+
 def kv_bars(summaries, ax=None, title="KV cache: reserved vs used (mean over time)", figsize=(7, 3)):
     """Mean KV tokens reserved and used per policy (``summaries`` from :func:`~packviz.serving.metrics.summary`)."""
     from matplotlib.ticker import StrMethodFormatter
 
     ax = _new_ax(ax, figsize)
-    names = [s["policy"] for s in summaries]
-    x = np.arange(len(names))
-    reserved = [s["kv_reserved_mean_tokens"] for s in summaries]
-    used = [s["kv_used_mean_tokens"] for s in summaries]
-    ax.bar(x - 0.2, reserved, width=0.4, color=PAD_COLOR, label="reserved")
-    ax.bar(x + 0.2, used, width=0.4, color=OKABE_ITO[4], label="used")
-    for xi, r, u in zip(x, reserved, used):
-        ax.text(xi + 0.2, u, f"{u / r:.0%}" if r else "", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, names, fontsize=9)
+    _paired_bars(ax, summaries, "kv_reserved_mean_tokens", "kv_used_mean_tokens", (PAD_COLOR, OKABE_ITO[4]),
+                 ("reserved", "used"), lambda r, u: f"{u / r:.0%}" if r else "")
     ax.set_ylabel("KV tokens")
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.legend(fontsize=8)
@@ -115,15 +120,8 @@ def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3))
     from matplotlib.ticker import PercentFormatter
 
     ax = _new_ax(ax, figsize)
-    names = [s["policy"] for s in summaries]
-    x = np.arange(len(names))
-    busy = [s["gpu_busy_fraction"] for s in summaries]
-    useful = [s["useful_flop_fraction"] for s in summaries]
-    ax.bar(x - 0.2, busy, width=0.4, color=PAD_COLOR, label='busy ("GPU utilization")')
-    ax.bar(x + 0.2, useful, width=0.4, color=OKABE_ITO[5], label="useful FLOPs / peak")
-    for xi, u in zip(x, useful):
-        ax.text(xi + 0.2, u, f"{u:.0%}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(x, names, fontsize=9)
+    _paired_bars(ax, summaries, "gpu_busy_fraction", "useful_flop_fraction", (PAD_COLOR, OKABE_ITO[5]),
+                 ('busy ("GPU utilization")', "useful FLOPs / peak"), lambda b, u: f"{u:.0%}")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, 1.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)

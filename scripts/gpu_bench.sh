@@ -26,30 +26,11 @@
 # Extra arguments go to `python -m packviz bench` (e.g. --methods padded,varlen).
 # The machine has torch and transformers but not packviz: it runs from the repository root.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/gpu_env.sh"   # repository root, $PY, PYTHONPATH, PACKVIZ_GIT_COMMIT
 OUT="${OUT:-$PWD/bench-results}"
-PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null 2>&1 || PY=python
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
-export PACKVIZ_GIT_COMMIT="${PACKVIZ_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
 mkdir -p "$OUT"
 
-{
-  echo "== $(date -u +%FT%TZ) $(hostname) commit $PACKVIZ_GIT_COMMIT"
-  nvidia-smi || echo "nvidia-smi: not available"
-  # FlexAttention needs triton to build a C launcher at run time: a C compiler and Python.h
-  echo "C compiler: $(command -v "${CC:-gcc}" || command -v clang || echo none)"
-  "$PY" -c "
-import torch, transformers
-print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available(),
-      'cudnn', torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None)
-print('transformers', transformers.__version__)
-from packviz.attention import availability, format_availability
-print(format_availability(availability()))
-"
-} 2>&1 | tee "$OUT/env.txt"
+probe   # the environment log: $OUT/env.txt (scripts/gpu_env.sh)
 
 if [ "${1:-}" = "--smoke" ]; then
   shift

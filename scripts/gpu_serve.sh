@@ -28,29 +28,11 @@
 # Extra arguments go to scripts/gpu_serve.py (e.g. --requests 64 --output-cap 32).
 # The machine has torch and transformers but not packviz: it runs from the repository root.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/gpu_env.sh"   # repository root, $PY, PYTHONPATH, PACKVIZ_GIT_COMMIT
 OUT="${OUT:-$PWD/serve-results}"
-PY="${PYTHON:-python3}"
-command -v "$PY" >/dev/null 2>&1 || PY=python
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
 mkdir -p "$OUT"
 
-{
-  echo "== $(date -u +%FT%TZ) $(hostname)"
-  nvidia-smi || echo "nvidia-smi: not available"
-  echo "git commit: ${PACKVIZ_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
-  "$PY" -c "
-import torch, transformers
-print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())
-print('transformers', transformers.__version__)
-try:
-    import flash_attn; print('flash_attn', flash_attn.__version__)
-except Exception as e:
-    print('flash_attn: not available (' + type(e).__name__ + ')')
-"
-} 2>&1 | tee "$OUT/env.txt"
+probe   # the environment log: $OUT/env.txt (scripts/gpu_env.sh)
 
 if [ "${1:-}" = "--smoke" ]; then
   shift
