@@ -278,10 +278,12 @@ def window_rows(padded, packed, axes=None, title=None, figsize=(12, 6.5)):
     width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
     _rows_with_bars(padded, ax_pad, bars_pad, width, "request")
     _rows_with_bars(packed, ax_pack, bars_pack, width, "row")
-    ax_pad.set_title(f"padded: {padded.num_rows} rows × W = {int(padded.widths.max(initial=0)):,} slots, "
-                     f"{padded.utilization:.1%} real", fontsize=10, loc="left")
-    ax_pack.set_title(f"packed ({packed.name or packed.kind}): {packed.num_rows} rows × C = "
-                      f"{int(packed.widths.max(initial=0)):,}, {packed.utilization:.1%} real", fontsize=10, loc="left")
+    ax_pad.set_title(f"padded: {padded.num_rows} rows, each as wide as its batch's longest (W = "
+                     f"{int(padded.widths.max(initial=0)):,}): {padded.slots:,} slots, {padded.utilization:.1%} real",
+                     fontsize=10, loc="left")
+    ax_pack.set_title(f"packed ({packed.name or packed.kind}): {packed.num_rows} rows of C = "
+                      f"{int(packed.widths.max(initial=0)):,}: {packed.slots:,} slots, {packed.utilization:.1%} real",
+                      fontsize=10, loc="left")
     bars_pad.set_title("real / slots", fontsize=9)
     ax_pack.set_xlabel("token slot")
     ax_pad.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=8, framealpha=0.9)
