@@ -1,4 +1,4 @@
-"""Self-checking exercises for notebooks 05, 06 and 08. The expected answers are computed by packviz itself.
+"""Self-checking exercises for notebooks 01, 05, 06 and 08. The expected answers are computed by packviz itself.
 
 >>> print(question("padded_utilization"))
 Four prompts of 100, 400, 250 and 50 tokens are padded into ONE batch. What fraction of the token slots hold real tokens? (a float between 0 and 1)
@@ -62,9 +62,29 @@ EXERCISES: dict[str, Exercise] = {
     "varlen_speedup": Exercise(
         "For the seed scenario (packviz.lengths.seed_scenario(16, seed=0)) padded in batches of 8 and "
         "packed by BFD into rows of 8,192 tokens, what ideal speed-up over padding does a varlen kernel "
-        "give on Llama-3-8B prefill? (a float, 1% tolerance)",
-        lambda: compare(*pad_and_pack(seed_scenario(16, seed=0), 8192, batch_size=8), "llama-3-8b")["speedup"]["varlen"],
-        "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b')",
+        "give on Llama-3-8B prefill, logits at each prompt's last token as a server computes them? "
+        "(a float, 1% tolerance)",
+        lambda: compare(*pad_and_pack(seed_scenario(16, seed=0), 8192, batch_size=8), "llama-3-8b",
+                        lm_head="last")["speedup"]["varlen"],
+        "padded FLOPs / varlen FLOPs: packviz.flops.compare(padded, packed, 'llama-3-8b', lm_head='last')",
+        rel_tol=0.01,
+    ),
+    "window_slots": Exercise(
+        "A server batches 4 consecutive requests with prompts of 50, 120, 4,000 and 300 tokens. Padded to the "
+        "longest, the batch pays for some number of token slots; packed into rows of 8,192 (best-fit "
+        "decreasing) for another. How many times as many slots does the padded batch pay for? (a float, 1% tolerance)",
+        lambda: pack(WINDOW, 8192, "pad", batch_size=4).slots / pack(WINDOW, 8192, "bfd").slots,
+        "padded: rows × the longest prompt; packed: rows of 8,192 × how many rows the prompts need",
+        rel_tol=0.01,
+    ),
+    "attention_share_of_waste": Exercise(
+        "The same 4 prompts (50, 120, 4,000, 300) as Llama-3-8B prefill, padded and run by a causal kernel with no "
+        "mask, logits at each prompt's last token. What fraction of the FLOPs wasted on padding is attention? "
+        "(a float, 1% tolerance)",
+        lambda: _attention_share_of_waste(),
+        "waste = padded - useful, for linear (2·P per token slot) and attention (4·heads·head_dim·layers per "
+        "pair; a row of W has W(W+1)/2 causal pairs) apart: packviz.flops.compare(padded, packed, 'llama-3-8b', "
+        "lm_head='last')['wasted']['padded']",
         rel_tol=0.01,
     ),
     "masked_flattery": Exercise(
@@ -94,6 +114,15 @@ EXERCISES: dict[str, Exercise] = {
         rel_tol=0.01,
     ),
 }
+
+
+WINDOW = (50, 120, 4000, 300)
+"""The prompts of the ``window_slots`` and ``attention_share_of_waste`` exercises (notebook 01)."""
+
+
+def _attention_share_of_waste() -> float:
+    wasted = compare(*pad_and_pack(WINDOW, 8192, batch_size=4), "llama-3-8b", lm_head="last")["wasted"]["padded"]
+    return wasted.attention / wasted.total
 
 
 def _masked_flattery() -> float:

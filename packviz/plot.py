@@ -222,6 +222,104 @@ def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12
     return ax_pad, ax_pack
 
 
+def row_colors(layout) -> np.ndarray:
+    """RGB (S, 3), one per segment: palette colour by the segment's place in its row plus the row
+    number, so neighbours in a row, and the rows of a padded batch (one sequence each), differ."""
+    order = np.lexsort((layout.seg_offset, layout.seg_row))
+    rows = layout.seg_row[order]
+    first = np.searchsorted(rows, rows)  # index (in ``order``) of the row's first segment
+    code = np.empty(layout.num_segments, dtype=np.int64)
+    code[order] = (np.arange(len(order)) - first + rows) % len(_PALETTE_RGB)
+    return _PALETTE_RGB[code]
+
+
+def _rows_with_bars(layout, ax, ax_util, width: int, ylabel: str) -> None:
+    """Each row of ``layout`` as a band of segments over a grey pad band, and its utilisation as a bar."""
+    rows = np.arange(layout.num_rows)
+    ax.barh(rows, layout.widths, height=0.8, color=PAD_COLOR, linewidth=0)
+    ax.barh(layout.seg_row, layout.seg_length, left=layout.seg_offset, height=0.8, color=row_colors(layout),
+            edgecolor="white", linewidth=0.6)
+    ax.set_xlim(0, width)
+    ax.set_ylim(layout.num_rows - 0.5, -0.5)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    util = layout.row_utilization()
+    ax_util.barh(rows, util, height=0.8, color="0.35")
+    for r, u in zip(rows.tolist(), util.tolist()):
+        ax_util.text(u + 0.03, r, f"{u:.0%}", va="center", fontsize=7 if layout.num_rows > 12 else 8)
+    ax_util.set_ylim(layout.num_rows - 0.5, -0.5)
+    ax_util.set_xlim(0, 1.45)
+    ax_util.set_xticks([0, 0.5, 1], ["0", "50%", "100%"], fontsize=8)
+    ax_util.tick_params(axis="y", labelleft=False)
+
+
+def window_rows(padded, packed, axes=None, title=None, figsize=(12, 6.5)):
+    """One window of requests twice, on one token scale, a utilisation bar beside every row.
+
+    Top: ``padded`` (one row per request, all as wide as the longest, W). Bottom: ``packed``,
+    the same requests in rows of C. Every row gets the same height in both panels, so the
+    area each panel fills is the token slots it pays for; the bar on the right is the share
+    of the row's slots that hold real tokens::
+
+        padded  AAA.......  |▇▇ 30%          colour: a request (neighbours differ)
+                BBBBBBBBBB  |▇▇▇▇▇▇ 100%     grey: pad; x: token slot (one scale)
+                CC........  |▇ 20%
+        packed  BBBBBBBBBBAAACC...  |▇▇▇▇▇ 80%
+
+    ``axes``: four Axes ``(padded, packed, padded bars, packed bars)``, or ``None`` for a new
+    figure of ``figsize`` laid out as above. Returns ``(ax_padded, ax_packed)``.
+    """
+    if axes is None:
+        fig = PackvizFigure(figsize=figsize, layout="constrained")
+        grid = fig.add_gridspec(2, 2, height_ratios=[max(padded.num_rows, 1), max(packed.num_rows, 1)],
+                                width_ratios=[6, 1])
+        axes = [fig.add_subplot(grid[i, j]) for j in (0, 1) for i in (0, 1)]
+    ax_pad, ax_pack, bars_pad, bars_pack = axes
+    width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
+    _rows_with_bars(padded, ax_pad, bars_pad, width, "request")
+    _rows_with_bars(packed, ax_pack, bars_pack, width, "row")
+    ax_pad.set_title(f"padded: {padded.num_rows} rows, each as wide as its batch's longest (W = "
+                     f"{int(padded.widths.max(initial=0)):,}): {padded.slots:,} slots, {padded.utilization:.1%} real",
+                     fontsize=10, loc="left")
+    ax_pack.set_title(f"packed ({packed.name or packed.kind}): {packed.num_rows} rows of C = "
+                      f"{int(packed.widths.max(initial=0)):,}: {packed.slots:,} slots, {packed.utilization:.1%} real",
+                      fontsize=10, loc="left")
+    bars_pad.set_title("real / slots", fontsize=9)
+    ax_pack.set_xlabel("token slot")
+    ax_pad.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=8, framealpha=0.9)
+    if title:
+        ax_pad.figure.suptitle(title, fontsize=11)
+    return ax_pad, ax_pack
+
+
+def window_spread(padded_util, packed_util, offline=None, ax=None, title=None, figsize=(10, 3.4)):
+    """How the share of real token slots varies over windows: a histogram for padded and for packed.
+
+    ``padded_util``, ``packed_util``: (K,) per window of B consecutive requests (e.g. from
+    :func:`packviz.trace_numbers.window_table`). ``offline``: the whole sample packed at once,
+    drawn as a line (what no server can do). The legend gives each median and p10-p90.
+    """
+    ax = _new_ax(ax, figsize)
+    bins = np.linspace(0, 1, 41)
+    for util, name, color in ((padded_util, "padded", "0.4"), (packed_util, "packed in the same window", OKABE_ITO[4])):
+        p10, p50, p90 = np.percentile(np.asarray(util, dtype=np.float64), [10, 50, 90])
+        ax.hist(util, bins=bins, color=color, alpha=0.85,
+                label=f"{name}: median {p50:.0%}, p10–p90 {p10:.0%}–{p90:.0%}")
+        ax.axvline(p50, color=color, linewidth=1.5, linestyle="--")
+    if offline is not None:
+        ax.axvline(offline, color="black", linewidth=1.2, linestyle=":",
+                   label=f"whole sample packed at once (offline): {offline:.1%}")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.45 * ax.get_ylim()[1])  # headroom: the legend sits above the bars
+    ax.xaxis.set_major_formatter(lambda x, _: f"{x:.0%}")
+    ax.set_xlabel("share of token slots holding real tokens, per window")
+    ax.set_ylabel("windows")
+    ax.legend(fontsize=8, loc="upper left")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
 # ---------------------------------------------------------------------- mask
 def mask_image(layout, row: int, max_pixels: int = 1024) -> np.ndarray:
     """RGB image of one row's block-diagonal causal mask over all its slots (query = row, key = column).

@@ -13,6 +13,17 @@ def test_hand_computed_answers_are_accepted():
     assert exercises.check("cu_seqlens", [0, 3, 5, 9]).startswith("✓")
     # 2,800 tokens: lower bound 3; BFD: [700+300], [600+400], [500+200+100]
     assert exercises.check("bfd_rows", 3).startswith("✓")
+    # 4 rows x 4,000 slots padded; 4,470 tokens fit one row of 8,192
+    assert exercises.check("window_slots", 16000 / 8192).startswith("✓")
+
+
+def test_attention_share_of_waste_from_per_unit_costs():
+    from packviz.shapes import get_shape
+
+    s, n = get_shape("llama-3-8b"), [50, 120, 4000, 300]
+    linear = (4 * 4000 - sum(n)) * s.linear_flops_per_token          # lm_head: one row per prompt either way
+    attention = (4 * 4000 * 4001 // 2 - sum(k * (k + 1) // 2 for k in n)) * s.attention_flops_per_pair
+    assert exercises.check("attention_share_of_waste", attention / (attention + linear)).startswith("✓")
 
 
 def test_every_solution_checks_and_near_misses_do_not():

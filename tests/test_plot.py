@@ -235,3 +235,51 @@ def test_lines_draws_one_line_per_series_on_a_given_ax():
     assert out is ax and len(ax.lines) == 2
     assert ax.get_xscale() == "log" and [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "4", "8"]
     assert ax.get_ylim() == (0, 1) and ax.get_legend() is not None
+
+
+# ---------------------------------------------------------------------- one window, row by row
+def test_row_colors_differ_between_neighbours():
+    packed = pack([5, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3], 8, "bfd")   # rows holding many segments
+    rgb = plot.row_colors(packed)
+    for r in range(packed.num_rows):
+        segs = np.flatnonzero(packed.seg_row == r)
+        segs = segs[np.argsort(packed.seg_offset[segs])]
+        for a, b in zip(segs[:-1], segs[1:]):
+            assert tuple(rgb[a]) != tuple(rgb[b]), (r, a, b)
+    padded = pack([3, 2, 4, 1, 5, 2, 3, 1, 2], 8, "pad", batch_size=9)   # one sequence per row
+    rgb = plot.row_colors(padded)
+    order = np.argsort(padded.seg_row)
+    assert all(tuple(rgb[a]) != tuple(rgb[b]) for a, b in zip(order[:-1], order[1:]))
+
+
+def test_window_rows_bars_are_row_utilisation_on_one_scale():
+    lengths = [3, 2, 6, 1]
+    padded, packed = pack(lengths, 8, "pad", batch_size=4), pack(lengths, 8, "bfd")
+    a, b = plot.window_rows(padded, packed, figsize=(8, 4))
+    fig = a.figure
+    assert isinstance(fig, plot.PackvizFigure) and b.figure is fig and len(fig.axes) == 4
+    assert a.get_xlim() == b.get_xlim() == (0, 8)            # one token scale: C = 8 > W = 6
+    assert a.get_ylim() == (3.5, -0.5) and b.get_ylim() == (packed.num_rows - 0.5, -0.5)
+    bars_pad, bars_pack = fig.axes[2], fig.axes[3]
+    assert [p.get_width() for p in bars_pad.patches] == pytest.approx(padded.row_utilization())
+    assert [p.get_width() for p in bars_pack.patches] == pytest.approx(packed.row_utilization())
+    assert [t.get_text() for t in bars_pad.texts] == [f"{u:.0%}" for u in padded.row_utilization()]
+    # a grey band per row (its width) under one coloured bar per segment
+    assert len(a.patches) == padded.num_rows + padded.num_segments
+    assert "W = 6" in a.get_title(loc="left") and "C = 8" in b.get_title(loc="left")
+    assert plot.to_png(fig).startswith(PNG)
+    given = Figure(figsize=(6, 4)).subplots(2, 2).T.ravel()
+    assert plot.window_rows(padded, packed, axes=given) == (given[0], given[1])
+
+
+def test_window_spread_legend_gives_medians_and_offline():
+    padded_util, packed_util = np.array([0.2, 0.3, 0.4]), np.array([0.8, 0.9, 1.0])
+    ax = plot.window_spread(padded_util, packed_util, offline=0.995)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0].startswith("padded: median 30%") and "median 90%" in labels[1]
+    assert "99.5%" in labels[2]
+    assert sum(p.get_height() for p in ax.patches) == 6       # every window counted once
+    assert [round(line.get_xdata()[0], 3) for line in ax.lines] == [0.3, 0.9, 0.995]
+    _own_figure(ax, (10, 3.4))
+    given = _given_ax()
+    assert plot.window_spread(padded_util, packed_util, ax=given) is given
