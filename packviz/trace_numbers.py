@@ -101,5 +101,5 @@ def summary(batch_size: int = BATCH, pack_len: int = PACK_LEN, model: str = MODE
         "packed_offline": {"utilization": offline.utilization, "rows": offline.num_rows},
         "flops": {"waste": {w: c["waste_fraction"][w] for w in ("padded", "padded-masked", "dense", "varlen")},
                   "varlen_speedup": c["speedup"]["varlen"],
-                  "attention_share_of_padded_waste": wasted.attention / wasted.total},
+                  "attention_share_of_padded_waste": wasted.attention / wasted.total if wasted.total else 0.0},
     }

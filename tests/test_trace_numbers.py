@@ -29,3 +29,9 @@ def test_summary_agrees_with_the_layouts_it_summarises():
     w = s["flops"]["waste"]
     assert w["varlen"] == 0 and w["padded"] < w["padded-masked"] and w["dense"] < w["padded"]
     assert 0 < s["flops"]["attention_share_of_padded_waste"] < 0.5  # at these lengths the waste is mostly linear
+
+
+def test_batches_of_one_waste_nothing():
+    s = T.summary(batch_size=1)
+    assert s["padded"]["utilization"] == 1.0 and s["flops"]["waste"]["padded"] == 0
+    assert s["flops"]["attention_share_of_padded_waste"] == 0.0
