@@ -169,6 +169,32 @@ def varlen_reference(query, key, value, cu_seq_q, cu_seq_k, max_q, max_k, *, sca
     return out
 
 
+def dense_block_attention(query, key, value, cu_seqlens, *, scale=None):
+    """The same attention as a causal :func:`varlen_reference`, as a dense kernel computes it.
+
+    One SDPA call over the whole stream with the (T, T) block-diagonal causal mask of
+    ``cu_seqlens`` (what the ``dense`` method hands SDPA): every (query, key) pair of the
+    T × T square is scored, the masked ones are thrown away. ``query`` (T, H, D), ``key`` and
+    ``value`` (T, H_kv, D) with H a multiple of H_kv (repeated for GQA); ``cu_seqlens`` (N + 1,)
+    int. Returns (T, H, D).
+    """
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    from .layout import block_causal_mask, seq_idx_from_lengths
+
+    cu = np.asarray(cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens, dtype=np.int64)
+    if cu.ndim != 1 or cu.size < 2 or cu[0] != 0 or cu[-1] != query.shape[0] or np.any(np.diff(cu) < 1):
+        raise ValueError(f"cu_seqlens must rise from 0 to T={query.shape[0]} in steps >= 1, got {cu.tolist()}")
+    if query.shape[1] % key.shape[1]:
+        raise ValueError(f"{query.shape[1]} query heads are not a multiple of {key.shape[1]} key/value heads")
+    mask = torch.from_numpy(block_causal_mask(seq_idx_from_lengths(np.diff(cu)))).to(query.device)
+    rep = query.shape[1] // key.shape[1]
+    q, k, v = (x.transpose(0, 1) for x in (query, key.repeat_interleave(rep, 1), value.repeat_interleave(rep, 1)))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale).transpose(0, 1)
+
+
 def cu_seqlens_from_positions(position_ids):
     """``(cu_seqlens int32, max_seqlen)`` of one row of ``position_ids``: a new sequence wherever
     the position does not go up by exactly 1 (the rule transformers uses)."""

@@ -1,4 +1,4 @@
-"""Self-checking exercises for notebooks 01, 05, 06 and 08. The expected answers are computed by packviz itself.
+"""Self-checking exercises for notebooks 01, 04, 05, 06 and 08. The expected answers are computed by packviz itself.
 
 >>> print(question("padded_utilization"))
 Four prompts of 100, 400, 250 and 50 tokens are padded into ONE batch. What fraction of the token slots hold real tokens? (a float between 0 and 1)
@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .checks import one_of
-from .flops import compare
+from .flops import causal_pairs, compare, square_pairs, varlen_grid
 from .lengths import seed_scenario
 from .packing import pack, pad_and_pack
 from .steps import accumulation_weights, token_weights
@@ -58,6 +58,26 @@ EXERCISES: dict[str, Exercise] = {
         "The same pack (3, 2 and 4 tokens): its cu_seqlens, as flash-attn expects them. (a list of ints)",
         lambda: pack([3, 2, 4], 9, "next-fit").cu_seqlens(0).tolist(),
         "N+1 cumulative boundaries, starting at 0",
+    ),
+    "contaminated_sequences": Exercise(
+        "A pack holds sequences of 6, 1, 4 and 3 tokens, but its position_ids run 0..T-1 (not reset), so "
+        "transformers finds no boundary and builds a plain causal mask. Which sequences (0-based indices) get "
+        "logits different from running alone? (a list of ints)",
+        lambda: _contaminated([6, 1, 4, 3]),
+        "a query's logits change if the mask lets it see a key of another sequence; causal attention only looks back",
+    ),
+    "dense_extra_pairs": Exercise(
+        "SDPA runs a pack of 4, 3 and 5 tokens with the dense block-diagonal mask. Per head, how many (query, key) "
+        "scores does it compute that a causal varlen kernel, looping over cu_seqlens, never computes? (an int)",
+        lambda: square_pairs([12]) - causal_pairs([4, 3, 5]),
+        "the dense kernel scores the whole T × T square; the varlen one each sequence's triangle, n(n+1)/2",
+    ),
+    "varlen_uncovered": Exercise(
+        "A varlen kernel with query blocks of 128 gets a stream of prompts of 3,000, 200, 100 and 50 tokens and "
+        "max_seqlen=2,048 (copied from a config instead of taken from the batch). How many query tokens does no "
+        "thread block compute? (an int)",
+        lambda: varlen_grid([3000, 200, 100, 50], max_seqlen=2048, block_m=128)["uncovered_tokens"],
+        "the grid holds ceil(max_seqlen / 128) query blocks per sequence, whatever cu_seqlens says: packviz.flops.varlen_grid",
     ),
     "varlen_speedup": Exercise(
         "For the seed scenario (packviz.lengths.seed_scenario(16, seed=0)) padded in batches of 8 and "
@@ -123,6 +143,14 @@ WINDOW = (50, 120, 4000, 300)
 def _attention_share_of_waste() -> float:
     wasted = compare(*pad_and_pack(WINDOW, 8192, batch_size=4), "llama-3-8b", lm_head="last")["wasted"]["padded"]
     return wasted.attention / wasted.total
+
+
+def _contaminated(lengths) -> list[int]:
+    """Sequences whose mask rows differ between the block-diagonal mask and a plain causal one."""
+    row = pack(lengths, sum(lengths), "next-fit")
+    block = row.block_causal_mask(0)
+    causal = np.tril(np.ones_like(block))
+    return sorted({int(s) for s in row.seq_idx(0)[(block != causal).any(axis=1)]})
 
 
 def _masked_flattery() -> float:

@@ -372,3 +372,43 @@ def compare_as_dict(result: dict) -> dict:
             return {k: conv(x) for k, x in v.items()}
         return v
     return conv(result)
+
+
+def varlen_grid(lengths, max_seqlen: int | None = None, block_m: int = FLEX_BLOCK) -> dict:
+    """The query blocks a flash-attention varlen forward launches for one packed stream, per head.
+
+    A varlen kernel gets the stream and ``cu_seqlens``, but its launch grid is fixed before any
+    thread reads ``cu_seqlens``: ``(⌈max_seqlen / block_m⌉, N, H)`` thread blocks (flash-attn 2,
+    ``flash_fwd_launch_template.h``: ``grid(num_m_block, b, h)`` with ``seqlen_q = max_seqlen_q``;
+    ``block_m`` = 128 for head_dim 128 on A100 / H100). A block past its sequence's end returns
+    at once (``flash_fwd_kernel.h``). ``max_seqlen`` also sizes the split-KV scratch
+    (``[splits, N, H, max_seqlen_q]``). It is never checked against ``cu_seqlens`` (that would
+    cost a GPU-to-CPU sync).
+
+    ``lengths``: (N,) sequence lengths of the stream; ``max_seqlen``: what the caller passes
+    (default: the true longest). Returns ints: ``m_blocks`` (grid x), ``launched`` (m_blocks · N),
+    ``working`` (blocks that hold a query), ``uncovered_tokens`` (queries no block computes: > 0
+    only when ``max_seqlen`` is below the longest length -- their output is never written).
+
+    Pitfalls
+    --------
+    * A ``max_seqlen`` below the longest sequence raises no error: the tail of every longer
+      sequence is left uncomputed. Derive it from the same lengths as ``cu_seqlens``.
+
+    >>> varlen_grid([300, 100, 20])            # 3 blocks each launched, 3 + 1 + 1 work
+    {'m_blocks': 3, 'launched': 9, 'working': 5, 'uncovered_tokens': 0}
+    >>> varlen_grid([300, 100, 20], max_seqlen=128)["uncovered_tokens"]   # 300 - 128
+    172
+    """
+    n = int_array("lengths", lengths, minimum=1)
+    block_m = positive_int("block_m", block_m)
+    longest = int(n.max())
+    max_seqlen = longest if max_seqlen is None else positive_int("max_seqlen", max_seqlen)
+    m_blocks = -(-max_seqlen // block_m)
+    covered = m_blocks * block_m
+    return {
+        "m_blocks": int(m_blocks),
+        "launched": int(m_blocks * n.size),
+        "working": int(np.minimum(-(-n // block_m), m_blocks).sum()),
+        "uncovered_tokens": int(np.maximum(n - covered, 0).sum()),
+    }

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -430,6 +431,139 @@ def diff_text(d: float, tol: float = 1e-5) -> str:
     return f"{d:.3f}"
 
 
+def replaced(sequences, victim: int, vocab: int) -> list[list[int]]:
+    """A copy of ``sequences`` with every token of sequence ``victim`` changed: the isolation probe.
+
+    Token i of the victim becomes ``(t + 1 + i) mod vocab``: different at every position (never
+    the same id), still a valid id. The other sequences are copied unchanged. ``sequences``: N
+    lists / arrays / 1-D tensors of token ids; returns N lists of ints, same lengths.
+
+    >>> replaced([[5, 6], [7]], 0, vocab=8)
+    [[6, 0], [7]]
+    """
+    seqs = _check_sequences(sequences)
+    vocab = positive_int("vocab", vocab)
+    if vocab < 2:
+        raise ValueError(f"vocab={vocab}: need at least 2 token ids to change one")
+    if not 0 <= int(victim) < len(seqs):
+        raise ValueError(f"victim={victim} is not a sequence index; use 0 .. {len(seqs) - 1}")
+    out = [list(s) for s in seqs]
+    out[victim] = [(t + 1 + i) % vocab if (t + 1 + i) % vocab != t else (t + 2 + i) % vocab
+                   for i, t in enumerate(seqs[victim])]
+    return out
+
+
+# ---------------------------------------------------------------------- comparing logits
+def top1_agreement(logits, reference) -> torch.Tensor:
+    """Does each position predict the reference's most likely next token? ``(T,)`` bool.
+
+    ``logits``, ``reference``: ``(T, V)``. On a random model every logit is small, so a max
+    |Δlogit| alone says little; a changed argmax is a changed greedy token.
+
+    >>> top1_agreement(torch.tensor([[1., 0.], [0., 1.]]), torch.tensor([[2., 0.], [2., 0.]])).tolist()
+    [True, False]
+    """
+    if logits.shape != reference.shape or logits.dim() != 2:
+        raise ValueError(f"need two (T, V) logits of one shape, got {tuple(logits.shape)} and {tuple(reference.shape)}")
+    return logits.argmax(-1) == reference.argmax(-1)
+
+
+def top1_margin(logits) -> torch.Tensor:
+    """The most likely token's logit minus the runner-up's, at each position: ``(T,)`` float32.
+
+    ``logits``: ``(T, V)``, V ≥ 2. A top-1 change under a perturbation of at most ε per logit
+    needs a margin ≤ 2ε: near-ties flip first.
+
+    >>> top1_margin(torch.tensor([[3., 1., 2.], [0., 0., 0.]])).tolist()
+    [1.0, 0.0]
+    """
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        raise ValueError(f"need (T, V) logits with V >= 2, got {tuple(logits.shape)}")
+    top2 = logits.float().topk(2, dim=-1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+def kl_divergence(reference, logits) -> torch.Tensor:
+    """KL(p_reference ‖ p_logits) at each position, in nats: ``(T,)`` float64, ≥ 0.
+
+    ``reference``, ``logits``: ``(T, V)`` (softmax over V). Computed in float64 from
+    ``log_softmax``: identical rows give exactly 0; rounding never makes it negative.
+
+    >>> kl_divergence(torch.zeros(1, 4), torch.zeros(1, 4)).tolist()
+    [0.0]
+    >>> round(float(kl_divergence(torch.tensor([[0., 0.]]), torch.tensor([[0., 2.]]))[0]), 4)
+    0.4338
+    """
+    if logits.shape != reference.shape or logits.dim() != 2:
+        raise ValueError(f"need two (T, V) logits of one shape, got {tuple(reference.shape)} and {tuple(logits.shape)}")
+    lp = torch.log_softmax(reference.double(), -1)
+    lq = torch.log_softmax(logits.double(), -1)
+    return (lp.exp() * (lp - lq)).sum(-1).clamp_min(0)
+
+
+@dataclass(frozen=True)
+class LogitsComparison:
+    """How far ``positions`` rows of logits are from a reference: top-1 agreement, KL and max |Δ|."""
+
+    positions: int
+    top1_agree: int  # positions whose argmax matches the reference's
+    kl_mean: float  # mean KL(reference ‖ logits), nats
+    kl_max: float
+    max_abs_diff: float
+
+    @property
+    def top1_fraction(self) -> float:
+        return self.top1_agree / self.positions
+
+    def text(self, kl_tol: float = 1e-9) -> str:
+        """``"top-1 4/4, KL < 1e-09"``: stable across CPUs (see :func:`kl_text`)."""
+        return f"top-1 {self.top1_agree}/{self.positions}, KL {kl_text(self.kl_mean, kl_tol)}"
+
+
+def compare_logits(logits, reference) -> LogitsComparison:
+    """:class:`LogitsComparison` of ``(T, V)`` logits against the ``(T, V)`` reference, over all T rows."""
+    kl = kl_divergence(reference, logits)
+    return LogitsComparison(int(logits.shape[0]), int(top1_agreement(logits, reference).sum()),
+                            float(kl.mean()), float(kl.max()), max_abs_diff(logits, reference))
+
+
+def per_sequence_comparison(logits, reference, cu_seqlens) -> list[LogitsComparison]:
+    """:func:`compare_logits` over each sequence's rows of one packed stream: N comparisons.
+
+    ``logits``, ``reference``: ``(T, V)``; ``cu_seqlens``: the (N + 1,) boundaries.
+    """
+    cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
+    if len(cu) < 2 or cu[-1] > logits.shape[0] or logits.shape != reference.shape:
+        raise ValueError(f"need logits of equal shape (T, V) with T >= {cu[-1] if cu else '?'}, "
+                         f"got {tuple(logits.shape)} and {tuple(reference.shape)}")
+    return [compare_logits(logits[lo:hi], reference[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
+
+
+def kl_text(kl: float, tol: float = 1e-9) -> str:
+    """A KL for display: ``"0"``, ``"< 1e-09"`` (below ``tol``: float rounding) or 2 significant digits.
+
+    >>> kl_text(0.0), kl_text(3e-15), kl_text(0.01234)
+    ('0', '< 1e-09', '0.012')
+    """
+    tol = positive_float("tol", tol)
+    if kl == 0:
+        return "0"
+    return f"< {tol:.0e}" if kl < tol else f"{kl:.2g}"
+
+
+def comparison_table(rows: dict, names) -> str:
+    """A text table: one line per entry of ``rows`` (label -> N :class:`LogitsComparison`), one
+    column per sequence (``names``, N of them), each cell ``"top-1 a/n, KL x"``."""
+    names = list(names)
+    width = max([len(str(k)) for k in rows] + [10]) + 2
+    lines = [f"{'':<{width}}" + "".join(f"{n:>24}" for n in names)]
+    for label, comps in rows.items():
+        if len(comps) != len(names):
+            raise ValueError(f"row {label!r} has {len(comps)} comparisons for {len(names)} names")
+        lines.append(f"{label:<{width}}" + "".join(f"{c.text():>24}" for c in comps))
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------- the traps
 TRAPS = {
     "no_position_reset": "position_ids run 0..T-1 across the whole row: transformers finds no "
@@ -493,19 +627,24 @@ def trap_forward(model, batch: dict, trap: str) -> torch.Tensor:
         return model.lm_head(hidden)
 
 
-def rope_offset_forward(model, batch: dict) -> torch.Tensor:
+def rope_offset_forward(model, batch: dict, start: int = 0) -> torch.Tensor:
     """Positions NOT reset but the block-diagonal mask given explicitly: logits ``(T, V)``.
 
-    Not a trap for Llama: RoPE makes q·k depend on position *differences* only, and inside
-    one sequence every position is shifted by the same offset, so the logits match the
-    per-sequence ones up to rounding (they grow with the offset in bf16). What breaks when
-    positions are not reset is the mask transformers derives from them (``no_position_reset``),
-    and any model with absolute position embeddings.
+    The positions run ``start .. start + T - 1`` across the row (``start`` > 0: the row sits
+    after ``start`` tokens of a longer pack). Not a trap for Llama: RoPE makes q·k depend on
+    position *differences* only, and inside one sequence every position is shifted by the
+    same offset, so the logits match the per-sequence ones up to rounding. transformers
+    computes the RoPE angles in fp32 and rounds only cos/sin to the model dtype, so in bf16
+    the shift costs bf16-sized rounding at any offset (an implementation that computes the
+    angles in bf16 cannot even represent position 8,001). What breaks when positions are not
+    reset is the mask transformers derives from them (``no_position_reset``), and any model
+    with absolute position embeddings.
     """
     ids = batch["input_ids"]
     mask = block_causal_mask(batch, model.dtype)
+    pos = torch.arange(ids.shape[1], device=ids.device)[None] + nonnegative_int("start", start)
     with torch.inference_mode():
-        hidden = model.model(input_ids=ids, position_ids=torch.arange(ids.shape[1], device=ids.device)[None],
+        hidden = model.model(input_ids=ids, position_ids=pos,
                              attention_mask=mask, use_cache=False).last_hidden_state[0]
         return model.lm_head(hidden)
 

@@ -392,8 +392,9 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
                       figsize=(8, 3)):
     """``position_ids`` of one pack against its slot: a sawtooth restarting at every sequence.
 
-    With ``show_continued`` a dashed line shows ``0 .. W-1``: the positions RoPE would see if
-    they were not reset (a known packing bug).
+    With ``show_continued`` a dashed line shows ``0 .. W-1``: the positions the pack gets if
+    they are not reset. transformers then finds no boundary and builds no block mask (the
+    known packing bug); RoPE itself only sees position differences and would not mind.
     """
     row = layout.check_row(row)
     ax = _new_ax(ax, figsize)
@@ -401,7 +402,7 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
     w = int(layout.widths[row])
     if show_continued and len(segs):
         end = int(segs[-1, 1] + segs[-1, 2])
-        ax.plot(np.arange(end), np.arange(end), ls="--", color="0.5", lw=1, label="not reset (bug)")
+        ax.plot(np.arange(end), np.arange(end), ls="--", color="0.5", lw=1, label="not reset: no boundary for transformers")
     for s, o, n in segs.tolist():
         x = np.arange(o, o + n)
         ax.plot(x, x - o, color=OKABE_ITO[s % len(OKABE_ITO)], lw=1.8,

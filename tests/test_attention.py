@@ -92,6 +92,20 @@ def test_varlen_reference_keeps_segments_apart():
     assert torch.allclose(out[4:], alone, atol=1e-6)
 
 
+def test_varlen_loop_equals_sdpa_with_the_dense_block_mask():
+    q, k, v = _qkv(T=12)
+    cu = torch.tensor([0, 4, 7, 12], dtype=torch.int32)
+    loop = A.varlen_reference(q, k, v, cu, cu, 5, 5, window_size=(-1, 0), enable_gqa=True)
+    dense = A.dense_block_attention(q, k, v, cu)
+    assert dense.shape == q.shape and torch.allclose(loop, dense, atol=1e-6)
+    plain = A.dense_block_attention(q, k, v, [0, 12])  # one sequence: plain causal, differs after slot 4
+    assert torch.allclose(plain[:4], dense[:4], atol=1e-6) and not torch.allclose(plain[4:], dense[4:], atol=1e-3)
+    with pytest.raises(ValueError, match="cu_seqlens must rise from 0 to T=12"):
+        A.dense_block_attention(q, k, v, [0, 4, 11])
+    with pytest.raises(ValueError, match="not a multiple"):
+        A.dense_block_attention(q, k[:, :1].expand(12, 3, 8), v[:, :1].expand(12, 3, 8), cu)
+
+
 def test_cu_seqlens_from_positions():
     cu, mx = A.cu_seqlens_from_positions(torch.tensor([[0, 1, 2, 0, 0, 1]]))
     assert cu.tolist() == [0, 3, 4, 6] and cu.dtype == torch.int32 and mx == 3

@@ -13,6 +13,10 @@ def test_hand_computed_answers_are_accepted():
     assert exercises.check("cu_seqlens", [0, 3, 5, 9]).startswith("✓")
     # 2,800 tokens: lower bound 3; BFD: [700+300], [600+400], [500+200+100]
     assert exercises.check("bfd_rows", 3).startswith("✓")
+    # 04: the plain causal mask reaches back across every boundary after the first sequence
+    assert exercises.check("contaminated_sequences", [1, 2, 3]).startswith("✓")
+    assert exercises.check("dense_extra_pairs", 144 - (10 + 6 + 15)).startswith("✓")
+    assert exercises.check("varlen_uncovered", 3000 - 16 * 128).startswith("✓")
     # 4 rows x 4,000 slots padded; 4,470 tokens fit one row of 8,192
     assert exercises.check("window_slots", 16000 / 8192).startswith("✓")
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from packviz.flops import (
+    varlen_grid,
     Flops, block_sparse_pairs, causal_pairs, compare, compare_as_dict, ideal_speedup, layout_flops,
     sequence_lengths, square_pairs, tiled_causal_pairs, useful_flops,
 )
@@ -294,3 +295,17 @@ def test_exact_sums_do_not_overflow():
     n = 3_000_000_000
     assert causal_pairs([n, n]) == n * (n + 1)
     assert square_pairs([n]) == n * n
+
+
+def test_varlen_grid_launches_for_the_longest_sequence_and_leaves_a_short_max_seqlen_uncovered():
+    g = varlen_grid([256, 128, 1])  # 2 query blocks per sequence: 6 launched, 2 + 1 + 1 work
+    assert g == {"m_blocks": 2, "launched": 6, "working": 4, "uncovered_tokens": 0}
+    assert varlen_grid([256, 128, 1], max_seqlen=1000)["working"] == 4  # a generous bound only adds idle blocks
+    assert varlen_grid([256, 128, 1], max_seqlen=1000)["launched"] == 8 * 3
+    short = varlen_grid([256, 128, 1], max_seqlen=100)  # one block: rows 128.. of the first two never run
+    assert short == {"m_blocks": 1, "launched": 3, "working": 3, "uncovered_tokens": 128}
+    assert varlen_grid([5], block_m=2)["m_blocks"] == 3
+    with pytest.raises(ValueError, match="max_seqlen"):
+        varlen_grid([5], max_seqlen=0)
+    with pytest.raises(ValueError, match="lengths"):
+        varlen_grid([5, 0])

@@ -261,6 +261,81 @@ def test_positions_not_reset_are_harmless_to_rope_when_the_mask_is_right(tiny, s
     assert M.max_abs_diff(M.rope_offset_forward(tiny, M.packed_batch(seqs)), reference) <= TOL
 
 
+def test_rope_offset_forward_at_large_offsets_fp32_and_bf16():
+    seqs = _seqs([40, 24, 56], seed=4)
+    batch = M.packed_batch(seqs)
+    m32 = M.build_model("tiny", seed=0)
+    ref32 = M.per_sequence_logits(m32, seqs)
+    assert M.max_abs_diff(M.rope_offset_forward(m32, batch, start=8_000), ref32) <= TOL
+    m16 = M.build_model("tiny", seed=0, dtype=torch.bfloat16)
+    ref16 = M.per_sequence_logits(m16, seqs)
+    noise = M.compare_logits(ref16, ref32).kl_mean  # what bf16 costs by itself
+    for start in (8_000, 100_000):
+        c = M.compare_logits(M.rope_offset_forward(m16, batch, start=start), ref16)
+        assert c.kl_mean <= 10 * noise and c.top1_fraction >= 0.9  # bf16-sized rounding, not damage
+    trap = M.compare_logits(M.trap_forward(m16, batch, "no_position_reset"), ref16)
+    assert trap.kl_mean > 100 * noise
+    with pytest.raises(ValueError, match="start"):
+        M.rope_offset_forward(m32, batch, start=-1)
+
+
+def test_replaced_changes_every_token_of_one_sequence_only():
+    seqs = [[1, 2, 3], [4, 5], [255, 0, 7, 9]]
+    out = M.replaced(seqs, 2, vocab=256)
+    assert out[:2] == seqs[:2] and len(out[2]) == 4
+    assert all(a != b and 0 <= a < 256 for a, b in zip(out[2], seqs[2]))
+    long = M.replaced([list(range(5)) * 2], 0, vocab=3)[0]  # longer than the vocabulary
+    assert all(a != b and 0 <= a < 3 for a, b in zip(long, list(range(5)) * 2))
+    assert seqs == [[1, 2, 3], [4, 5], [255, 0, 7, 9]]  # the input is not modified
+    with pytest.raises(ValueError, match="victim=3"):
+        M.replaced(seqs, 3, vocab=256)
+    with pytest.raises(ValueError, match="vocab"):
+        M.replaced(seqs, 0, vocab=1)
+
+
+def test_top1_agreement_and_kl_divergence():
+    ref = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    got = torch.tensor([[1.0, 0.5, 0.0], [1.0, 0.0, 0.0]])
+    assert M.top1_agreement(got, ref).tolist() == [True, False]
+    kl = M.kl_divergence(ref, got)
+    expect = torch.nn.functional.kl_div(torch.log_softmax(got.double(), -1), torch.log_softmax(ref.double(), -1),
+                                        log_target=True, reduction="none").sum(-1)
+    assert kl.dtype == torch.float64 and torch.allclose(kl, expect) and (kl > 0).all()
+    assert M.kl_divergence(ref, ref).tolist() == [0.0, 0.0]
+    assert M.top1_margin(ref).tolist() == [2.0, 1.0] and M.top1_margin(got).tolist() == [0.5, 1.0]
+    with pytest.raises(ValueError, match="V >= 2"):
+        M.top1_margin(ref[:, :1])
+    assert M.kl_divergence(ref, ref + 3.0).max() < 1e-12  # a constant shift is the same distribution
+    with pytest.raises(ValueError, match=r"\(T, V\)"):
+        M.kl_divergence(ref, got[:1])
+    with pytest.raises(ValueError, match=r"\(T, V\)"):
+        M.top1_agreement(got[0], ref[0])
+
+
+def test_per_sequence_comparison_of_the_correct_forward_and_a_trap(tiny, seqs, reference):
+    b = M.packed_batch(seqs)
+    good = M.per_sequence_comparison(M.packed_forward(tiny, b, last_token_only=False), reference, b["cu_seq_lens_q"])
+    assert [c.positions for c in good] == list(LENGTHS)
+    assert all(c.top1_agree == c.positions and c.kl_max < 1e-9 for c in good)
+    bad = M.per_sequence_comparison(M.trap_forward(tiny, b, "stray_attention_mask"), reference, b["cu_seq_lens_q"])
+    assert bad[0].top1_fraction == 1 and bad[0].kl_max < 1e-9  # nothing before the first sequence
+    assert all(c.kl_mean > 1e-4 for c in bad[1:])  # every later one predicts from a different context
+    assert sum(c.top1_agree for c in bad[1:]) < sum(LENGTHS[1:])
+    assert good[0].text() == f"top-1 {LENGTHS[0]}/{LENGTHS[0]}, KL " + M.kl_text(good[0].kl_mean)
+    table = M.comparison_table({"correct": good, "stray mask": bad}, "ABCDE").splitlines()
+    assert len(table) == 3 and table[2].startswith("stray mask") and table[0].split() == list("ABCDE")
+    with pytest.raises(ValueError, match="5 names"):
+        M.comparison_table({"x": good[:2]}, "ABCDE")
+    with pytest.raises(ValueError, match="equal shape"):
+        M.per_sequence_comparison(reference[:3], reference, b["cu_seq_lens_q"])
+
+
+def test_kl_text_is_stable_for_display():
+    assert M.kl_text(0.0) == "0"
+    assert M.kl_text(4e-12) == "< 1e-09"
+    assert M.kl_text(0.013987) == "0.014" and M.kl_text(2.2e-7) == "2.2e-07"
+
+
 def test_block_causal_mask_of_a_batch_is_the_layout_mask_in_additive_form():
     from packviz.layout import Layout
 

@@ -160,6 +160,7 @@ def test_sawtooth_tiny_plots_position_ids(tiny):
     lines = ax.get_lines()
     continued, seqs = lines[0], lines[1:]
     assert list(continued.get_ydata()) == list(range(7))  # the not-reset positions, for contrast
+    assert "no boundary" in continued.get_label()  # the harm is the lost boundary (RoPE alone would not mind)
     ys = np.concatenate([ln.get_ydata() for ln in seqs])
     assert ys.tolist() == tiny.position_ids(0).tolist() == [0, 1, 2, 0, 1, 0, 1]
     assert [ln.get_color() for ln in seqs] == list(plot.OKABE_ITO[:3])
