@@ -22,7 +22,7 @@ import numpy as np
 from .checks import one_of
 from .flops import causal_pairs, compare, square_pairs, varlen_grid
 from .lengths import seed_scenario
-from .packing import pack, pad_and_pack
+from .packing import pack, pack_in_windows, pad_and_pack
 from .steps import accumulation_weights, token_weights
 
 
@@ -107,6 +107,33 @@ EXERCISES: dict[str, Exercise] = {
         "lm_head='last')['wasted']['padded']",
         rel_tol=0.01,
     ),
+    "padded_causal_waste": Exercise(
+        "Two prompts of 1,000 and 3,000 tokens run as ONE right-padded batch through Llama-3-8B, causal "
+        "kernel, no mask, logits at each prompt's last token only. What fraction of the prefill FLOPs is "
+        "waste? (a float, 1% tolerance)",
+        lambda: compare(*pad_and_pack([1000, 3000], 4096, batch_size=2), "llama-3-8b",
+                        lm_head="last")["waste_fraction"]["padded"],
+        "the short row runs 3,000 slots: 2,000 wasted tokens through every linear layer, and its causal "
+        "triangle of 3,000 instead of 1,000 (packviz.flops.compare, lm_head='last')",
+        rel_tol=0.01,
+    ),
+    "prefill_ridge_tokens": Exercise(
+        "How many prompt tokens must ONE Llama-3-8B prefill forward hold before its arithmetic intensity "
+        "reaches the H100's ridge point (measured rates, packviz.serving.costs.ridge_point)? (an int, 2% tolerance)",
+        lambda: _prefill_ridge_tokens(),
+        "a prefill of n tokens does about 2·P·n FLOPs and reads the 2·P weight bytes once: its intensity "
+        "is about n FLOPs per byte",
+        rel_tol=0.02,
+    ),
+    "online_offline_rows": Exercise(
+        "Four prompts arrive in this order: 900, 800, 100 and 200 tokens; rows hold 1,000 tokens. Online, "
+        "each window of 2 arrivals is packed on its own by best-fit decreasing; offline, all four at once. "
+        "How many rows each? (a list: [online, offline])",
+        lambda: [pack_in_windows([900, 800, 100, 200], 1000, 2).num_rows,
+                 pack([900, 800, 100, 200], 1000, "bfd").num_rows],
+        "a window sees only its own arrivals: 900 and 800 cannot share a row, and neither can wait for "
+        "the short prompts that come later (packviz.packing.pack_in_windows)",
+    ),
     "masked_flattery": Exercise(
         "The GPU run's trace scenario (packviz.bench.config.BenchConfig(): 64 consecutive real requests, "
         "windows of B = 32, rows of C = 8,192, Llama-3-8B) prices varlen's ideal speed-up over padded, the "
@@ -151,6 +178,13 @@ def _contaminated(lengths) -> list[int]:
     block = row.block_causal_mask(0)
     causal = np.tril(np.ones_like(block))
     return sorted({int(s) for s in row.seq_idx(0)[(block != causal).any(axis=1)]})
+
+
+def _prefill_ridge_tokens() -> int:
+    from .serving.costs import arithmetic_intensity, ridge_point, varlen_prefill_work
+
+    ridge = ridge_point("h100")
+    return next(n for n in range(1, 100_000) if arithmetic_intensity(varlen_prefill_work([n]), "llama-3-8b") >= ridge)
 
 
 def _masked_flattery() -> float:

@@ -75,6 +75,7 @@ chunks (``overlong="split"``) still gets one, charged to its last segment in lay
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -223,6 +224,53 @@ def useful_flops(lengths, shape, lm_head: str = "all") -> Flops:
     head_rows = _lm_head_tokens(tokens, int((n > 0).sum()), lm_head)
     linear = tokens * shape.linear_flops_per_token + head_rows * shape.lm_head_flops_per_token
     return Flops(linear, causal_pairs(n) * shape.attention_flops_per_pair)
+
+
+def attention_share(lengths, shape, lm_head: str = "last") -> np.ndarray:
+    """Share of a prefill's FLOPs that is attention, one sequence alone at each length, shape (K,).
+
+    A sequence of n tokens needs ``n·2P`` linear FLOPs (plus the lm_head: one row with
+    ``lm_head="last"``, n rows with ``"all"``) and ``n(n+1)/2 · 4·H·d·layers`` attention FLOPs:
+    the share grows with n, slowly while the linear term dominates.
+
+    >>> [round(float(s), 3) for s in attention_share([1024, 8192, 131072], "llama-3-8b")]
+    [0.019, 0.133, 0.711]
+    """
+    n = int_array("lengths", lengths, minimum=1)
+    shape = get_shape(shape)
+    out = np.empty(len(n))
+    for i, length in enumerate(n.tolist()):
+        f = useful_flops([length], shape, lm_head)
+        out[i] = f.attention / f.total
+    return out
+
+
+def attention_crossover(shape, lm_head: str = "last") -> int:
+    """The shortest sequence whose causal attention costs at least its linear layers (a prefill alone).
+
+    Solves ``A·n(n+1)/2 = n·L + lm_head`` (A: FLOPs per pair, L: linear FLOPs per token),
+    then steps to the exact integer.
+
+    >>> attention_crossover("llama-3-8b")
+    53248
+    """
+    one_of("lm_head", lm_head, LM_HEAD)
+    shape = get_shape(shape)
+    a = shape.attention_flops_per_pair
+    per_token = shape.linear_flops_per_token + (shape.lm_head_flops_per_token if lm_head == "all" else 0)
+    once = shape.lm_head_flops_per_token if lm_head == "last" else 0
+    b = a / 2 - per_token
+    n = max(1, int((-b + math.sqrt(b * b + 2 * a * once)) / a))
+
+    def attention_wins(k: int) -> bool:
+        f = useful_flops([k], shape, lm_head)
+        return f.attention >= f.linear
+
+    while not attention_wins(n):
+        n += 1
+    while n > 1 and attention_wins(n - 1):
+        n -= 1
+    return n
 
 
 def sequence_lengths(layout) -> np.ndarray:

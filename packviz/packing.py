@@ -258,6 +258,40 @@ def pack_in_windows(lengths, pack_len: int, batch_size: int, strategy: str = "bf
                          dropped_tokens=sum(p.dropped_tokens for p in parts))
 
 
+def forwards(layout) -> np.ndarray:
+    """The forward each segment runs in, shape (S,): a padded layout's batch (row // B), a packed layout's row.
+
+    >>> forwards(pack([3, 5, 2, 4, 1], 6, "pad", batch_size=2)).tolist()
+    [0, 0, 1, 1, 2]
+    """
+    if layout.kind == "padded" and layout.batch_size:
+        return layout.seg_row // layout.batch_size
+    return layout.seg_row.copy()
+
+
+def fill_waits(layout, arrival_s) -> np.ndarray:
+    """Seconds each sequence waits for the last arrival of its forward, shape (N,).
+
+    A forward cannot start before all its requests have arrived, so a request that shares a
+    forward with later arrivals waits for them (a sequence split over several forwards: the
+    longest wait). ``arrival_s`` (N,): each sequence's arrival, in seconds.
+
+    >>> lay = pack([3, 5, 2, 4], 6, "sorted", batch_size=2)   # batches {2, 0} and {3, 1}
+    >>> fill_waits(lay, [0.0, 1.0, 2.0, 3.0]).tolist()
+    [2.0, 2.0, 0.0, 0.0]
+    """
+    arrival = np.asarray(arrival_s, dtype=np.float64)
+    if arrival.shape != (layout.num_sequences,):
+        raise ValueError(f"arrival_s has shape {arrival.shape}; expected one arrival per sequence, "
+                         f"({layout.num_sequences},)")
+    fwd = forwards(layout)
+    last = np.full(int(fwd.max(initial=-1)) + 1, -np.inf)
+    np.maximum.at(last, fwd, arrival[layout.seg_seq])
+    waits = np.zeros(layout.num_sequences)
+    np.maximum.at(waits, layout.seg_seq, last[fwd] - arrival[layout.seg_seq])
+    return waits
+
+
 def _padded(items, item_seq, batch_size, **common) -> Layout:
     n = len(items)
     batch = np.arange(n) // batch_size

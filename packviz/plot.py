@@ -19,8 +19,12 @@ What each picture shows::
                                                  · · ■ ■ ·        masked away
                                                  · · · · ■
 
-Colours: one per sequence (its number mod 7, ``seg_seq``) from the Okabe-Ito colour-blind-safe
-palette, the same sequence in the same colour in every picture; pads a neutral grey;
+Colours: one per sequence from the Okabe-Ito colour-blind-safe palette, assigned per picture
+so that **neighbours never share a colour** -- sequences side by side in a row, or one above
+the other where their slots overlap (:func:`sequence_color_index`: a greedy colouring of
+that neighbour graph, renumbered in display order).
+Every picture of one layout uses the same colours; :func:`padded_vs_packed` colours both
+layouts at once, so a sequence keeps its colour across the two. Pads are a neutral grey;
 slots a row does not even have (a narrower padded batch) white.
 """
 
@@ -31,7 +35,7 @@ import os
 
 import numpy as np
 from matplotlib.collections import LineCollection
-from matplotlib.colors import to_rgb
+from matplotlib.colors import to_hex, to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
@@ -47,7 +51,6 @@ NONE_COLOR = "#FFFFFF"
 LINEAR_COLOR = "#0072B2"
 ATTENTION_COLOR = "#E69F00"
 
-_PALETTE_RGB = np.array([to_rgb(c) for c in OKABE_ITO])
 
 
 class PackvizFigure(Figure):
@@ -104,20 +107,172 @@ def save(fig_or_ax, path, dpi: int = 100) -> None:
     os.replace(tmp, path)
 
 
-def sequence_colors(seq_ids) -> np.ndarray:
-    """RGB (..., 3) of sequence ids (...): the palette colour of each, :data:`PAD_COLOR` for ``PAD``."""
+# ---------------------------------------------------------------------- colours
+def palette(k: int) -> list:
+    """``k`` distinct colours as hex strings: the Okabe-Ito seven, then lighter tints of them.
+
+    Tints are needed only when a picture's neighbour graph cannot be coloured with seven
+    (see :func:`color_index`); every layout of sequences that sit in one segment each never needs them.
+    """
+    k = positive_int("k", k)
+    out = list(OKABE_ITO[:k])
+    for j in range(len(OKABE_ITO), k):
+        level = j // len(OKABE_ITO)
+        white = 1 - 0.55 ** level
+        out.append(to_hex(white + (1 - white) * np.asarray(to_rgb(OKABE_ITO[j % len(OKABE_ITO)]))))
+    return out
+
+
+def sequence_neighbours(layout) -> np.ndarray:
+    """Pairs of sequences that touch in a picture of ``layout``, shape (E, 2), each pair once (a < b).
+
+    Neighbours: consecutive segments of one row (with or without pads between them), and
+    segments of adjacent rows whose slots overlap (one drawn above the other). A sequence
+    split into chunks is one node.
+
+    >>> from packviz.packing import pack
+    >>> sequence_neighbours(pack([4, 1, 2, 3], 5, "next-fit")).tolist()   # rows: 0 1 | 2 3
+    [[0, 1], [0, 2], [0, 3], [1, 3], [2, 3]]
+    """
+    seq, row = layout.seg_seq, layout.seg_row
+    start, end = layout.seg_offset, layout.seg_offset + layout.seg_length
+    same_row = row[1:] == row[:-1]
+    pairs = [np.stack([seq[:-1][same_row], seq[1:][same_row]], axis=1)]
+    K = int(layout.widths.max(initial=0)) + 1
+    start_key, end_key = row * K + start, row * K + end          # sorted: segments are in (row, offset) order
+    lo = np.searchsorted(end_key, (row + 1) * K + start, side="right")   # first segment below ending after my start
+    hi = np.searchsorted(start_key, (row + 1) * K + end, side="left")    # first one below starting at my end
+    count = np.maximum(hi - lo, 0)
+    below = np.repeat(lo - np.cumsum(count) + count, count) + np.arange(int(count.sum()))
+    pairs.append(np.stack([np.repeat(seq, count), seq[below]], axis=1))
+    return _unique_pairs(np.concatenate(pairs))
+
+
+def grid_neighbours(seq_ids) -> np.ndarray:
+    """Pairs of sequence ids (E, 2) side by side or one above the other in an id grid (R, W) or (W,); pads ignored."""
+    ids = np.atleast_2d(np.asarray(seq_ids))
+    pairs = np.concatenate([np.stack([ids[:, :-1].ravel(), ids[:, 1:].ravel()], axis=1),
+                            np.stack([ids[:-1].ravel(), ids[1:].ravel()], axis=1)])
+    return _unique_pairs(pairs[(pairs >= 0).all(axis=1)])
+
+
+def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    pairs = np.sort(pairs.reshape(-1, 2).astype(np.int64), axis=1)
+    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
+
+
+def color_index(order, edges, size: int, groups=None) -> np.ndarray:
+    """A palette index per node (size,) such that the two ends of every edge (E, 2) differ; -1 off ``order``.
+
+    Greedy colouring in smallest-last order (repeatedly set aside a node of least remaining
+    degree, colour in reverse): each node meets at most 5 coloured neighbours in any planar
+    picture, so seven colours always do. ``groups`` (size,), e.g. each sequence's row: among
+    the free colours a node takes the one its group uses least (then the one the whole picture
+    uses least), so a row of up to seven sequences shows seven colours. Last, colours are
+    renumbered in ``order`` (display order): the first sequence drawn is orange, the next new
+    colour sky blue, and so on. A graph that seven colours cannot do (never a planar one) gets
+    as many tints as its densest node needs.
+    """
+    order = [int(v) for v in order]
+    adj = [[] for _ in range(size)]
+    for a, b in np.asarray(edges, dtype=np.int64).reshape(-1, 2).tolist():
+        adj[a].append(b)
+        adj[b].append(a)
+    group = [None] * size if groups is None else np.asarray(groups).tolist()
+    colors = (_greedy(_smallest_last(order, adj), adj, group, len(OKABE_ITO))
+              or _greedy(order, adj, group, 1 + max((len(adj[v]) for v in order), default=0)))
+    renumber = {}
+    for v in order:
+        renumber.setdefault(colors[v], len(renumber))
+    return np.asarray([renumber.get(c, -1) for c in colors], dtype=np.int64)
+
+
+def _greedy(order, adj, group, k):
+    """Colour ``order`` with ``k`` colours: each node the free colour its group, then the picture, uses least.
+
+    None if a node finds no colour free.
+    """
+    color, counts, overall = [-1] * len(adj), {}, [0] * k
+    for v in order:
+        used = {color[u] for u in adj[v]}
+        count = counts.setdefault(group[v], [0] * k) if group[v] is not None else [0] * k
+        free = [c for c in range(k) if c not in used]
+        if not free:
+            return None
+        color[v] = min(free, key=lambda c: (count[c], overall[c], c))  # rare in its row, then overall
+        count[color[v]] += 1
+        overall[color[v]] += 1
+    return color
+
+
+def _smallest_last(order, adj):
+    """Nodes in smallest-last order: repeatedly remove a node of least remaining degree, then reverse."""
+    import heapq
+
+    deg = {v: len(adj[v]) for v in order}
+    heap = [(d, i, v) for i, (v, d) in enumerate(deg.items())]
+    heapq.heapify(heap)
+    removed, out = set(), []
+    while heap:
+        d, i, v = heapq.heappop(heap)
+        if v in removed or d != deg[v]:
+            continue
+        removed.add(v)
+        out.append(v)
+        for u in adj[v]:
+            if u not in removed:
+                deg[u] -= 1
+                heapq.heappush(heap, (deg[u], i, u))
+    return out[::-1]
+
+
+def sequence_color_index(*layouts) -> np.ndarray:
+    """Palette index of every sequence id (S,) for pictures of these layouts (-1: in none of them).
+
+    Neighbours (:func:`sequence_neighbours`) in *any* of the layouts get different colours, so
+    one index serves a padded and a packed picture of the same sequences side by side: the
+    same sequence, the same colour, and no two touching sequences alike in either.
+    """
+    if not layouts:
+        raise ValueError("sequence_color_index needs at least one layout")
+    size = max(int(lay.seg_seq.max(initial=-1)) + 1 for lay in layouts)
+    seq = np.concatenate([lay.seg_seq for lay in layouts])
+    row = np.concatenate([lay.seg_row + i * (1 << 40) for i, lay in enumerate(layouts)])
+    _, first = np.unique(seq, return_index=True)
+    first = np.sort(first)  # display order: first appearance, first layout first
+    groups = np.full(size, -1, dtype=np.int64)
+    groups[seq[first]] = row[first]  # a sequence's row: where it first appears
+    edges = np.concatenate([sequence_neighbours(lay) for lay in layouts])
+    return color_index(seq[first], edges, size, groups)
+
+
+def sequence_colors(seq_ids, index=None) -> np.ndarray:
+    """RGB (..., 3) of sequence ids (...): a palette colour each, :data:`PAD_COLOR` for ``PAD``.
+
+    ``index``: a palette index per sequence id (:func:`sequence_color_index` of the layout
+    drawn). Without it, the ids themselves are taken as the picture (a row (W,) or a grid
+    (R, W)) and coloured so that ids side by side or one above the other differ.
+    """
     ids = np.asarray(seq_ids)
-    rgb = _PALETTE_RGB[np.where(ids >= 0, ids, 0) % len(_PALETTE_RGB)]
+    if index is None:
+        flat = ids[ids >= 0]
+        _, first = np.unique(flat, return_index=True)
+        index = color_index(flat[np.sort(first)], grid_neighbours(ids), int(ids.max(initial=-1)) + 1)
+    index = np.asarray(index)
+    lut = np.array([to_rgb(c) for c in palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))])
+    rgb = lut[index[np.where(ids >= 0, ids, 0)]] if index.size else np.zeros(ids.shape + (3,))
     rgb[ids == PAD] = to_rgb(PAD_COLOR)
     return rgb
 
 
 # ---------------------------------------------------------------------- batch grid
-def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
+def grid_image(layout, rows=None, max_cols: int | None = None, index=None) -> np.ndarray:
     """RGB uint8 image (R, W, 3) of a layout: sequence colours, grey pads, white beyond a row's width.
 
     One column per slot, or, above ``max_cols`` slots, ``max_cols`` columns sampled at evenly
     spaced slots (a screen shows ~1,000 pixels; 8,192 columns would only be resampled away).
+    ``index``: palette index per sequence (default: :func:`sequence_color_index` of the layout,
+    so that touching sequences differ).
     """
     rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
     ids = layout.slot_seq_grid(rows=rows)
@@ -125,15 +280,17 @@ def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
     if max_cols is not None and ids.shape[1] > positive_int("max_cols", max_cols):
         cols = np.linspace(0, ids.shape[1] - 1, max_cols).round().astype(np.int64)
         ids = ids[:, cols]
-    lut = np.vstack([_PALETTE_RGB, [to_rgb(PAD_COLOR), to_rgb(NONE_COLOR)]])
+    index = sequence_color_index(layout) if index is None else np.asarray(index)
+    k = max(len(OKABE_ITO), int(index.max(initial=0)) + 1)
+    lut = np.vstack([[to_rgb(c) for c in palette(k)], [to_rgb(PAD_COLOR), to_rgb(NONE_COLOR)]])
     lut = (lut * 255).round().astype(np.uint8)
-    code = np.where(ids >= 0, ids % len(_PALETTE_RGB), len(_PALETTE_RGB))
-    code[cols[None, :] >= layout.widths[rows][:, None]] = len(_PALETTE_RGB) + 1
+    code = np.where(ids >= 0, index[np.maximum(ids, 0)] if index.size else 0, k)
+    code[cols[None, :] >= layout.widths[rows][:, None]] = k + 1
     return lut[code]
 
 
 def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int = 32,
-               width=None, height=None, max_cols: int = 2048, figsize=(8, 4)):
+               width=None, height=None, max_cols: int = 2048, figsize=(8, 4), index=None):
     """Rows × slots of a layout, one colour per sequence, pads grey, rows labelled with utilisation.
 
     ::
@@ -150,11 +307,12 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     width, height : x-extent in slots and y-extent in rows (default: this layout's) -- to
         draw two layouts on one scale.
     max_cols : wider rows are drawn from this many evenly sampled slots (see :func:`grid_image`).
+    index : palette index per sequence (default: :func:`sequence_color_index` of this layout).
     """
     ax = _new_ax(ax, figsize, fixed_margins=True)
     shown = min(layout.num_rows, positive_int("max_rows", max_rows))
     rows = np.arange(shown)
-    img = grid_image(layout, rows, max_cols=max_cols)
+    img = grid_image(layout, rows, max_cols=max_cols, index=index)
     slots = int(layout.widths[rows].max(initial=0))
     width = int(width or slots)
     ax.imshow(img, aspect="auto", interpolation="nearest", extent=(0, slots, shown, 0))
@@ -205,7 +363,8 @@ def _row_labels(ax, util: np.ndarray, height: int, max_labels: int) -> None:
 def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12, 4.5)):
     """:func:`batch_grid` of a padded and a packed layout side by side, on one x and y scale.
 
-    Same scale: the area each picture fills is the compute each layout pays for.
+    Same scale: the area each picture fills is the compute each layout pays for. Same colours:
+    a sequence has one colour in both pictures, and touching sequences differ in each.
     Returns the two Axes ``(ax_padded, ax_packed)``.
     """
     if axes is None:
@@ -215,30 +374,22 @@ def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12
     ax_pad, ax_pack = axes
     width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
     rows = max(min(padded.num_rows, max_rows), min(packed.num_rows, max_rows), 1)
-    batch_grid(padded, ax=ax_pad, max_rows=max_rows, width=width, height=rows,
+    index = sequence_color_index(padded, packed)
+    batch_grid(padded, ax=ax_pad, max_rows=max_rows, width=width, height=rows, index=index,
                title=f"{padded.kind} ({padded.name}): {padded.num_rows} rows, utilisation {padded.utilization:.1%}")
-    batch_grid(packed, ax=ax_pack, max_rows=max_rows, width=width, height=rows,
+    batch_grid(packed, ax=ax_pack, max_rows=max_rows, width=width, height=rows, index=index,
                title=f"{packed.kind} ({packed.name}): {packed.num_rows} rows, utilisation {packed.utilization:.1%}")
     return ax_pad, ax_pack
 
 
-def row_colors(layout) -> np.ndarray:
-    """RGB (S, 3), one per segment: palette colour by the segment's place in its row plus the row
-    number, so neighbours in a row, and the rows of a padded batch (one sequence each), differ."""
-    order = np.lexsort((layout.seg_offset, layout.seg_row))
-    rows = layout.seg_row[order]
-    first = np.searchsorted(rows, rows)  # index (in ``order``) of the row's first segment
-    code = np.empty(layout.num_segments, dtype=np.int64)
-    code[order] = (np.arange(len(order)) - first + rows) % len(_PALETTE_RGB)
-    return _PALETTE_RGB[code]
+def _rows_with_bars(layout, ax, ax_util, width: int, ylabel: str, index) -> None:
+    """Each row of ``layout`` as a band of segments over a grey pad band, and its utilisation as a bar.
 
-
-def _rows_with_bars(layout, ax, ax_util, width: int, ylabel: str) -> None:
-    """Each row of ``layout`` as a band of segments over a grey pad band, and its utilisation as a bar."""
+    ``index``: the palette index of every sequence (:func:`sequence_color_index`)."""
     rows = np.arange(layout.num_rows)
     ax.barh(rows, layout.widths, height=0.8, color=PAD_COLOR, linewidth=0)
-    ax.barh(layout.seg_row, layout.seg_length, left=layout.seg_offset, height=0.8, color=row_colors(layout),
-            edgecolor="white", linewidth=0.6)
+    ax.barh(layout.seg_row, layout.seg_length, left=layout.seg_offset, height=0.8,
+            color=sequence_colors(layout.seg_seq, index), edgecolor="white", linewidth=0.6)
     ax.set_xlim(0, width)
     ax.set_ylim(layout.num_rows - 0.5, -0.5)
     ax.set_ylabel(ylabel, fontsize=9)
@@ -276,8 +427,9 @@ def window_rows(padded, packed, axes=None, title=None, figsize=(12, 6.5)):
         axes = [fig.add_subplot(grid[i, j]) for j in (0, 1) for i in (0, 1)]
     ax_pad, ax_pack, bars_pad, bars_pack = axes
     width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
-    _rows_with_bars(padded, ax_pad, bars_pad, width, "request")
-    _rows_with_bars(packed, ax_pack, bars_pack, width, "row")
+    index = sequence_color_index(padded, packed)  # one colour per request in both panels; neighbours differ
+    _rows_with_bars(padded, ax_pad, bars_pad, width, "request", index)
+    _rows_with_bars(packed, ax_pack, bars_pack, width, "row", index)
     ax_pad.set_title(f"padded: {padded.num_rows} rows, each as wide as its batch's longest (W = "
                      f"{int(padded.widths.max(initial=0)):,}): {padded.slots:,} slots, {padded.utilization:.1%} real",
                      fontsize=10, loc="left")
@@ -321,7 +473,7 @@ def window_spread(padded_util, packed_util, offline=None, ax=None, title=None, f
 
 
 # ---------------------------------------------------------------------- mask
-def mask_image(layout, row: int, max_pixels: int = 1024) -> np.ndarray:
+def mask_image(layout, row: int, max_pixels: int = 1024, index=None) -> np.ndarray:
     """RGB image of one row's block-diagonal causal mask over all its slots (query = row, key = column).
 
     Allowed (q, k) in the sequence's colour, computed-but-masked pairs light grey, pairs that
@@ -338,7 +490,8 @@ def mask_image(layout, row: int, max_pixels: int = 1024) -> np.ndarray:
     img = np.empty((len(idx), len(idx), 3))
     img[...] = to_rgb(MASKED_COLOR)
     img[pad] = to_rgb(PAD_COLOR)
-    colors = sequence_colors(ids[idx])  # colour of each query's sequence
+    index = sequence_color_index(layout) if index is None else index  # the layout's colours
+    colors = sequence_colors(ids[idx], index)  # colour of each query's sequence
     img[allowed] = np.broadcast_to(colors[:, None, :], img.shape)[allowed]
     return img
 
@@ -349,12 +502,15 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
     Readable at 8 tokens (a grid line around every cell, each slot's position id on the
     axes) and at 8,192 (a sampled image with the boundaries as lines). Colour: the
     sequence's own colour where a query may attend; light grey for pairs a dense kernel
-    still computes and then masks; mid grey for pairs involving a pad slot.
+    still computes and then masks; mid grey for pairs involving a pad slot. Above 64 slots a
+    short sequence's triangle is smaller than a pixel: every sequence also gets a dot on the
+    diagonal and a line in the legend (its length, in slot order).
     """
     row = layout.check_row(row)
     ax = _new_ax(ax, figsize)
     w = int(layout.widths[row])
-    img = mask_image(layout, row)
+    index = sequence_color_index(layout)
+    img = mask_image(layout, row, index=index)
     ax.imshow(img, interpolation="nearest", extent=(0, w, w, 0))
     segs = layout.row_segments(row)
     # boundaries: a square around each sequence's block on the diagonal
@@ -378,6 +534,8 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
     else:
         ax.set_xlabel("key slot")
         ax.set_ylabel("query slot")
+        if len(segs) and w > 64:
+            _mark_sequences(ax, segs, index)
     lengths = segs[:, 2]
     needed = causal_pairs(lengths)
     if title is None:
@@ -385,6 +543,22 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
                  f"needed {needed:,} of {w * w:,} pairs ({needed / max(w * w, 1):.1%})")
     ax.set_title(title, fontsize=10)
     return ax
+
+
+def _mark_sequences(ax, segs: np.ndarray, index: np.ndarray, max_listed: int = 10) -> None:
+    """A dot on the diagonal at each sequence's block (segments (N, 3)) and a legend of their lengths."""
+    from matplotlib.lines import Line2D
+
+    colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))
+    seg_colors = [colors[index[s]] for s in segs[:, 0].tolist()]
+    centre = segs[:, 1] + segs[:, 2] / 2
+    ax.scatter(centre, centre, s=30, c=seg_colors, edgecolors="black", linewidths=0.7, zorder=3)
+    handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", label=f"{n:,} tokens")
+               for c, n in zip(seg_colors, segs[:, 2].tolist())]
+    if len(handles) > max_listed:
+        handles = handles[:max_listed] + [Patch(color="none", label=f"... {len(handles) - max_listed} more")]
+    ax.legend(handles=handles, title="sequences, in slot order", loc="upper right", fontsize=7,
+              title_fontsize=7, framealpha=0.9)
 
 
 # ---------------------------------------------------------------------- positions
@@ -403,9 +577,11 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
     if show_continued and len(segs):
         end = int(segs[-1, 1] + segs[-1, 2])
         ax.plot(np.arange(end), np.arange(end), ls="--", color="0.5", lw=1, label="not reset: no boundary for transformers")
+    index = sequence_color_index(layout)
+    colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))
     for s, o, n in segs.tolist():
         x = np.arange(o, o + n)
-        ax.plot(x, x - o, color=OKABE_ITO[s % len(OKABE_ITO)], lw=1.8,
+        ax.plot(x, x - o, color=colors[index[s]], lw=1.8,
                 marker="o" if w <= 64 else None, ms=3)
     used = int(segs[:, 2].sum()) if len(segs) else 0
     if used < w:
@@ -482,16 +658,16 @@ def waste_bars(flops, ax=None, title=None, figsize=(7, 4)):
 
 # ---------------------------------------------------------------------- curves
 def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percent: bool = False,
-          logx: bool = False, figsize=(7, 3.5)):
+          logx: bool = False, figsize=(7, 3.5), colors=None):
     """One line per ``{label: values}`` over ``x`` (e.g. waste against batch size), markers on the points.
 
     ``percent``: values are fractions, shown as percentages. ``logx``: a log2 x axis
-    labelled with the values of ``x`` themselves.
+    labelled with the values of ``x`` themselves. ``colors``: one per series (default: the palette in order).
     """
     from matplotlib.ticker import PercentFormatter
 
     ax = _new_ax(ax, figsize)
-    for (label, ys), color in zip(series.items(), OKABE_ITO):
+    for (label, ys), color in zip(series.items(), colors or OKABE_ITO):
         ax.plot(x, ys, marker="o", color=color, label=label)
     if logx:
         ax.set_xscale("log", base=2)
@@ -648,6 +824,120 @@ def loss_shares(lengths, shares: dict, ax=None, title=None, figsize=(8, 3.2)):
     ax.grid(alpha=0.3, axis="y")
     ax.set_title(title or "how much each example counts in one step", fontsize=10)
     ax.legend(fontsize=8)
+    return ax
+
+
+# ---------------------------------------------------------------------- attention share, roofline
+def _tokens_label(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else f"{n:,}"
+
+
+def attention_share_curve(shape, lengths=None, ax=None, marks=None, lm_head: str = "last", title=None,
+                          figsize=(7.5, 3.6)):
+    """Linear and attention shares of one sequence's prefill FLOPs against its length, stacked to 100%.
+
+    ``lengths`` (K,): default 512 .. 131,072 in powers of two (log2 x axis). The length where
+    attention costs as much as the linear layers is marked (:func:`packviz.flops.attention_crossover`);
+    ``marks`` ``{label: length}`` adds dotted lines (a trace's median prompt, a context length).
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    from .flops import attention_crossover, attention_share
+    from .shapes import get_shape
+
+    ax = _new_ax(ax, figsize)
+    x = 2 ** np.arange(9, 18) if lengths is None else np.asarray(lengths, dtype=np.int64)
+    share = attention_share(x, shape, lm_head)
+    ax.stackplot(x, 1 - share, share, colors=[LINEAR_COLOR, ATTENTION_COLOR], alpha=0.85,
+                 labels=["linear (projections, MLP, lm_head)", "attention (QKᵀ, AV)"])
+    ax.plot(x, share, color="black", lw=1, marker="o", ms=3)
+    for xi, si in zip(x.tolist(), share.tolist()):
+        ax.annotate(f"{si:.0%}", (xi, si), ha="center", va="bottom", fontsize=7, xytext=(0, 3),
+                    textcoords="offset points")
+    cross = attention_crossover(shape, lm_head)
+    ax.axvline(cross, color="black", ls="--", lw=1)
+    ax.annotate(f"attention = linear\nat {cross:,} tokens", (cross, 0.9), xytext=(-6, 0), textcoords="offset points",
+                ha="right", va="top", fontsize=8, color="white")
+    for label, n in (marks or {}).items():
+        ax.axvline(n, color="0.15", ls=":", lw=1.2)
+        ax.annotate(label, (n, 0.55), xytext=(4, 0), textcoords="offset points", rotation=90, ha="left",
+                    va="center", fontsize=7, color="white")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x.tolist(), [_tokens_label(int(n)) for n in x])
+    ax.set_xlim(x.min() / 1.2, x.max() * 1.2)
+    ax.set_ylim(0, 1)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlabel("sequence length (tokens, one prompt alone)")
+    ax.set_ylabel("share of prefill FLOPs")
+    ax.legend(fontsize=7, loc="upper left", framealpha=0.9)
+    ax.set_title(title or f"{get_shape(shape).name} prefill: where the FLOPs go", fontsize=10)
+    return ax
+
+
+def roofline(points: dict, flop_rate: float, byte_rate: float, ax=None, title=None, figsize=(7.5, 4)):
+    """Attainable FLOP/s against arithmetic intensity (log-log): ``min(flop_rate, I · byte_rate)``.
+
+    ``points``: ``{series label: (intensities (K,), point labels (K,))}``, each point drawn on
+    the roof at its intensity and labelled. The ridge ``flop_rate / byte_rate`` separates the
+    memory-bound slope (left) from the compute-bound flat (right).
+    """
+    ax = _new_ax(ax, figsize)
+    ridge = flop_rate / byte_rate
+    every = np.concatenate([np.asarray(v[0], dtype=np.float64) for v in points.values()] + [[ridge]])
+    x = np.geomspace(every.min() / 2, every.max() * 2, 200)
+    ax.plot(x, np.minimum(flop_rate, x * byte_rate) / 1e12, color="black", lw=1.5)
+    ax.axvline(ridge, color="0.4", ls="--", lw=1)
+    ax.annotate(f"ridge {ridge:,.0f} FLOPs/byte", (ridge, flop_rate / 1e12 * 0.04), xytext=(4, 0),
+                textcoords="offset points", fontsize=8, color="0.3")
+    colors = (ATTENTION_COLOR, LINEAR_COLOR) + OKABE_ITO
+    for i, ((label, (ints, names)), color) in enumerate(zip(points.items(), colors)):
+        ints = np.asarray(ints, dtype=np.float64)
+        y = np.minimum(flop_rate, ints * byte_rate) / 1e12
+        ax.scatter(ints, y, color=color, edgecolors="black", linewidths=0.6, zorder=3, label=label)
+        for xi, yi, name in zip(ints, y, names):  # on the slope: even series right-below, odd left-above
+            flat = yi >= flop_rate / 1e12
+            offset, ha = ((0, -11), "center") if flat else (((6, -9), "left") if i % 2 == 0 else ((-6, 3), "right"))
+            ax.annotate(name, (xi, yi), xytext=offset, textcoords="offset points", ha=ha, fontsize=7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity (FLOPs per byte moved)")
+    ax.set_ylabel("attainable TFLOP/s")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title or "roofline", fontsize=10)
+    return ax
+
+
+# ---------------------------------------------------------------------- who shares a batch
+def batch_membership(layout, ax=None, arrival_s=None, title=None, figsize=(6, 3.2)):
+    """Which requests share a forward: x = arrival position (sequence number), y = forward.
+
+    A padded layout's forward is a batch of ``batch_size`` rows, a packed layout's a row.
+    Each forward is a line from its first to its last arrival, a dot per member. With
+    ``arrival_s`` (N,) seconds, each forward is labelled with how long its first request waits
+    for its last one to arrive (:func:`packviz.packing.fill_waits`).
+    """
+    from .packing import fill_waits, forwards
+
+    ax = _new_ax(ax, figsize)
+    group = forwards(layout)
+    waits = None if arrival_s is None else fill_waits(layout, arrival_s)
+    colors = palette(len(OKABE_ITO))
+    for g in np.unique(group).tolist():
+        members = np.unique(layout.seg_seq[group == g])
+        color = colors[g % len(colors)]
+        ax.hlines(g, members.min(), members.max(), color=color, lw=1.2)
+        ax.scatter(members, np.full(len(members), g), s=14, color=color, zorder=3)
+        if waits is not None:
+            ax.annotate(f"waits {waits[members].max():.1f} s", (members.max(), g), xytext=(5, 0),
+                        textcoords="offset points", va="center", fontsize=7)
+    ax.set_ylim(group.max() + 0.6, -0.6)
+    ax.set_yticks(np.unique(group))
+    ax.set_xlim(-1, layout.num_sequences * (1.25 if arrival_s is not None else 1.02))
+    ax.set_xlabel("arrival position (request number)")
+    ax.set_ylabel("forward")
+    ax.grid(alpha=0.3, axis="x")
+    ax.set_title(title or f"{layout.name}: who shares a forward", fontsize=10)
     return ax
 
 

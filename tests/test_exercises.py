@@ -49,3 +49,15 @@ def test_garbage_answers_and_unknown_names():
     assert exercises.check("padded_utilization", "half").startswith("✗")
     with pytest.raises(ValueError, match="exercise must be one of 'padded_utilization', .*; got 'nope'"):
         exercises.check("nope", 1)
+
+
+def test_hand_computed_answers_of_the_flops_and_packing_exercises():
+    from packviz.shapes import get_shape
+
+    # rows of 1,000: online windows {900, 800} -> 2 rows, {100, 200} -> 1; offline 900+100, 800+200
+    assert exercises.check("online_offline_rows", [3, 2]).startswith("✓")
+    s = get_shape("llama-3-8b")
+    L, A, h = s.linear_flops_per_token, s.attention_flops_per_pair, s.lm_head_flops_per_token
+    spent = 6000 * L + 2 * h + 2 * (3000 * 3001 // 2) * A      # 2 rows × 3,000 slots, causal triangles
+    useful = 4000 * L + 2 * h + (1000 * 1001 // 2 + 3000 * 3001 // 2) * A
+    assert exercises.check("padded_causal_waste", 1 - useful / spent).startswith("✓")

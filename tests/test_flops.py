@@ -309,3 +309,35 @@ def test_varlen_grid_launches_for_the_longest_sequence_and_leaves_a_short_max_se
         varlen_grid([5], max_seqlen=0)
     with pytest.raises(ValueError, match="lengths"):
         varlen_grid([5, 0])
+
+
+# ---------------------------------------------------------------------- attention share of a forward
+def test_attention_share_by_hand():
+    from packviz.flops import attention_share
+
+    # 4 tokens: 10 pairs × 8 = 80 attention; linear 4 × 68 + one lm_head row 20 = 292 (last) or 4 × 88 (all)
+    assert attention_share([4], TOY).tolist() == [80 / (80 + 292)]
+    assert attention_share([4], TOY, lm_head="all").tolist() == [80 / (80 + 352)]
+    shares = attention_share(2 ** np.arange(9, 18), "llama-3-8b")
+    assert (np.diff(shares) > 0).all()  # grows with the length
+
+
+@pytest.mark.parametrize("shape", [TOY, "tiny", "llama-3-8b", "llama-3.2-1b"])
+@pytest.mark.parametrize("lm_head", ["last", "all"])
+def test_attention_crossover_is_the_first_length_where_attention_wins(shape, lm_head):
+    from packviz.flops import attention_crossover
+
+    s = get_shape(shape)
+    n = np.arange(1, 200_000, dtype=np.int64)
+    attention = s.attention_flops_per_pair * n * (n + 1) // 2
+    linear = n * s.linear_flops_per_token + (n if lm_head == "all" else 1) * s.lm_head_flops_per_token
+    assert attention_crossover(shape, lm_head) == int(n[np.argmax(attention >= linear)])
+
+
+def test_attention_share_refuses_bad_input():
+    from packviz.flops import attention_share
+
+    with pytest.raises(ValueError, match="lengths"):
+        attention_share([0, 5], "tiny")
+    with pytest.raises(ValueError, match="lm_head"):
+        attention_share([5], "tiny", lm_head="first")

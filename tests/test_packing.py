@@ -173,3 +173,21 @@ def test_pad_and_pack_refuses_a_swapped_strategy_and_keeps_overlong_errors():
         pad_and_pack([3, 9], 8, 2)
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
         pad_and_pack([3, 4], 8, 0)
+
+
+# ---------------------------------------------------------------------- who shares a forward, and waits
+def test_forwards_and_fill_waits_by_hand():
+    from packviz.packing import fill_waits, forwards
+
+    arrival = [0.0, 1.0, 2.0, 3.0, 10.0]
+    padded = pack([3, 5, 2, 4, 1], 6, "pad", batch_size=2)         # batches {0, 1}, {2, 3}, {4}
+    assert forwards(padded).tolist() == [0, 0, 1, 1, 2]
+    assert fill_waits(padded, arrival).tolist() == [1.0, 0.0, 1.0, 0.0, 0.0]
+    packed = pack([3, 5, 2, 4, 1], 6, "bfd")                       # rows B+E, D+C, A: one forward each
+    assert forwards(packed).tolist() == packed.seg_row.tolist()
+    assert fill_waits(packed, arrival).tolist() == [0.0, 9.0, 1.0, 0.0, 0.0]
+    # a split sequence waits for the latest of its forwards
+    split = pack([9, 2], 4, "bfd", overlong="split")               # rows [0], [0], [1, 0]
+    assert fill_waits(split, [0.0, 5.0]).tolist() == [5.0, 0.0]
+    with pytest.raises(ValueError, match=r"expected one arrival per sequence, \(2,\)"):
+        fill_waits(split, [0.0])

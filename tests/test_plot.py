@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from packviz import plot
 from packviz.flops import Flops, compare, compare_as_dict
 from packviz.layout import Layout
-from packviz.packing import pack
+from packviz.packing import pack, pack_in_windows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -60,10 +60,70 @@ def test_grid_image_colours(tiny):
     assert _rgb(img, 1, 0) == pytest.approx(pal[1], abs=1 / 255)
     assert _rgb(img, 1, 1) == pytest.approx(to_rgb(plot.PAD_COLOR), abs=1 / 255)  # pad in a width-4 row
     assert _rgb(img, 2, 3) == pytest.approx(to_rgb(plot.NONE_COLOR), abs=1 / 255)  # beyond width 2
-    # the same sequence has the same colour in any layout
+    # colouring both layouts at once: the same sequence has the same colour in both pictures
     packed = pack([4, 1, 2], 8, "next-fit")
-    pimg = plot.grid_image(packed)
+    both = plot.sequence_color_index(lay, packed)
+    pimg, img = plot.grid_image(packed, index=both), plot.grid_image(lay, index=both)
     assert _rgb(pimg, 0, 4) == _rgb(img, 1, 0)  # sequence 1 sits at slot 4 of the pack
+
+
+def _touching_cells(img, ids):
+    """(colour a, colour b) of every two cells side by side or one above the other holding different sequences."""
+    out = []
+    for a, b, ca, cb in ((ids[:, :-1], ids[:, 1:], img[:, :-1], img[:, 1:]), (ids[:-1], ids[1:], img[:-1], img[1:])):
+        touch = (a != b) & (a >= 0) & (b >= 0)
+        out.append((ca[touch], cb[touch]))
+    return out
+
+
+NEIGHBOUR_LAYOUTS = {
+    "padded": lambda n: pack(n, 8192, "pad", batch_size=16),
+    "sorted": lambda n: pack(n, 8192, "sorted", batch_size=16),
+    "next-fit": lambda n: pack(n, 2048, "next-fit", overlong="split"),
+    "bfd": lambda n: pack(n, 2048, "bfd", overlong="split"),
+    "windows": lambda n: pack_in_windows(n, 4096, 32, overlong="split"),
+}
+
+
+@pytest.mark.parametrize("name", list(NEIGHBOUR_LAYOUTS))
+def test_neighbours_never_share_a_colour(name):
+    """Before: colour = sequence number mod 7, so sequences 0 and 7 side by side looked alike."""
+    lengths = np.random.default_rng(3).integers(1, 3000, 400)
+    lay = NEIGHBOUR_LAYOUTS[name](lengths)
+    img, ids = plot.grid_image(lay), lay.slot_seq_grid()
+    pairs = _touching_cells(img, ids)
+    assert sum(len(a) for a, _ in pairs) > 100  # the check has something to check
+    for a, b in pairs:
+        assert (a != b).any(axis=-1).all()
+    index = plot.sequence_color_index(lay)
+    edges = plot.sequence_neighbours(lay)
+    assert (index[edges[:, 0]] != index[edges[:, 1]]).all()
+
+
+def test_neighbours_across_a_pad_gap_and_in_both_pictures():
+    gap = Layout.from_rows([[(0, 0, 2), (1, 4, 2)]], widths=[6])  # A A . . B B: still neighbours
+    assert plot.sequence_neighbours(gap).tolist() == [[0, 1]]
+    lengths = [5, 3, 9, 2, 2, 7, 1, 4, 6, 3, 8, 2]
+    padded, packed = pack(lengths, 12, "pad", batch_size=4), pack(lengths, 12, "bfd")
+    ax_pad, ax_pack = plot.padded_vs_packed(padded, packed)
+    colour = {}
+    for ax, lay in ((ax_pad, padded), (ax_pack, packed)):
+        img, ids = np.asarray(ax.images[0].get_array()), lay.slot_seq_grid()
+        for a, b in _touching_cells(img, ids):
+            assert (a != b).any(axis=-1).all()
+        for s in range(len(lengths)):
+            colour.setdefault(s, set()).update(map(tuple, img[ids == s]))
+    assert all(len(c) == 1 for c in colour.values())  # one colour per sequence across both pictures
+
+
+def test_colouring_falls_back_to_tints_only_when_seven_cannot_do():
+    complete = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)])  # 9 nodes all touching
+    index = plot.color_index(range(9), complete, 9)
+    assert sorted(index.tolist()) == list(range(9))
+    assert len(set(plot.palette(9))) == 9 and plot.palette(7) == list(plot.OKABE_ITO)
+    # no index given: the ids themselves are the picture; 0, 7 and 14 side by side differ
+    rgb = plot.sequence_colors(np.array([0, 7, 14, plot.PAD]))
+    assert tuple(rgb[0]) != tuple(rgb[1]) != tuple(rgb[2]) and tuple(rgb[3]) == to_rgb(plot.PAD_COLOR)
 
 
 def test_batch_grid_tiny_labels_every_row_with_utilisation(tiny):
@@ -239,18 +299,19 @@ def test_lines_draws_one_line_per_series_on_a_given_ax():
 
 
 # ---------------------------------------------------------------------- one window, row by row
-def test_row_colors_differ_between_neighbours():
-    packed = pack([5, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3], 8, "bfd")   # rows holding many segments
-    rgb = plot.row_colors(packed)
-    for r in range(packed.num_rows):
-        segs = np.flatnonzero(packed.seg_row == r)
-        segs = segs[np.argsort(packed.seg_offset[segs])]
-        for a, b in zip(segs[:-1], segs[1:]):
-            assert tuple(rgb[a]) != tuple(rgb[b]), (r, a, b)
-    padded = pack([3, 2, 4, 1, 5, 2, 3, 1, 2], 8, "pad", batch_size=9)   # one sequence per row
-    rgb = plot.row_colors(padded)
-    order = np.argsort(padded.seg_row)
-    assert all(tuple(rgb[a]) != tuple(rgb[b]) for a, b in zip(order[:-1], order[1:]))
+def test_window_rows_colour_neighbours_apart_and_a_request_alike_in_both_panels():
+    lengths = [5, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3]
+    padded, packed = pack(lengths, 8, "pad", batch_size=11), pack(lengths, 8, "bfd")
+    a, b = plot.window_rows(padded, packed)
+    colour = {}
+    for ax, lay in ((a, padded), (b, packed)):
+        bars = ax.patches[lay.num_rows:]  # after the grey band of every row: one bar per segment
+        for seg, bar in zip(range(lay.num_segments), bars):
+            c = tuple(round(v, 6) for v in bar.get_facecolor()[:3])
+            assert colour.setdefault(int(lay.seg_seq[seg]), c) == c  # one colour per request in both panels
+    for lay in (padded, packed):
+        for x, y in plot.sequence_neighbours(lay).tolist():
+            assert colour[x] != colour[y]
 
 
 def test_window_rows_bars_are_row_utilisation_on_one_scale():
@@ -284,3 +345,37 @@ def test_window_spread_legend_gives_medians_and_offline():
     _own_figure(ax, (10, 3.4))
     given = _given_ax()
     assert plot.window_spread(padded_util, packed_util, ax=given) is given
+
+
+# ---------------------------------------------------------------------- attention share, roofline, batches
+def test_attention_share_curve_draws_the_shares_and_the_crossover():
+    from packviz.flops import attention_crossover, attention_share
+
+    ax = plot.attention_share_curve("llama-3-8b", marks={"median": 1020})
+    _own_figure(ax, (7.5, 3.6))
+    x = 2 ** np.arange(9, 18)
+    line = ax.get_lines()[0]
+    assert list(line.get_xdata()) == list(x)
+    assert np.allclose(line.get_ydata(), attention_share(x, "llama-3-8b"))
+    verticals = [ln.get_xdata()[0] for ln in ax.get_lines()[1:]]
+    assert verticals == [attention_crossover("llama-3-8b"), 1020]
+    assert [t.get_text() for t in ax.get_xticklabels()][-1] == "128k"
+
+
+def test_roofline_puts_points_on_the_roof():
+    ax = plot.roofline({"a": ([1.0, 1000.0], ["lo", "hi"])}, flop_rate=100e12, byte_rate=1e12, ax=_given_ax())
+    pts = ax.collections[0].get_offsets()
+    assert np.allclose(pts, [[1.0, 1.0], [1000.0, 100.0]])  # min(R, I·BW) in TFLOP/s: 1 (memory), 100 (compute)
+    assert ax.get_lines()[0].get_ydata().max() == pytest.approx(100)
+    assert [t.get_text() for t in ax.texts][-2:] == ["lo", "hi"]
+
+
+def test_batch_membership_one_line_per_forward_with_waits():
+    lay = pack([3, 5, 2, 4, 1, 6], 8, "sorted", batch_size=2)     # batches {4, 2}, {0, 3}, {1, 5}
+    ax = plot.batch_membership(lay, arrival_s=np.arange(6.0))
+    _own_figure(ax, (6, 3.2))
+    from matplotlib.collections import PathCollection
+
+    members = [sorted(c.get_offsets()[:, 0].tolist()) for c in ax.collections if isinstance(c, PathCollection)]
+    assert members == [[2, 4], [0, 3], [1, 5]]
+    assert [t.get_text() for t in ax.texts] == ["waits 2.0 s", "waits 3.0 s", "waits 4.0 s"]

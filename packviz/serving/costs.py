@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import one_of, positive_float
+from ..checks import nonnegative_int, one_of, positive_float, positive_int
 from ..shapes import get_shape
 
 PADDED_ATTENTION = ("masked", "causal")
@@ -331,3 +331,54 @@ def describe(cost: CostModel) -> str:
     """One line: the cost model's name and rates."""
     return (f"{cost.name}: {cost.flop_rate / 1e12:,.0f} TFLOP/s and {cost.byte_rate / 1e12:.2f} TB/s achievable, "
             f"{cost.overhead_s * 1e3:.3g} ms per step")
+
+
+# ---------------------------------------------------------------------- arithmetic intensity
+def decode_work(batch: int, context: int) -> Work:
+    """One decode step of ``batch`` requests with ``context`` tokens cached each: one new token per request.
+
+    Each new query attends over its context and itself (``context + 1`` pairs), reads the
+    cached K/V and writes its own.
+
+    >>> decode_work(2, 3)
+    Work(tokens=2, lm_rows=2, pairs=8, kv_read=6, kv_write=2)
+    """
+    b, c = positive_int("batch", batch), nonnegative_int("context", context)
+    return Work(b, b, b * (c + 1), b * c, b)
+
+
+def arithmetic_intensity(work: Work, shape, weights: bool = True, bytes_per_param: int = 2) -> float:
+    """FLOPs per byte moved of one forward step: ``FLOPs / bytes`` as :class:`Pricer` counts them.
+
+    ``weights=False`` leaves out the weights' bytes: the intensity a batch of such requests
+    approaches as it grows (the weights are read once per step, whatever the batch). Above
+    the GPU's :func:`ridge_point` the step is compute-bound, below it memory-bound.
+
+    >>> round(arithmetic_intensity(decode_work(1, 0), "llama-3-8b"), 2)     # decode, batch 1
+    0.93
+    >>> round(arithmetic_intensity(varlen_prefill_work([1024]), "llama-3-8b"))  # one 1,024-token prompt
+    900
+    """
+    shape = get_shape(shape)
+    flops = (work.tokens * shape.linear_flops_per_token + work.lm_rows * shape.lm_head_flops_per_token
+             + work.pairs * shape.attention_flops_per_pair)
+    kv = (work.kv_read + work.kv_write) * shape.kv_bytes_per_token(bytes_per_param)
+    nbytes = kv + (shape.weight_bytes(bytes_per_param) if weights else 0)
+    return flops / nbytes if nbytes else math.inf
+
+
+def ridge_point(gpu: str = "h100", measured: bool = True) -> float:
+    """FLOPs per byte at which a GPU's compute and memory times are equal: FLOP rate ÷ byte rate.
+
+    ``measured``: the rates measured on the lent GPU (bf16 matmul, device copy); else the datasheet's.
+
+    >>> round(ridge_point("h100")), round(ridge_point("h100", measured=False))   # 798 / 3.0, 989 / 3.35
+    (266, 295)
+    """
+    key = str(gpu).strip().lower()
+    if key not in GPUS:
+        raise ValueError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
+    g = GPUS[key]
+    if measured and g.measured_flops and g.measured_bytes_per_s:
+        return g.measured_flops / g.measured_bytes_per_s
+    return g.peak_flops / g.peak_bytes_per_s
