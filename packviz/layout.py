@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import int_array, one_of
+from .checks import exact_sum, int_array, nonnegative_int, one_of, positive_int
 
 PAD = -1
 """Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
@@ -107,13 +107,18 @@ class Layout:
 
     def __post_init__(self) -> None:
         for attr in ("seg_row", "seg_offset", "seg_length", "seg_seq", "widths"):
-            object.__setattr__(self, attr, np.asarray(getattr(self, attr), dtype=np.int64))
+            object.__setattr__(self, attr, _int64(attr, getattr(self, attr)))
         n = len(self.seg_row)
         if not (len(self.seg_offset) == len(self.seg_length) == len(self.seg_seq) == n):
             raise ValueError(f"segment arrays must all have the same length, got seg_row {n}, "
                              f"seg_offset {len(self.seg_offset)}, seg_length {len(self.seg_length)}, "
                              f"seg_seq {len(self.seg_seq)}")
         one_of("kind", self.kind, KINDS)
+        object.__setattr__(self, "num_sequences", nonnegative_int("num_sequences", self.num_sequences))
+        object.__setattr__(self, "dropped_tokens", nonnegative_int("dropped_tokens", self.dropped_tokens))
+        for attr in ("capacity", "batch_size"):
+            if getattr(self, attr) is not None:
+                object.__setattr__(self, attr, positive_int(attr, getattr(self, attr)))
         if (self.widths < 0).any():
             raise ValueError(f"row widths must be >= 0, got {int(self.widths.min())}")
         self._check_segments()
@@ -130,14 +135,20 @@ class Layout:
                 i = int(np.flatnonzero(hit)[0]) + shift
                 raise ValueError(f"segment (seq {self.seg_seq[i]}, offset {off[i]}, length {n[i]}) {why(i)}")
 
+        seq = self.seg_seq
+        known = f"0 .. {self.num_sequences - 1}" if self.num_sequences else "none"
+        fail_at((seq < 0) | (seq >= self.num_sequences), 0,
+                lambda i: f"names sequence {seq[i]}, but the layout's sequences are {known} "
+                          f"(num_sequences={self.num_sequences})" + ("; -1 is PAD, the pad marker" if seq[i] == PAD else ""))
         fail_at((row < 0) | (row >= self.num_rows), 0,
                 lambda i: f"is in row {row[i]}, but the layout has {self.num_rows} rows")
-        fail_at((off < 0) | (n <= 0) | (off + n > self.widths[row]), 0,
+        # written without off + n, which could pass 2**63 - 1 and wrap
+        fail_at((off < 0) | (n <= 0) | (n > self.widths[row] - off), 0,
                 lambda i: f"does not fit row {row[i]} of width {self.widths[row[i]]}")
         same_row = row[1:] == row[:-1]
         fail_at((row[1:] < row[:-1]) | (same_row & (off[1:] < off[:-1])), 1,
                 lambda i: f"in row {row[i]} is not sorted by (row, offset)")
-        fail_at(same_row & (off[1:] < off[:-1] + n[:-1]), 1,
+        fail_at(same_row & (off[1:] - off[:-1] < n[:-1]), 1,
                 lambda i: f"in row {row[i]} overlaps the one before it")
 
     # ------------------------------------------------------------------ construction
@@ -153,8 +164,8 @@ class Layout:
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
         arr = np.array(flat, dtype=np.int64).reshape(-1, 4)
-        if num_sequences is None:
-            num_sequences = len({s for *_, s in flat})
+        if num_sequences is None:  # sequences 0 .. the largest number named
+            num_sequences = max((s for *_, s in flat), default=-1) + 1
         return cls(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], np.array(widths), num_sequences, **kw)
 
     # ------------------------------------------------------------------ counts
@@ -168,13 +179,13 @@ class Layout:
 
     @property
     def real_tokens(self) -> int:
-        """Tokens that belong to a sequence."""
-        return int(self.seg_length.sum())
+        """Tokens that belong to a sequence (exact: a Python ``int``, whatever the size)."""
+        return exact_sum(self.seg_length)
 
     @property
     def slots(self) -> int:
-        """Token slots allocated (real + pad)."""
-        return int(self.widths.sum())
+        """Token slots allocated (real + pad; exact)."""
+        return exact_sum(self.widths)
 
     @property
     def pads(self) -> int:
@@ -194,7 +205,10 @@ class Layout:
 
     def row_real_tokens(self) -> np.ndarray:
         """Real tokens per row, shape (R,)."""
-        return np.bincount(self.seg_row, weights=self.seg_length, minlength=self.num_rows).astype(np.int64)
+        # int64 sums per row (a row's tokens fit its int64 width); bincount's float weights would round
+        out = np.zeros(self.num_rows, dtype=np.int64)
+        np.add.at(out, self.seg_row, self.seg_length)
+        return out
 
     def row_utilization(self) -> np.ndarray:
         """Fraction of each row's slots holding real tokens, shape (R,)."""
@@ -332,6 +346,12 @@ class Layout:
     def padding_attention_mask(self) -> np.ndarray:
         """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad, shape (R, W)."""
         return (self.slot_seq_grid() != PAD).astype(np.int64)
+
+
+def _int64(name: str, values) -> np.ndarray:
+    """A Layout field as an int64 array, shape (N,): floats, bools, NaN and values beyond int64 refused by name."""
+    arr = np.asarray(values)
+    return arr if arr.dtype == np.int64 and arr.ndim == 1 else int_array(name, values, -2**63, allow_empty=True)
 
 
 def stack_layouts(parts, seq_offsets, **kw) -> Layout:
