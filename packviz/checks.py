@@ -157,6 +157,8 @@ def int_array(name: str, values, minimum: int = 1, allow_empty: bool = False) ->
         for i, v in enumerate(arr.tolist() if isinstance(values, np.ndarray) else values):
             if not is_integer(v):
                 raise ValueError(f"{name}[{i}] is {show(v)}: {rule}")
+        if arr.dtype.kind not in "iu":  # Python ints numpy made floats (e.g. [3, 2**63]): keep them exact
+            arr = np.array(list(values), dtype=object)
     if arr.dtype == object or arr.dtype == np.uint64:  # Python ints beyond int64, or uint64 ones
         for i, v in enumerate(arr.tolist()):
             if v > _INT64_MAX:

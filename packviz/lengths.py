@@ -33,7 +33,11 @@ def azure_conv(n: int = 1000, seed: int = 0) -> np.ndarray:
     the prompts a server received, one after another. ``n`` is at most 19,366; for more, use
     :func:`azure_resample`.
     """
-    return trace.azure_conv().window(_count(n), seed=_seed(seed)).prompt_tokens.copy()
+    conv = trace.azure_conv()
+    if _count(n) > len(conv):
+        raise ValueError(f"n is {n}, more than the trace's {len(conv):,} requests; "
+                         "for more lengths use azure_resample(n) (synthetic draws)")
+    return conv.window(n, seed=_seed(seed)).prompt_tokens.copy()
 
 
 def azure_resample(n: int = 1000, seed: int = 0) -> np.ndarray:
@@ -187,7 +191,8 @@ def _parse_plain_fast(body: bytes, text: str) -> np.ndarray | None:
             arr = np.fromstring(body, dtype=np.int64, sep=" ")
         else:
             try:
-                arr = np.loadtxt(io.StringIO(text), dtype=np.int64, delimiter=",", comments="#", ndmin=1)
+                lines = io.StringIO(text, newline=None)  # \r, \n and \r\n end a line, as in the exact pass
+                arr = np.loadtxt(lines, dtype=np.int64, delimiter=",", comments="#", ndmin=1)
             except ValueError:
                 return None
     ok = arr.ndim == 1 and arr.size and int(arr.min()) >= 1 and int(arr.max()) < 2**63 - 1

@@ -81,11 +81,24 @@ def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1)
                         wspace=gap / max(axis_w, 0.1))
 
 
+MAX_PIXELS = 2**27
+"""The most pixels :func:`to_png` renders (134 million: 512 MiB of RGBA); Agg also stops at 2**16 a side."""
+
+
 def to_png(fig_or_ax, dpi: int = 100) -> bytes:
-    """PNG bytes of a figure (or an Axes' figure), rendered by Agg."""
+    """PNG bytes of a figure (or an Axes' figure), rendered by Agg.
+
+    A ``dpi`` that would need more than :data:`MAX_PIXELS` pixels (or 2**16 on a side) is
+    refused with the largest one that fits, before anything is rendered.
+    """
     dpi = positive_int("dpi", dpi)
     fig = getattr(fig_or_ax, "figure", fig_or_ax)  # Axes -> its (sub)figure
     fig = getattr(fig, "figure", fig)  # SubFigure -> the root figure (a Figure is its own)
+    w_in, h_in = (float(v) for v in fig.get_size_inches())
+    if w_in * h_in * dpi * dpi > MAX_PIXELS or max(w_in, h_in) * dpi >= 2**16:
+        best = int(min((MAX_PIXELS / (w_in * h_in)) ** 0.5, (2**16 - 1) / max(w_in, h_in)))
+        raise ValueError(f"dpi is {dpi}: a {w_in:g} x {h_in:g}-inch figure would be {w_in * dpi:,.0f} x "
+                         f"{h_in * dpi:,.0f} pixels, more than {MAX_PIXELS:,}; use a dpi of at most {best}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -99,9 +112,14 @@ def save(fig_or_ax, path, dpi: int = 100) -> None:
     """
     data = to_png(fig_or_ax, dpi=dpi)
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a path that cannot be replaced: leave no .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def sequence_colors(seq_ids) -> np.ndarray:
