@@ -165,7 +165,7 @@ def int_array(name: str, values, minimum: int = 1, allow_empty: bool = False) ->
                 raise ValueError(f"{name}[{i}] is {v}: too large (more than 2**63 - 1)")
             if v < minimum:
                 raise ValueError(f"{name}[{i}] is {v}: {rule}")
-    arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
     bad = arr < minimum
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

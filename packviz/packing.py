@@ -151,17 +151,19 @@ def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
     if overlong == "truncate":
         dropped = exact_sum(lengths[over] - pack_len)
         return np.minimum(lengths, pack_len), idx, dropped
-    # split: chunks of pack_len, the last one the remainder; chunks stay in order
-    chunks = -(-lengths // pack_len)
-    if exact_sum(chunks) > MAX_SPLIT_CHUNKS:
-        raise ValueError(f"overlong='split' would cut these {len(lengths):,} sequences into {exact_sum(chunks):,} "
+    # split: chunks of pack_len, the last one the remainder; chunks stay in order. Only the
+    # overlong sequences are cut: their chunks after the first are inserted behind them.
+    cut = np.flatnonzero(over)
+    extra = -(-lengths[cut] // pack_len) - 1  # chunks after the first
+    total = len(lengths) + exact_sum(extra)
+    if total > MAX_SPLIT_CHUNKS:
+        raise ValueError(f"overlong='split' would cut these {len(lengths):,} sequences into {total:,} "
                          f"chunks of at most {pack_len} tokens, more than {MAX_SPLIT_CHUNKS:,}; "
                          "choose a larger pack_len (or overlong='truncate')")
-    item_seq = np.repeat(idx, chunks)
-    first = np.cumsum(chunks) - chunks
-    k = np.arange(len(item_seq)) - np.repeat(first, chunks)
-    item_len = np.minimum(pack_len, lengths[item_seq] - k * pack_len)
-    return item_len, item_seq, 0
+    at = np.repeat(cut + 1, extra)
+    k = np.arange(len(at)) - np.repeat(np.cumsum(extra) - extra, extra) + 1  # chunk number, 1 ..
+    rest = np.minimum(pack_len, np.repeat(lengths[cut], extra) - k * pack_len)
+    return np.insert(np.minimum(lengths, pack_len), at, rest), np.insert(idx, at, np.repeat(cut, extra)), 0
 
 
 # ---------------------------------------------------------------------- strategies
@@ -207,12 +209,14 @@ def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None =
         positive_int("batch_size", batch_size)
     if strategy == "next-fit":
         bins = _next_fit(items, pack_len)
-        order = np.arange(len(items))
     else:
         order = _stable_argsort(pack_len - items)  # decreasing length, ties in arrival order
-        fit = _first_fit_sorted if strategy == "ffd" else _best_fit_sorted
-        bins = fit(items[order], pack_len)
-    return _packed(items[order], item_seq[order], bins, pack_len, **common)
+        items, item_seq = items[order], item_seq[order]
+        del order
+        bins = (_first_fit_sorted if strategy == "ffd" else _best_fit_sorted)(items, pack_len)
+    placed = [items, item_seq, bins]  # handed over whole, so that _packed frees each once it is used
+    del items, item_seq, bins
+    return _packed(placed, pack_len, **common)
 
 
 def _stable_argsort(keys: np.ndarray) -> np.ndarray:
@@ -306,11 +310,21 @@ def _padded(items, item_seq, batch_size, **common) -> Layout:
                   batch_size=batch_size, **common)
 
 
-def _packed(items, item_seq, bins, pack_len, **common) -> Layout:
-    """Segments from a bin per item (items in placement order)."""
+def _packed(placed: list, pack_len, **common) -> Layout:
+    """Segments from ``placed = [items, item_seq, bins]`` (items in placement order, a bin per item).
+
+    The list is emptied: each input array is freed as soon as its row-ordered copy exists (ten
+    million items are 80 MB an array).
+    """
+    items, item_seq, bins = placed
+    placed.clear()
     order = _stable_argsort(bins)  # within a bin, placement order = slot order
-    rows, lens, seqs = bins[order], items[order], item_seq[order]
-    del order
+    rows = bins[order]
+    del bins
+    lens = items[order]
+    del items
+    seqs = item_seq[order]
+    del item_seq, order
     num_rows = int(rows[-1]) + 1
     counts = np.bincount(rows, minlength=num_rows)
     offsets = np.cumsum(lens)
