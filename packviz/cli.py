@@ -95,9 +95,9 @@ def _cmd_figures(args) -> dict:
     import pathlib
 
     from . import plot
-    from .checks import positive_int
+    from .checks import int_in_range
 
-    positive_int("--dpi", args.dpi, maximum=MAX_DPI)  # checked before anything is created
+    int_in_range("--dpi", args.dpi, plot.MIN_DPI, MAX_DPI)  # checked before anything is created
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")

@@ -162,8 +162,7 @@ def block_sparse_pairs(layout, block: int = FLEX_BLOCK, rows=None) -> int:
     20
     """
     block = positive_int("block", block)
-    _select_rows(layout, rows)  # checks the rows
-    row_ids = np.arange(layout.num_rows) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
+    row_ids = np.arange(layout.num_rows) if rows is None else np.unique(layout.check_rows(rows))
     return _block_sparse_rows(layout, row_ids, block) * block * block
 
 
@@ -189,7 +188,7 @@ def _block_sparse_rows(layout, row_ids: np.ndarray, block: int) -> int:
     first = np.append(True, (rows[1:] != rows[:-1]) | (starts[1:] != starts[:-1]))  # drop repeats
     rows, starts = rows[first], starts[first]
     stops = np.where(np.append(rows[1:] != rows[:-1], True), widths[rows], np.append(starts[1:], 0))
-    if int(widths.max(initial=0)) >= 2**30:  # the products below could pass 2**63: Python ints
+    if max(int(widths.max(initial=0)), block) >= 2**30:  # the products below could pass 2**63: Python ints
         starts, stops = starts.astype(object), stops.astype(object)
     lo, hi = -(-starts // block), -(-stops // block) - 1
     k = np.maximum(hi - lo + 1, 0)
@@ -271,9 +270,7 @@ def _select_rows(layout, rows):
     """Segment mask and widths for a subset of rows (``None``: all)."""
     if rows is None:
         return np.ones(layout.num_segments, dtype=bool), layout.widths
-    rows = np.unique(np.asarray(list(rows) if isinstance(rows, range) else rows, dtype=np.int64))
-    if len(rows) and (rows.min() < 0 or rows.max() >= layout.num_rows):
-        raise IndexError(f"rows out of range: layout has {layout.num_rows} rows")
+    rows = np.unique(layout.check_rows(rows))
     return np.isin(layout.seg_row, rows), layout.widths[rows]
 
 

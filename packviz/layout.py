@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import exact_sum, int_array, nonnegative_int, one_of, positive_int
+from .checks import exact_sum, int_array, is_integer, nonnegative_int, one_of, positive_int, show
 
 PAD = -1
 """Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
@@ -160,6 +160,7 @@ class Layout:
         A A . B .
         """
         widths = int_array("widths", widths, minimum=0, allow_empty=True).tolist()
+        rows = [list(_segment_triples(r, row)) for r, row in enumerate(rows)]
         if len(widths) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
@@ -252,10 +253,28 @@ class Layout:
         r = self.check_row(row)
         return self.seg_length[self._row_start[r]: self._row_start[r + 1]].copy()
 
+    def check_rows(self, rows) -> np.ndarray:
+        """``rows`` (a row number, or a list, range or array of them) as an int64 array (K,), each a row of
+        this layout; else ``IndexError`` naming the first that is not (a float, a bool, out of range).
+
+        >>> Layout.from_rows([[(0, 0, 1)], [(1, 0, 1)]], widths=[1, 1]).check_rows([1, 2.0])
+        Traceback (most recent call last):
+        ...
+        IndexError: row 2.0 out of range: the layout has 2 rows (0 .. 1)
+        """
+        if isinstance(rows, np.ndarray) and rows.dtype.kind in "iu":
+            arr = rows.reshape(-1)
+            bad = (arr < 0) | (arr >= self.num_rows)
+            if bad.any():
+                self.check_row(arr[bad][0])
+            return arr.astype(np.int64, copy=False)
+        values = [rows] if np.ndim(rows) == 0 else list(np.ravel(rows) if isinstance(rows, np.ndarray) else rows)
+        return np.array([self.check_row(v) for v in values], dtype=np.int64)
+
     def check_row(self, row) -> int:
         """``row`` as an ``int`` if it indexes a row of this layout, else ``IndexError`` naming it."""
-        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.num_rows:
-            raise IndexError(f"row {row!r} out of range: the layout has {self.num_rows} rows (0 .. {self.num_rows - 1})")
+        if not is_integer(row) or not 0 <= row < self.num_rows:
+            raise IndexError(f"row {show(row)} out of range: the layout has {self.num_rows} rows (0 .. {self.num_rows - 1})")
         return int(row)
 
     # ------------------------------------------------------------------ per-row kernel inputs
@@ -333,19 +352,26 @@ class Layout:
 
     def _empty_grid(self, rows):
         """``rows`` (all: ``None``) checked, as an int64 array, and a grid of -1 as wide as the widest of them."""
-        if rows is None:
-            rows = np.arange(self.num_rows)
-        else:
-            rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-            bad = (rows < 0) | (rows >= self.num_rows)
-            if bad.any():
-                raise IndexError(f"row {int(rows[bad][0])} out of range: layout has {self.num_rows} rows")
+        rows = np.arange(self.num_rows) if rows is None else self.check_rows(rows)
         width = int(self.widths[rows].max(initial=0))
         return rows, np.full((len(rows), width), PAD, dtype=np.int64)
 
     def padding_attention_mask(self) -> np.ndarray:
         """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad, shape (R, W)."""
         return (self.slot_seq_grid() != PAD).astype(np.int64)
+
+
+def _segment_triples(r: int, row):
+    """The ``(seq, offset, length)`` triples of row ``r`` of :meth:`Layout.from_rows`, checked: three int64 integers each."""
+    try:
+        segments = list(row)
+    except TypeError:
+        raise ValueError(f"rows[{r}] must be a list of (seq, offset, length), got {show(row)}") from None
+    for seg in segments:
+        ok = isinstance(seg, (tuple, list)) and len(seg) == 3
+        if not (ok and all(is_integer(v) and -2**63 <= v < 2**63 for v in seg)):
+            raise ValueError(f"rows[{r}] holds {show(seg)}; a segment is (seq, offset, length), three integers")
+        yield seg
 
 
 def _int64(name: str, values) -> np.ndarray:
@@ -437,7 +463,7 @@ def format_grid(layout: Layout, rows=None) -> str:
     A A A B B .
     B .
     """
-    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    rows = np.arange(layout.num_rows) if rows is None else layout.check_rows(rows)
     grid = layout.slot_seq_grid(rows=rows)
     lines = []
     for i, r in enumerate(rows.tolist()):

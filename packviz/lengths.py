@@ -119,7 +119,7 @@ SOURCES = {
 
 
 def _count(n) -> int:
-    return positive_int("n (the number of lengths)", n)
+    return positive_int("n (the number of lengths)", n, maximum=trace.MAX_RESAMPLE)
 
 
 def _seed(seed) -> int:

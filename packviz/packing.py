@@ -303,8 +303,9 @@ def pack_in_windows(lengths, pack_len: int, batch_size: int, strategy: str = "bf
 
 def _padded(items, item_seq, batch_size, **common) -> Layout:
     n = len(items)
-    batch = np.arange(n) // batch_size
-    width_of_batch = np.maximum.reduceat(items, np.arange(0, n, batch_size))
+    step = min(batch_size, n)  # a batch_size beyond int64 (one batch of everything) stays out of numpy
+    batch = np.arange(n) // step
+    width_of_batch = np.maximum.reduceat(items, np.arange(0, n, step))
     return Layout(seg_row=np.arange(n), seg_offset=np.zeros(n, dtype=np.int64), seg_length=items,
                   seg_seq=item_seq, widths=width_of_batch[batch], kind="padded",
                   batch_size=batch_size, **common)

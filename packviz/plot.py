@@ -83,15 +83,18 @@ def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1)
 
 MAX_PIXELS = 2**27
 """The most pixels :func:`to_png` renders (134 million: 512 MiB of RGBA); Agg also stops at 2**16 a side."""
+MIN_DPI = 10
+"""The smallest dpi :func:`to_png` renders: below it the labels are under a pixel and FreeType refuses them."""
 
 
 def to_png(fig_or_ax, dpi: int = 100) -> bytes:
     """PNG bytes of a figure (or an Axes' figure), rendered by Agg.
 
-    A ``dpi`` that would need more than :data:`MAX_PIXELS` pixels (or 2**16 on a side) is
-    refused with the largest one that fits, before anything is rendered.
+    A ``dpi`` below :data:`MIN_DPI`, or one that would need more than :data:`MAX_PIXELS` pixels
+    (or 2**16 on a side), is refused with the range that fits, before anything is rendered.
     """
-    dpi = positive_int("dpi", dpi)
+    if positive_int("dpi", dpi) < MIN_DPI:
+        raise ValueError(f"dpi is {dpi}, below {MIN_DPI}: the labels would be under a pixel; use a dpi of at least {MIN_DPI}")
     fig = getattr(fig_or_ax, "figure", fig_or_ax)  # Axes -> its (sub)figure
     fig = getattr(fig, "figure", fig)  # SubFigure -> the root figure (a Figure is its own)
     w_in, h_in = (float(v) for v in fig.get_size_inches())
@@ -137,7 +140,7 @@ def grid_image(layout, rows=None, max_cols: int | None = None) -> np.ndarray:
     One column per slot, or, above ``max_cols`` slots, ``max_cols`` columns sampled at evenly
     spaced slots (a screen shows ~1,000 pixels; 8,192 columns would only be resampled away).
     """
-    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = np.arange(layout.num_rows) if rows is None else layout.check_rows(rows)
     ids = layout.slot_seq_grid(rows=rows)
     cols = np.arange(ids.shape[1])
     if max_cols is not None and ids.shape[1] > positive_int("max_cols", max_cols):

@@ -41,13 +41,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import positive_int, show
+from .checks import is_integer, nonnegative_int, positive_int, show
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 """The Azure trace format's columns: arrival time, prompt tokens, generated tokens."""
 
 AZURE_CONV_FILE = "azure_llm_inference_2023_conv.csv.gz"
 """The shipped trace, under ``packviz/data/`` (read with :mod:`importlib.resources`)."""
+
+MAX_RESAMPLE = 10**9
+"""The most requests :meth:`Trace.resample` draws (24 GB of arrays; more is a typo, not a sample)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,8 +115,9 @@ class Trace:
         """
         n = positive_int("n", n, maximum=len(self))
         if start is None:
+            seed = None if seed is None else nonnegative_int("seed", seed)
             start = int(np.random.default_rng(seed).integers(0, len(self) - n + 1))
-        elif not 0 <= start <= len(self) - n:
+        elif not is_integer(start) or not 0 <= start <= len(self) - n:
             raise ValueError(f"start {show(start)} does not leave room for {n} requests in a trace of "
                              f"{len(self)}; use 0 .. {len(self) - n}")
         sl = slice(start, start + n)
@@ -122,8 +126,8 @@ class Trace:
 
     def resample(self, n: int, seed: int = 0) -> "Trace":
         """``n`` synthetic requests: (P, G) pairs drawn with replacement, Poisson arrivals at :attr:`rate_per_s`."""
-        n = positive_int("n", n)
-        rng = np.random.default_rng(seed)
+        n = positive_int("n", n, maximum=MAX_RESAMPLE)
+        rng = np.random.default_rng(nonnegative_int("seed", seed))
         pick = rng.integers(0, len(self), n)
         rate = self.rate_per_s
         gaps = rng.exponential(1 / rate, n) if np.isfinite(rate) else np.zeros(n)

@@ -97,8 +97,9 @@ CASES = [
     (["flops", "--lengths", "{ok}", "--pack-len", "64"], "required: --batch-size"),
     (["flops", "--lengths", "{big63}", "--batch-size", "2", "--pack-len", "64"], "9223372036854775808"),
     # figures
-    (FIG + ["--dpi", "0"], "--dpi must be a positive integer, got 0"),
-    (FIG + ["--dpi", "100000"], "--dpi is 100000, above the largest allowed value 1,200"),
+    (FIG + ["--dpi", "0"], "--dpi must be an integer from 10 to 1,200, got 0"),
+    (FIG + ["--dpi", "5"], "--dpi must be an integer from 10 to 1,200, got 5"),
+    (FIG + ["--dpi", "100000"], "--dpi must be an integer from 10 to 1,200, got 100000"),
     (FIG + ["--dpi", "1.5"], "invalid int value: '1.5'"),
     (["figures", "--out", "{ok}"], "--out {ok} exists and is not a directory"),
     (["figures", "--out", "{ok}/sub"], "{ok}/sub"),
