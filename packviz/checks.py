@@ -35,10 +35,10 @@ import numpy as np
 
 
 def show(value) -> str:
-    """``repr`` of a value, numpy scalars as their Python value, cut to 80 characters."""
+    """``repr`` of a value on one line, numpy scalars as their Python value, cut to 80 characters."""
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         value = value.item()
-    text = repr(value)
+    text = " ".join(repr(value).splitlines())  # an array's repr spans lines; a message is one
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -439,8 +439,8 @@ def block_causal_mask(seq_ids, slots=None) -> np.ndarray:
     . . x .
     . . . .
     """
-    ids = np.asarray(seq_ids, dtype=np.int64).reshape(-1)
-    pos = np.arange(len(ids)) if slots is None else np.asarray(slots, dtype=np.int64).reshape(-1)
+    ids = int_array("seq_ids", seq_ids, minimum=PAD, allow_empty=True)
+    pos = np.arange(len(ids)) if slots is None else int_array("slots", slots, minimum=0, allow_empty=True)
     if len(pos) != len(ids):
         raise ValueError(f"slots has {len(pos)} entries but seq_ids has {len(ids)}; give one slot per token")
     same = (ids[:, None] == ids[None, :]) & (ids[:, None] != PAD)

@@ -10,6 +10,8 @@ import pytest
 from packviz import flops, lengths as L, packing, plot, shapes, trace, widgets
 from packviz.layout import PAD, Layout, block_causal_mask, positions_from_lengths
 from packviz.serving import cost_model, simulate
+from packviz.serving.costs import padded_prefill_work, varlen_prefill_work
+from packviz.steps import spread
 
 TINY_TRACE = trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n"
                                "2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.99,396,109\n")
@@ -82,6 +84,8 @@ CASES = [
     (lambda: LAY.slot_seq_grid(rows=[3]), IndexError, "row 3 out of range"),
     (lambda: positions_from_lengths([2, -1]), ValueError, "lengths[1] is -1"),
     (lambda: block_causal_mask([0, 1], slots=[0]), ValueError, "slots has 1 entries but seq_ids has 2"),
+    (lambda: block_causal_mask([0, None]), ValueError, "seq_ids[1] is None"),
+    (lambda: block_causal_mask([0.0, 1.0]), ValueError, "seq_ids[0] is 0.0"),
     # flops
     (lambda: flops.causal_pairs([-3]), ValueError, "lengths[0] is -3: lengths must be integers >= 0"),
     (lambda: flops.causal_pairs([1.5]), ValueError, "lengths[0] is 1.5"),
@@ -132,6 +136,11 @@ CASES = [
     (lambda: simulate(TINY_TRACE, "static", gpu="tpu-v5"), ValueError, "unknown GPU 'tpu-v5'"),
     (lambda: simulate(TINY_TRACE, "continuous", page_size=2**63), ValueError, "page_size is 9223372036854775808, above"),
     (lambda: cost_model("tpu-v5"), ValueError, "unknown GPU 'tpu-v5'"),
+    (lambda: padded_prefill_work([3, 0]), ValueError, "prompts[1] is 0: prompts must be integers >= 1"),
+    (lambda: varlen_prefill_work([3, None]), ValueError, "prompts[1] is None"),
+    (lambda: spread({"a": 1}), ValueError, "spread needs a 1-D array of numbers, got {'a': 1}"),
+    (lambda: packing.pack(np.ma.array([3, 4]).reshape(1, 2), 8), ValueError, "lengths must be one-dimensional"),
+    (lambda: packing.pack([3], np.array([[8]])), ValueError, "pack_len must be a positive integer, got array([[8]])"),
     # plot
     (lambda: plot.to_png(plot.mask(LAY), dpi=0), ValueError, "dpi must be a positive integer, got 0"),
     (lambda: plot.to_png(plot.mask(LAY), dpi=1), ValueError, "dpi is 1, below 10"),
