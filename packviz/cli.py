@@ -304,7 +304,7 @@ def main(argv=None) -> int:
 
 
 def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
+    return " ".join(str(e).splitlines()) or type(e).__name__
 
 
 def _silence_stdout() -> None:

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .checks import fraction, int_array, nonnegative_float, nonnegative_int, positive_float, positive_int
+from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from . import trace
 
 

@@ -194,6 +194,23 @@ def test_bench_setup_error_leaves_a_final_status(capsys, tmp_path):
     assert record["errors"][-1]["error"] == record["status"]
 
 
+@pytest.mark.parametrize("error, rc, shown", [
+    (TypeError("unexpected\nin two lines"), 1, "error: internal error (TypeError: unexpected in two lines); please report"),
+    (MemoryError(), 1, "error: out of memory"),
+    (KeyboardInterrupt(), 130, None),
+])
+def test_what_is_not_bad_input_is_still_at_most_one_line(capsys, paths, monkeypatch, error, rc, shown):
+    import packviz.packing
+
+    def boom(*a, **kw):
+        raise error
+
+    monkeypatch.setattr(packviz.packing, "pack", boom)
+    got, out, err = run_in_process(capsys, ["pack", "--lengths", str(paths["ok"]), "--pack-len", "64"])
+    assert got == rc and out == ""
+    assert (err == "") if shown is None else (err.count("\n") == 1 and err.startswith(shown))
+
+
 # ---------------------------------------------------------------------- as a user runs it
 def run_process(*args, stdin=None, shell=None):
     cmd = ["bash", "-c", shell] if shell else [sys.executable, "-m", "packviz", *map(str, args)]
