@@ -20,6 +20,10 @@ what would be accepted::
     ValueError: lengths[2] is 0: lengths must be integers >= 1
     >>> int_pair("tile", (128, 64))
     (128, 64)
+    >>> int_in_range("n", 600, 1, 512)
+    Traceback (most recent call last):
+    ...
+    ValueError: n must be an integer from 1 to 512, got 600
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ import numpy as np
 
 
 def show(value) -> str:
-    """``repr`` of a value, numpy scalars as their Python value, cut to 80 characters."""
+    """``repr`` of a value on one line, numpy scalars as their Python value, cut to 80 characters."""
     if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
         value = value.item()
-    text = repr(value)
+    text = " ".join(repr(value).splitlines())  # an array's repr spans lines; a message is one
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -56,6 +60,13 @@ def nonnegative_int(name: str, value) -> int:
     """``value`` as an ``int`` >= 0, else ``ValueError``."""
     if not is_integer(value) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {show(value)}")
+    return int(value)
+
+
+def int_in_range(name: str, value, low: int, high: int) -> int:
+    """``value`` as an ``int`` with ``low <= value <= high`` (a slider's range), else ``ValueError`` naming both ends."""
+    if not is_integer(value) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low:,} to {high:,}, got {show(value)}")
     return int(value)
 
 
@@ -106,6 +117,23 @@ def int_pair(name: str, value) -> tuple[int, int]:
 _INT64_MAX = np.iinfo(np.int64).max
 
 
+def exact_sum(values: np.ndarray) -> int:
+    """Sum of an int64 array (N,) as an exact Python ``int``: numpy while no partial sum can
+    overflow int64 (``max |value| * N < 2**63``), Python integers beyond.
+
+    >>> exact_sum(np.array([2**62, 2**62, 2**62]))
+    13835058055282163712
+    """
+    values = np.asarray(values)
+    if not values.size:
+        return 0
+    if values.dtype.kind in "iu":
+        bound = max(abs(int(values.max())), abs(int(values.min())))
+        if bound * values.size < 2**63:
+            return int(values.sum(dtype=np.int64))
+    return sum(int(v) for v in values.tolist())
+
+
 def int_array(name: str, values, minimum: int = 1, allow_empty: bool = False) -> np.ndarray:
     """``values`` as a 1-D int64 array whose entries are all >= ``minimum``, shape (N,); else ``ValueError``.
 
@@ -129,13 +157,15 @@ def int_array(name: str, values, minimum: int = 1, allow_empty: bool = False) ->
         for i, v in enumerate(arr.tolist() if isinstance(values, np.ndarray) else values):
             if not is_integer(v):
                 raise ValueError(f"{name}[{i}] is {show(v)}: {rule}")
+        if arr.dtype.kind not in "iu":  # Python ints numpy made floats (e.g. [3, 2**63]): keep them exact
+            arr = np.array(list(values), dtype=object)
     if arr.dtype == object or arr.dtype == np.uint64:  # Python ints beyond int64, or uint64 ones
         for i, v in enumerate(arr.tolist()):
             if v > _INT64_MAX:
                 raise ValueError(f"{name}[{i}] is {v}: too large (more than 2**63 - 1)")
             if v < minimum:
                 raise ValueError(f"{name}[{i}] is {v}: {rule}")
-    arr = arr.astype(np.int64)
+    arr = arr.astype(np.int64, copy=False)
     bad = arr < minimum
     if bad.any():
         i = int(np.flatnonzero(bad)[0])

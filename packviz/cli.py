@@ -1,21 +1,33 @@
 """``python -m packviz {pack,flops,figures,bench,serve}``: parse arguments, call the library, print.
 
 Heavy modules (matplotlib, torch, transformers) are imported inside the command that needs
-them, so ``pack`` starts fast. Bad input exits with status 2 and one line on stderr.
+them, so ``pack`` starts fast. Bad input -- a bad option as much as a bad value -- exits with
+status 2 and one line on stderr, ``error: ...``, naming the value; never a traceback. A reader
+that goes away (``... --json --rows | head``) ends the command quietly, with status 141 as a
+Unix tool killed by SIGPIPE. ``--lengths -`` and ``--trace -`` read standard input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
+
+EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
+EXIT_INTERRUPTED = 128 + 2
+MAX_DPI = 1200
+"""The largest ``figures --dpi``: 1,200 dpi draws the widest standard figure (12 inches) 14,400 pixels wide."""
 
 
 def _cmd_pack(args) -> dict:
     from .lengths import read_lengths
     from .packing import pack
 
+    if args.rows and not args.json:
+        raise ValueError("--rows adds the rows to the JSON output; add --json (or leave --rows out)")
     lengths = read_lengths(args.lengths)
     t0 = time.perf_counter()
     layout = pack(lengths, args.pack_len, args.strategy, batch_size=args.batch_size, overlong=args.overlong)
@@ -83,9 +95,9 @@ def _cmd_figures(args) -> dict:
     import pathlib
 
     from . import plot
-    from .checks import positive_int
+    from .checks import int_in_range
 
-    positive_int("--dpi", args.dpi)
+    int_in_range("--dpi", args.dpi, plot.MIN_DPI, MAX_DPI)  # checked before anything is created
     out = pathlib.Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
@@ -245,8 +257,15 @@ def _add_serve(sub) -> None:
     sv.set_defaults(run=_cmd_serve, show=_print_serve)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line too (argparse prints its usage first)."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m packviz", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m packviz", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_add_pack, _add_flops_and_figures, _add_bench, _add_serve):
         add(sub)
@@ -254,16 +273,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """Run one command; the exit status: 0, 2 (bad input), 141 (closed pipe), 130 (Ctrl-C), 1 (a bug)."""
     args = build_parser().parse_args(argv)
     try:
         out = args.run(args)
+        if out is not None:
+            if getattr(args, "json", False) or args.show is None:
+                print(json.dumps(out))
+            else:
+                args.show(out)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     except (ValueError, OSError) as e:  # OSError: a path that cannot be read or written (not a directory, ...)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if out is None:
-        return 0
-    if getattr(args, "json", False) or args.show is None:
-        print(json.dumps(out))
-    else:
-        args.show(out)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("error: out of memory; try smaller inputs", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 -- a bug: still one line, the traceback on request
+        if os.environ.get("PACKVIZ_TRACEBACK"):
+            raise
+        print(f"error: internal error ({type(e).__name__}: {_one_line(e)}); please report it, "
+              "with the traceback PACKVIZ_TRACEBACK=1 shows", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).splitlines()) or type(e).__name__
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that Python's flush at exit does not report the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real file behind stdout (a test's capture)
+        pass

@@ -80,7 +80,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import int_array, int_pair, one_of, positive_int
+from .checks import exact_sum, int_array, int_pair, one_of, positive_int
 from .shapes import get_shape
 
 EXECUTIONS = ("causal", "masked", "block-sparse", "varlen")
@@ -163,28 +163,37 @@ def block_sparse_pairs(layout, block: int = FLEX_BLOCK, rows=None) -> int:
     20
     """
     block = positive_int("block", block)
-    _select_rows(layout, rows)  # checks the rows
-    row_ids = np.arange(layout.num_rows) if rows is None else np.unique(np.asarray(list(rows), dtype=np.int64))
+    row_ids = np.arange(layout.num_rows) if rows is None else np.unique(layout.check_rows(rows))
     return _block_sparse_rows(layout, row_ids, block) * block * block
 
 
 def _block_sparse_rows(layout, row_ids: np.ndarray, block: int) -> int:
-    """Σ over ``row_ids`` of the non-empty tiles (see :func:`block_sparse_pairs`)."""
+    """Σ over ``row_ids`` of the non-empty tiles (see :func:`block_sparse_pairs`).
+
+    Per piece of a row -- a segment, or a gap a filler would take -- spanning slots [s, e):
+    the query blocks whose first slot lies in it, i = ⌈s/block⌉ .. ⌈e/block⌉ - 1, each need
+    key blocks ⌊s/block⌋ .. i. An arithmetic series per piece: memory and time grow with the
+    segments, not with the row width.
+    """
     widths = layout.widths
-    K = int(widths.max(initial=0)) + 1
-    seg_r, off, n = layout.seg_row, layout.seg_offset, layout.seg_length
-    ends = off + n
-    nxt = np.append(off[1:], 0)
-    same_row_next = np.append(seg_r[1:] == seg_r[:-1], False)
-    gap_after = ends < np.where(same_row_next, nxt, widths[seg_r])
-    starts = np.concatenate([seg_r * K + off, seg_r[gap_after] * K + ends[gap_after],
-                             np.arange(layout.num_rows) * K])  # each row's slot 0 starts a sequence or gap
-    starts = np.unique(starts)
-    nb = -(-widths[row_ids] // block)
-    q_row = np.repeat(row_ids, nb)
-    q_blk = np.arange(int(nb.sum())) - np.repeat(np.cumsum(nb) - nb, nb)
-    first = starts[np.searchsorted(starts, q_row * K + q_blk * block, side="right") - 1] - q_row * K
-    return int((q_blk - first // block + 1).sum())
+    keep = np.isin(layout.seg_row, row_ids)
+    r, off = layout.seg_row[keep], layout.seg_offset[keep]
+    ends = off + layout.seg_length[keep]  # <= the row's width: no overflow
+    next_start = np.where(np.append(r[1:] == r[:-1], False), np.append(off[1:], 0), widths[r])
+    gap = ends < next_start
+    slot0 = row_ids[widths[row_ids] > 0]  # every row's slot 0 starts a sequence or a gap
+    rows = np.concatenate([r, r[gap], slot0])
+    starts = np.concatenate([off, ends[gap], np.zeros(len(slot0), dtype=np.int64)])
+    order = np.lexsort((starts, rows))
+    rows, starts = rows[order], starts[order]
+    first = np.append(True, (rows[1:] != rows[:-1]) | (starts[1:] != starts[:-1]))  # drop repeats
+    rows, starts = rows[first], starts[first]
+    stops = np.where(np.append(rows[1:] != rows[:-1], True), widths[rows], np.append(starts[1:], 0))
+    if max(int(widths.max(initial=0)), block) >= 2**30:  # the products below could pass 2**63: Python ints
+        starts, stops = starts.astype(object), stops.astype(object)
+    lo, hi = -(-starts // block), -(-stops // block) - 1
+    k = np.maximum(hi - lo + 1, 0)
+    return exact_sum(k * (1 - starts // block) + (lo + hi) * k // 2)
 
 
 def tiled_causal_pairs(lengths, tile) -> int:
@@ -200,10 +209,34 @@ def tiled_causal_pairs(lengths, tile) -> int:
     values, counts = np.unique(int_array("lengths", lengths, minimum=0, allow_empty=True), return_counts=True)
     total = 0
     for n, c in zip(values.tolist(), counts.tolist()):
+        if n == 0:
+            continue
         q_tiles = -(-n // bq)
-        last_row = np.minimum((np.arange(q_tiles, dtype=np.int64) + 1) * bq, n) - 1
-        tiles = int((last_row // bk + 1).sum())
+        # full query tiles i < q - 1 end on row (i + 1)·bq - 1; the last one on row n - 1
+        tiles = _floor_sum(q_tiles - 1, bk, bq, bq - 1) + (q_tiles - 1) + (n - 1) // bk + 1
         total += c * tiles * bq * bk
+    return total
+
+
+def _floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """Σ_{i=0}^{n-1} ⌊(a·i + b) / m⌋ for integers n, a, b >= 0, m >= 1, exactly, in O(log) steps
+    (the Euclid-like reduction of the AtCoder Library's ``floor_sum``).
+
+    >>> _floor_sum(4, 3, 2, 1) == sum((2 * i + 1) // 3 for i in range(4))
+    True
+    """
+    total = 0
+    while n > 0:
+        if a >= m:
+            total += n * (n - 1) // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            break
+        n, b, m, a = y_max // m, y_max % m, a, m
     return total
 
 
@@ -220,7 +253,7 @@ def useful_flops(lengths, shape, lm_head: str = "all") -> Flops:
     one_of("lm_head", lm_head, LM_HEAD)
     shape = get_shape(shape)
     n = int_array("lengths", lengths, minimum=0, allow_empty=True)
-    tokens = int(n.sum())
+    tokens = exact_sum(n)
     head_rows = _lm_head_tokens(tokens, int((n > 0).sum()), lm_head)
     linear = tokens * shape.linear_flops_per_token + head_rows * shape.lm_head_flops_per_token
     return Flops(linear, causal_pairs(n) * shape.attention_flops_per_pair)
@@ -276,16 +309,16 @@ def attention_crossover(shape, lm_head: str = "last") -> int:
 def sequence_lengths(layout) -> np.ndarray:
     """Length of each sequence present in a layout (its chunks summed; dropped tokens excluded), shape (N,)."""
     ids, inverse = np.unique(layout.seg_seq, return_inverse=True)
-    return np.bincount(inverse, weights=layout.seg_length, minlength=len(ids)).astype(np.int64)
+    out = np.zeros(len(ids), dtype=np.int64)
+    np.add.at(out, inverse, layout.seg_length)  # int64: bincount's float weights would round past 2**53
+    return out
 
 
 def _select_rows(layout, rows):
     """Segment mask and widths for a subset of rows (``None``: all)."""
     if rows is None:
         return np.ones(layout.num_segments, dtype=bool), layout.widths
-    rows = np.unique(np.asarray(list(rows) if isinstance(rows, range) else rows, dtype=np.int64))
-    if len(rows) and (rows.min() < 0 or rows.max() >= layout.num_rows):
-        raise IndexError(f"rows out of range: layout has {layout.num_rows} rows")
+    rows = np.unique(layout.check_rows(rows))
     return np.isin(layout.seg_row, rows), layout.widths[rows]
 
 
@@ -331,10 +364,10 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
     seg, widths = _select_rows(layout, rows)
     lengths = layout.seg_length[seg]
     if execution == "varlen":
-        tokens = int(lengths.sum())
+        tokens = exact_sum(lengths)
         pairs = tiled_causal_pairs(lengths, tile) if tile else causal_pairs(lengths)
     else:
-        tokens = int(widths.sum())
+        tokens = exact_sum(widths)
         if execution == "masked":
             pairs = square_pairs(widths)
         elif execution == "causal":
@@ -373,6 +406,31 @@ speed-up is measured against; ``padded-masked`` is the same batch with its paddi
 ``generate()`` runs), reported beside it, never instead of it."""
 
 
+def same_sequences(layout_a, layout_b, names=("padded", "packed")) -> None:
+    """``ValueError`` unless both layouts hold the same sequences with the same tokens each.
+
+    Equal token totals are not enough: ``[3, 5]`` and ``[5, 3]`` hold 8 tokens each, but not
+    the same sequences.
+
+    >>> from packviz.packing import pack
+    >>> same_sequences(pack([3, 5], 8, "pad", batch_size=2), pack([5, 3], 8, "bfd"))
+    Traceback (most recent call last):
+    ...
+    ValueError: the layouts hold different tokens: sequence 0 has 3 in the padded layout, 5 in the packed one; build both from the same lengths and overlong policy (packviz.packing.pad_and_pack)
+    """
+    ids_a, ids_b = np.unique(layout_a.seg_seq), np.unique(layout_b.seg_seq)
+    len_a, len_b = sequence_lengths(layout_a), sequence_lengths(layout_b)
+    if np.array_equal(ids_a, ids_b) and np.array_equal(len_a, len_b):
+        return
+    ids = np.union1d(ids_a, ids_b)
+    tokens = np.zeros((2, len(ids)), dtype=np.int64)
+    tokens[0, np.searchsorted(ids, ids_a)], tokens[1, np.searchsorted(ids, ids_b)] = len_a, len_b
+    i = int(np.flatnonzero(tokens[0] != tokens[1])[0])
+    raise ValueError(f"the layouts hold different tokens: sequence {ids[i]} has {tokens[0, i]} in the {names[0]} "
+                     f"layout, {tokens[1, i]} in the {names[1]} one; build both from the same lengths and overlong "
+                     "policy (packviz.packing.pad_and_pack)")
+
+
 def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None) -> dict:
     """FLOPs of the same sequences run every way of :data:`PRICING`, against what they need.
 
@@ -390,10 +448,7 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
     come out *below* useful). Use :func:`compare_as_dict` for a JSON-ready version.
     """
     shape = get_shape(shape)
-    if layout_padded.real_tokens != layout_packed.real_tokens:
-        raise ValueError(f"the layouts hold different tokens ({layout_padded.real_tokens} padded vs "
-                         f"{layout_packed.real_tokens} packed): build both from the same lengths and overlong policy "
-                         "(packviz.packing.pad_and_pack)")
+    same_sequences(layout_padded, layout_packed)
     layouts = {"padded": layout_padded, "packed": layout_packed}
     useful = useful_flops(sequence_lengths(layout_packed), shape, lm_head)
     spent = {way: layout_flops(layouts[lay], shape, execution, lm_head,

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import int_array, one_of
+from .checks import exact_sum, int_array, is_integer, nonnegative_int, one_of, positive_int, show
 
 PAD = -1
 """Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
@@ -107,13 +107,18 @@ class Layout:
 
     def __post_init__(self) -> None:
         for attr in ("seg_row", "seg_offset", "seg_length", "seg_seq", "widths"):
-            object.__setattr__(self, attr, np.asarray(getattr(self, attr), dtype=np.int64))
+            object.__setattr__(self, attr, _int64(attr, getattr(self, attr)))
         n = len(self.seg_row)
         if not (len(self.seg_offset) == len(self.seg_length) == len(self.seg_seq) == n):
             raise ValueError(f"segment arrays must all have the same length, got seg_row {n}, "
                              f"seg_offset {len(self.seg_offset)}, seg_length {len(self.seg_length)}, "
                              f"seg_seq {len(self.seg_seq)}")
         one_of("kind", self.kind, KINDS)
+        object.__setattr__(self, "num_sequences", nonnegative_int("num_sequences", self.num_sequences))
+        object.__setattr__(self, "dropped_tokens", nonnegative_int("dropped_tokens", self.dropped_tokens))
+        for attr in ("capacity", "batch_size"):
+            if getattr(self, attr) is not None:
+                object.__setattr__(self, attr, positive_int(attr, getattr(self, attr)))
         if (self.widths < 0).any():
             raise ValueError(f"row widths must be >= 0, got {int(self.widths.min())}")
         self._check_segments()
@@ -130,14 +135,20 @@ class Layout:
                 i = int(np.flatnonzero(hit)[0]) + shift
                 raise ValueError(f"segment (seq {self.seg_seq[i]}, offset {off[i]}, length {n[i]}) {why(i)}")
 
+        seq = self.seg_seq
+        known = f"0 .. {self.num_sequences - 1}" if self.num_sequences else "none"
+        fail_at((seq < 0) | (seq >= self.num_sequences), 0,
+                lambda i: f"names sequence {seq[i]}, but the layout's sequences are {known} "
+                          f"(num_sequences={self.num_sequences})" + ("; -1 is PAD, the pad marker" if seq[i] == PAD else ""))
         fail_at((row < 0) | (row >= self.num_rows), 0,
                 lambda i: f"is in row {row[i]}, but the layout has {self.num_rows} rows")
-        fail_at((off < 0) | (n <= 0) | (off + n > self.widths[row]), 0,
+        # written without off + n, which could pass 2**63 - 1 and wrap
+        fail_at((off < 0) | (n <= 0) | (n > self.widths[row] - off), 0,
                 lambda i: f"does not fit row {row[i]} of width {self.widths[row[i]]}")
         same_row = row[1:] == row[:-1]
         fail_at((row[1:] < row[:-1]) | (same_row & (off[1:] < off[:-1])), 1,
                 lambda i: f"in row {row[i]} is not sorted by (row, offset)")
-        fail_at(same_row & (off[1:] < off[:-1] + n[:-1]), 1,
+        fail_at(same_row & (off[1:] - off[:-1] < n[:-1]), 1,
                 lambda i: f"in row {row[i]} overlaps the one before it")
 
     # ------------------------------------------------------------------ construction
@@ -149,12 +160,13 @@ class Layout:
         A A . B .
         """
         widths = int_array("widths", widths, minimum=0, allow_empty=True).tolist()
+        rows = [list(_segment_triples(r, row)) for r, row in enumerate(rows)]
         if len(widths) != len(rows):
             raise ValueError(f"{len(rows)} rows but {len(widths)} widths")
         flat = [(r, int(o), int(n), int(s)) for r, row in enumerate(rows) for (s, o, n) in sorted(row, key=lambda t: t[1])]
         arr = np.array(flat, dtype=np.int64).reshape(-1, 4)
-        if num_sequences is None:
-            num_sequences = len({s for *_, s in flat})
+        if num_sequences is None:  # sequences 0 .. the largest number named
+            num_sequences = max((s for *_, s in flat), default=-1) + 1
         return cls(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], np.array(widths), num_sequences, **kw)
 
     # ------------------------------------------------------------------ counts
@@ -168,13 +180,13 @@ class Layout:
 
     @property
     def real_tokens(self) -> int:
-        """Tokens that belong to a sequence."""
-        return int(self.seg_length.sum())
+        """Tokens that belong to a sequence (exact: a Python ``int``, whatever the size)."""
+        return exact_sum(self.seg_length)
 
     @property
     def slots(self) -> int:
-        """Token slots allocated (real + pad)."""
-        return int(self.widths.sum())
+        """Token slots allocated (real + pad; exact)."""
+        return exact_sum(self.widths)
 
     @property
     def pads(self) -> int:
@@ -194,7 +206,10 @@ class Layout:
 
     def row_real_tokens(self) -> np.ndarray:
         """Real tokens per row, shape (R,)."""
-        return np.bincount(self.seg_row, weights=self.seg_length, minlength=self.num_rows).astype(np.int64)
+        # int64 sums per row (a row's tokens fit its int64 width); bincount's float weights would round
+        out = np.zeros(self.num_rows, dtype=np.int64)
+        np.add.at(out, self.seg_row, self.seg_length)
+        return out
 
     def row_utilization(self) -> np.ndarray:
         """Fraction of each row's slots holding real tokens, shape (R,)."""
@@ -238,10 +253,28 @@ class Layout:
         r = self.check_row(row)
         return self.seg_length[self._row_start[r]: self._row_start[r + 1]].copy()
 
+    def check_rows(self, rows) -> np.ndarray:
+        """``rows`` (a row number, or a list, range or array of them) as an int64 array (K,), each a row of
+        this layout; else ``IndexError`` naming the first that is not (a float, a bool, out of range).
+
+        >>> Layout.from_rows([[(0, 0, 1)], [(1, 0, 1)]], widths=[1, 1]).check_rows([1, 2.0])
+        Traceback (most recent call last):
+        ...
+        IndexError: row 2.0 out of range: the layout has 2 rows (0 .. 1)
+        """
+        if isinstance(rows, np.ndarray) and rows.dtype.kind in "iu":
+            arr = rows.reshape(-1)
+            bad = (arr < 0) | (arr >= self.num_rows)
+            if bad.any():
+                self.check_row(arr[bad][0])
+            return arr.astype(np.int64, copy=False)
+        values = [rows] if np.ndim(rows) == 0 else list(np.ravel(rows) if isinstance(rows, np.ndarray) else rows)
+        return np.array([self.check_row(v) for v in values], dtype=np.int64)
+
     def check_row(self, row) -> int:
         """``row`` as an ``int`` if it indexes a row of this layout, else ``IndexError`` naming it."""
-        if isinstance(row, bool) or not isinstance(row, (int, np.integer)) or not 0 <= row < self.num_rows:
-            raise IndexError(f"row {row!r} out of range: the layout has {self.num_rows} rows (0 .. {self.num_rows - 1})")
+        if not is_integer(row) or not 0 <= row < self.num_rows:
+            raise IndexError(f"row {show(row)} out of range: the layout has {self.num_rows} rows (0 .. {self.num_rows - 1})")
         return int(row)
 
     # ------------------------------------------------------------------ per-row kernel inputs
@@ -319,19 +352,32 @@ class Layout:
 
     def _empty_grid(self, rows):
         """``rows`` (all: ``None``) checked, as an int64 array, and a grid of -1 as wide as the widest of them."""
-        if rows is None:
-            rows = np.arange(self.num_rows)
-        else:
-            rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-            bad = (rows < 0) | (rows >= self.num_rows)
-            if bad.any():
-                raise IndexError(f"row {int(rows[bad][0])} out of range: layout has {self.num_rows} rows")
+        rows = np.arange(self.num_rows) if rows is None else self.check_rows(rows)
         width = int(self.widths[rows].max(initial=0))
         return rows, np.full((len(rows), width), PAD, dtype=np.int64)
 
     def padding_attention_mask(self) -> np.ndarray:
         """HF-style ``attention_mask`` of the slots: 1 for a real token, 0 for a pad, shape (R, W)."""
         return (self.slot_seq_grid() != PAD).astype(np.int64)
+
+
+def _segment_triples(r: int, row):
+    """The ``(seq, offset, length)`` triples of row ``r`` of :meth:`Layout.from_rows`, checked: three int64 integers each."""
+    try:
+        segments = list(row)
+    except TypeError:
+        raise ValueError(f"rows[{r}] must be a list of (seq, offset, length), got {show(row)}") from None
+    for seg in segments:
+        ok = isinstance(seg, (tuple, list)) and len(seg) == 3
+        if not (ok and all(is_integer(v) and -2**63 <= v < 2**63 for v in seg)):
+            raise ValueError(f"rows[{r}] holds {show(seg)}; a segment is (seq, offset, length), three integers")
+        yield seg
+
+
+def _int64(name: str, values) -> np.ndarray:
+    """A Layout field as an int64 array, shape (N,): floats, bools, NaN and values beyond int64 refused by name."""
+    arr = np.asarray(values)
+    return arr if arr.dtype == np.int64 and arr.ndim == 1 else int_array(name, values, -2**63, allow_empty=True)
 
 
 def stack_layouts(parts, seq_offsets, **kw) -> Layout:
@@ -393,8 +439,8 @@ def block_causal_mask(seq_ids, slots=None) -> np.ndarray:
     . . x .
     . . . .
     """
-    ids = np.asarray(seq_ids, dtype=np.int64).reshape(-1)
-    pos = np.arange(len(ids)) if slots is None else np.asarray(slots, dtype=np.int64).reshape(-1)
+    ids = int_array("seq_ids", seq_ids, minimum=PAD, allow_empty=True)
+    pos = np.arange(len(ids)) if slots is None else int_array("slots", slots, minimum=0, allow_empty=True)
     if len(pos) != len(ids):
         raise ValueError(f"slots has {len(pos)} entries but seq_ids has {len(ids)}; give one slot per token")
     same = (ids[:, None] == ids[None, :]) & (ids[:, None] != PAD)
@@ -417,7 +463,7 @@ def format_grid(layout: Layout, rows=None) -> str:
     A A A B B .
     B .
     """
-    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64).reshape(-1)
+    rows = np.arange(layout.num_rows) if rows is None else layout.check_rows(rows)
     grid = layout.slot_seq_grid(rows=rows)
     lines = []
     for i, r in enumerate(rows.tolist()):

@@ -251,6 +251,7 @@ def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, devi
     ``layout.batches()``) and the result is :func:`padded_batch`. A segment shorter than its
     sequence (``overlong="truncate"``) takes the sequence's first tokens. Split sequences
     (several segments per sequence) are not supported: their chunks are separate sequences.
+    A sequence with fewer tokens than its segment is refused, naming it (never a shorter batch).
     """
     if np.unique(layout.seg_seq).size != layout.num_segments:
         raise ValueError("the layout splits sequences into several segments; pass each chunk as its own sequence")
@@ -258,7 +259,15 @@ def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, devi
     seqs = []
     for r in rows:
         for s, _, n in layout.row_segments(r).tolist():
-            seqs.append(_as_list(token_ids[s])[:n])
+            try:
+                tokens = _as_list(token_ids[s])
+            except (IndexError, KeyError):
+                raise ValueError(f"token_ids has no sequence {s}, which row {r} of the layout holds; "
+                                 f"give the tokens of all {layout.num_sequences} sequences") from None
+            if len(tokens) < n:
+                raise ValueError(f"token_ids[{s}] has {len(tokens)} tokens, but the layout places {n} of "
+                                 f"sequence {s} in row {r}; give each sequence at least as many tokens as its segment")
+            seqs.append(tokens[:n])
     if layout.kind == "padded":
         return padded_batch(seqs, pad_to=pad_to, device=device)
     if len(rows) != 1:

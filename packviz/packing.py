@@ -50,11 +50,11 @@ closer on real length distributions.
 
 from __future__ import annotations
 
-import math
+import bisect
 
 import numpy as np
 
-from .checks import int_array, one_of, positive_int
+from .checks import exact_sum, int_array, one_of, positive_int
 from .layout import Layout, stack_layouts
 
 STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
@@ -63,6 +63,11 @@ PADDED = ("pad", "sorted")
 PACKED = ("next-fit", "ffd", "bfd")
 """The packing strategies: rows of C slots, several sequences each."""
 OVERLONG = ("error", "truncate", "split")
+MAX_PACK_LEN = 2**31 - 1
+"""The largest pack length C accepted: a row's ``cu_seqlens`` are int32 (flash-attn, torch's
+varlen attention), and with C below 2**31 every token count of a layout stays exact in int64."""
+MAX_SPLIT_CHUNKS = 10**8
+"""The most chunks ``overlong="split"`` may cut a sample into (each is a segment: ~40 bytes)."""
 
 
 # ---------------------------------------------------------------------- validation
@@ -88,8 +93,23 @@ def lower_bound(lengths, pack_len: int) -> int:
     >>> lower_bound([3, 5, 2, 4, 1], 6)
     3
     """
+    pack_len = check_pack_len(pack_len)
+    return -(-exact_sum(validate_lengths(lengths)) // pack_len)
+
+
+def check_pack_len(pack_len) -> int:
+    """``pack_len`` as an ``int`` in ``1 .. MAX_PACK_LEN``, else ``ValueError`` naming it.
+
+    >>> check_pack_len(2**40)
+    Traceback (most recent call last):
+    ...
+    ValueError: pack_len is 1099511627776, above the largest pack length 2,147,483,647 (2**31 - 1: cu_seqlens are int32); choose a smaller pack_len
+    """
     pack_len = positive_int("pack_len", pack_len)
-    return int(math.ceil(int(validate_lengths(lengths).sum()) / pack_len))
+    if pack_len > MAX_PACK_LEN:
+        raise ValueError(f"pack_len is {pack_len}, above the largest pack length {MAX_PACK_LEN:,} "
+                         "(2**31 - 1: cu_seqlens are int32); choose a smaller pack_len")
+    return pack_len
 
 
 # ---------------------------------------------------------------------- overlong policy
@@ -116,7 +136,8 @@ def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
     * ``"truncate"`` silently drops tokens: check ``Layout.dropped_tokens``.
     """
     one_of("overlong", overlong, OVERLONG)
-    pack_len = positive_int("pack_len", pack_len)
+    pack_len = check_pack_len(pack_len)
+    lengths = validate_lengths(lengths)
     idx = np.arange(len(lengths), dtype=np.int64)
     over = lengths > pack_len
     if not over.any():
@@ -128,15 +149,21 @@ def apply_overlong(lengths: np.ndarray, pack_len: int, overlong: str = "error"):
             f"({int(over.sum())} such sequences); choose overlong='truncate' or 'split', or a larger pack length"
         )
     if overlong == "truncate":
-        dropped = int((lengths[over] - pack_len).sum())
+        dropped = exact_sum(lengths[over] - pack_len)
         return np.minimum(lengths, pack_len), idx, dropped
-    # split: chunks of pack_len, the last one the remainder; chunks stay in order
-    chunks = -(-lengths // pack_len)
-    item_seq = np.repeat(idx, chunks)
-    first = np.cumsum(chunks) - chunks
-    k = np.arange(len(item_seq)) - np.repeat(first, chunks)
-    item_len = np.minimum(pack_len, lengths[item_seq] - k * pack_len)
-    return item_len, item_seq, 0
+    # split: chunks of pack_len, the last one the remainder; chunks stay in order. Only the
+    # overlong sequences are cut: their chunks after the first are inserted behind them.
+    cut = np.flatnonzero(over)
+    extra = -(-lengths[cut] // pack_len) - 1  # chunks after the first
+    total = len(lengths) + exact_sum(extra)
+    if total > MAX_SPLIT_CHUNKS:
+        raise ValueError(f"overlong='split' would cut these {len(lengths):,} sequences into {total:,} "
+                         f"chunks of at most {pack_len} tokens, more than {MAX_SPLIT_CHUNKS:,}; "
+                         "choose a larger pack_len (or overlong='truncate')")
+    at = np.repeat(cut + 1, extra)
+    k = np.arange(len(at)) - np.repeat(np.cumsum(extra) - extra, extra) + 1  # chunk number, 1 ..
+    rest = np.minimum(pack_len, np.repeat(lengths[cut], extra) - k * pack_len)
+    return np.insert(np.minimum(lengths, pack_len), at, rest), np.insert(idx, at, np.repeat(cut, extra)), 0
 
 
 # ---------------------------------------------------------------------- strategies
@@ -169,26 +196,42 @@ def pack(lengths, pack_len: int, strategy: str = "bfd", batch_size: int | None =
     """
     one_of("strategy", strategy, STRATEGIES)
     lengths = validate_lengths(lengths)
-    pack_len = positive_int("pack_len", pack_len)
+    pack_len = check_pack_len(pack_len)
     items, item_seq, dropped = apply_overlong(lengths, pack_len, overlong)
     common = dict(num_sequences=len(lengths), capacity=pack_len, name=strategy, dropped_tokens=dropped)
     if strategy in PADDED:
         if batch_size is None:
             raise ValueError(f"strategy {strategy!r} needs a batch_size (rows per padded batch), e.g. batch_size=32")
         batch_size = positive_int("batch_size", batch_size)
-        order = np.argsort(items, kind="stable") if strategy == "sorted" else np.arange(len(items))
+        order = _stable_argsort(items) if strategy == "sorted" else np.arange(len(items))
         return _padded(items[order], item_seq[order], batch_size, **common)
     if batch_size is not None:
         positive_int("batch_size", batch_size)
     if strategy == "next-fit":
         bins = _next_fit(items, pack_len)
-        order = np.arange(len(items))
     else:
-        # decreasing length, ties in arrival order
-        order = np.lexsort((np.arange(len(items)), -items))
-        fit = _first_fit_sorted if strategy == "ffd" else _best_fit_sorted
-        bins = fit(items[order], pack_len)
-    return _packed(items[order], item_seq[order], bins, pack_len, **common)
+        order = _stable_argsort(pack_len - items)  # decreasing length, ties in arrival order
+        items, item_seq = items[order], item_seq[order]
+        del order
+        bins = (_first_fit_sorted if strategy == "ffd" else _best_fit_sorted)(items, pack_len)
+    placed = [items, item_seq, bins]  # handed over whole, so that _packed frees each once it is used
+    del items, item_seq, bins
+    return _packed(placed, pack_len, **common)
+
+
+def _stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys, kind="stable")`` for keys >= 0, (N,), at radix-sort speed.
+
+    numpy radix-sorts (stably, in linear time) keys of 16 bits or fewer; wider ones go through
+    16-bit digits, least significant first (an LSD radix sort), up to 32 bits.
+    """
+    if not len(keys) or int(keys.min()) < 0 or int(keys.max()) >= 2**32:
+        return np.argsort(keys, kind="stable")
+    order = np.argsort(keys.astype(np.uint16), kind="stable")  # the low 16 bits (all of them if narrow)
+    if int(keys.max()) >= 2**16:
+        high = (keys[order] >> 16).astype(np.uint16)
+        order = order[np.argsort(high, kind="stable")]
+    return order
 
 
 def pad_and_pack(lengths, pack_len: int, batch_size: int, strategy: str = "bfd", padding: str = "pad",
@@ -294,21 +337,34 @@ def fill_waits(layout, arrival_s) -> np.ndarray:
 
 def _padded(items, item_seq, batch_size, **common) -> Layout:
     n = len(items)
-    batch = np.arange(n) // batch_size
-    width_of_batch = np.maximum.reduceat(items, np.arange(0, n, batch_size))
+    step = min(batch_size, n)  # a batch_size beyond int64 (one batch of everything) stays out of numpy
+    batch = np.arange(n) // step
+    width_of_batch = np.maximum.reduceat(items, np.arange(0, n, step))
     return Layout(seg_row=np.arange(n), seg_offset=np.zeros(n, dtype=np.int64), seg_length=items,
                   seg_seq=item_seq, widths=width_of_batch[batch], kind="padded",
                   batch_size=batch_size, **common)
 
 
-def _packed(items, item_seq, bins, pack_len, **common) -> Layout:
-    """Segments from a bin per item (items in placement order)."""
-    order = np.argsort(bins, kind="stable")  # within a bin, placement order = slot order
-    rows, lens, seqs = bins[order], items[order], item_seq[order]
-    ends = np.cumsum(lens)
-    row_first = np.searchsorted(rows, rows)  # index of the first segment of each one's row
-    offsets = ends - lens - (ends[row_first] - lens[row_first])
-    num_rows = int(bins.max()) + 1
+def _packed(placed: list, pack_len, **common) -> Layout:
+    """Segments from ``placed = [items, item_seq, bins]`` (items in placement order, a bin per item).
+
+    The list is emptied: each input array is freed as soon as its row-ordered copy exists (ten
+    million items are 80 MB an array).
+    """
+    items, item_seq, bins = placed
+    placed.clear()
+    order = _stable_argsort(bins)  # within a bin, placement order = slot order
+    rows = bins[order]
+    del bins
+    lens = items[order]
+    del items
+    seqs = item_seq[order]
+    del item_seq, order
+    num_rows = int(rows[-1]) + 1
+    counts = np.bincount(rows, minlength=num_rows)
+    offsets = np.cumsum(lens)
+    offsets -= lens  # tokens before each segment, in the whole stream ...
+    offsets -= np.repeat(offsets[np.cumsum(counts) - counts], counts)  # ... minus those before its row
     return Layout(seg_row=rows, seg_offset=offsets, seg_length=lens, seg_seq=seqs,
                   widths=np.full(num_rows, pack_len, dtype=np.int64), kind="packed", **common)
 
@@ -339,48 +395,72 @@ def _best_fit_sorted(items: np.ndarray, cap: int) -> np.ndarray:
     open pack with the least room >= s; after it lands that pack has even less room,
     so it stays the best fit while its room is >= s. Hence each pack, visited in
     order of increasing room, takes ``room // s`` items, and new packs take ``cap // s``.
+    Packs with equal room are alike, so they are filled in one step.
     This is item-by-item BFD at numpy speed. (Between packs with equal room the choice
     is arbitrary; it changes which pack, never the rooms left, so never the row count.)
+
+    Memory does not depend on C: the rooms that exist are kept as a sorted list of their
+    distinct values (:class:`_Rooms`), not as an array over every possible room.
     """
     bins = np.empty(len(items), dtype=np.int64)
-    by_room: dict[int, list[int]] = {}  # room left -> ids of the packs with exactly that room
-    has_room = np.zeros(cap + 1, dtype=bool)  # has_room[r]: some pack has exactly r left
+    rooms = _Rooms()
     num_bins = 0
     for s, a, b in _groups_of_equal(items):
         pos = a
-        for r in np.flatnonzero(has_room[s:]).tolist():
-            r += s
-            stack = by_room[r]
-            while stack and pos < b:
-                pid = stack.pop()
-                take = min(r // s, b - pos)
-                bins[pos: pos + take] = pid
-                pos += take
-                left = r - take * s
-                _push(by_room, has_room, left, pid)
-            if not stack:
-                has_room[r] = False
-            if pos == b:
+        while pos < b:
+            r = rooms.least_at_least(s)
+            if r is None:
                 break
+            per = r // s  # items each pack with room r takes
+            pids = rooms.take(r, -(-(b - pos) // per))
+            take = min(len(pids) * per, b - pos)
+            full = len(pids) - 1  # packs that take ``per`` items; the last takes the rest
+            bins[pos: pos + full * per] = np.repeat(pids[:-1], per)
+            bins[pos + full * per: pos + take] = pids[-1]
+            rooms.add(r - per * s, pids[:-1])
+            rooms.add(r - (take - full * per) * s, pids[-1:])
+            pos += take
         if pos < b:  # open new packs, each holding cap // s items
             per = cap // s
             k = b - pos
-            new = num_bins + np.arange(k) // per
-            bins[pos:b] = new
-            n_new = int(new[-1]) - num_bins + 1
-            full_left = cap - per * s
-            last_left = cap - (k - (n_new - 1) * per) * s
-            for pid in range(num_bins, num_bins + n_new - 1):
-                _push(by_room, has_room, full_left, pid)
-            _push(by_room, has_room, last_left, num_bins + n_new - 1)
+            n_new = -(-k // per)
+            bins[pos:b] = num_bins + np.arange(k) // per
+            rooms.add(cap - per * s, range(num_bins, num_bins + n_new - 1))
+            rooms.add(cap - (k - (n_new - 1) * per) * s, [num_bins + n_new - 1])
             num_bins += n_new
     return bins
 
 
-def _push(by_room, has_room, room, pid) -> None:
-    if room > 0:  # a full pack can take nothing more
-        by_room.setdefault(room, []).append(pid)
-        has_room[room] = True
+class _Rooms:
+    """Open packs by room left: the distinct rooms as a sorted list, the ids of the packs of each."""
+
+    def __init__(self):
+        self.values: list[int] = []  # sorted distinct rooms, all > 0
+        self.packs: dict[int, list[int]] = {}  # room -> ids of the packs with exactly that room
+
+    def least_at_least(self, s: int):
+        """The smallest room >= s, or None."""
+        i = bisect.bisect_left(self.values, s)
+        return self.values[i] if i < len(self.values) else None
+
+    def take(self, room: int, k: int) -> list[int]:
+        """Remove up to ``k`` packs with ``room`` left (the latest added first); their ids."""
+        stack = self.packs[room]
+        pids = stack[-k:][::-1]
+        del stack[-k:]
+        if not stack:
+            del self.packs[room]
+            del self.values[bisect.bisect_left(self.values, room)]
+        return pids
+
+    def add(self, room: int, pids) -> None:
+        """Record packs ``pids`` as having ``room`` left (a full pack, room 0, is closed)."""
+        if room <= 0 or not len(pids):
+            return
+        if room not in self.packs:
+            self.packs[room] = []
+            bisect.insort(self.values, room)
+        self.packs[room].extend(pids)
 
 
 def _first_fit_sorted(items: np.ndarray, cap: int) -> np.ndarray:

@@ -84,11 +84,27 @@ def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1)
                         wspace=gap / max(axis_w, 0.1))
 
 
+MAX_PIXELS = 2**27
+"""The most pixels :func:`to_png` renders (134 million: 512 MiB of RGBA); Agg also stops at 2**16 a side."""
+MIN_DPI = 10
+"""The smallest dpi :func:`to_png` renders: below it the labels are under a pixel and FreeType refuses them."""
+
+
 def to_png(fig_or_ax, dpi: int = 100) -> bytes:
-    """PNG bytes of a figure (or an Axes' figure), rendered by Agg."""
-    dpi = positive_int("dpi", dpi)
+    """PNG bytes of a figure (or an Axes' figure), rendered by Agg.
+
+    A ``dpi`` below :data:`MIN_DPI`, or one that would need more than :data:`MAX_PIXELS` pixels
+    (or 2**16 on a side), is refused with the range that fits, before anything is rendered.
+    """
+    if positive_int("dpi", dpi) < MIN_DPI:
+        raise ValueError(f"dpi is {dpi}, below {MIN_DPI}: the labels would be under a pixel; use a dpi of at least {MIN_DPI}")
     fig = getattr(fig_or_ax, "figure", fig_or_ax)  # Axes -> its (sub)figure
     fig = getattr(fig, "figure", fig)  # SubFigure -> the root figure (a Figure is its own)
+    w_in, h_in = (float(v) for v in fig.get_size_inches())
+    if w_in * h_in * dpi * dpi > MAX_PIXELS or max(w_in, h_in) * dpi >= 2**16:
+        best = int(min((MAX_PIXELS / (w_in * h_in)) ** 0.5, (2**16 - 1) / max(w_in, h_in)))
+        raise ValueError(f"dpi is {dpi}: a {w_in:g} x {h_in:g}-inch figure would be {w_in * dpi:,.0f} x "
+                         f"{h_in * dpi:,.0f} pixels, more than {MAX_PIXELS:,}; use a dpi of at most {best}")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()
@@ -102,9 +118,14 @@ def save(fig_or_ax, path, dpi: int = 100) -> None:
     """
     data = to_png(fig_or_ax, dpi=dpi)
     tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, a path that cannot be replaced: leave no .tmp behind
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 # ---------------------------------------------------------------------- colours
@@ -274,7 +295,7 @@ def grid_image(layout, rows=None, max_cols: int | None = None, index=None) -> np
     ``index``: palette index per sequence (default: :func:`sequence_color_index` of the layout,
     so that touching sequences differ).
     """
-    rows = np.arange(layout.num_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    rows = np.arange(layout.num_rows) if rows is None else layout.check_rows(rows)
     ids = layout.slot_seq_grid(rows=rows)
     cols = np.arange(ids.shape[1])
     if max_cols is not None and ids.shape[1] > positive_int("max_cols", max_cols):

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import one_of, positive_int
+from .checks import one_of, positive_int, show
 from .layout import Layout
 from .packing import validate_lengths
 
@@ -134,7 +134,10 @@ def step_tokens(layout: Layout, rows_per_step: int | None = None) -> dict:
 
 def spread(x) -> dict:
     """Mean, standard deviation, coefficient of variation (std / mean), min, p5, p50, p95, max of ``x`` (N,)."""
-    x = np.asarray(x, dtype=np.float64)
+    try:
+        x = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"spread needs a 1-D array of numbers, got {show(x)}") from None
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"spread needs a non-empty 1-D array, got shape {x.shape}")
     if not np.isfinite(x).all():

@@ -36,17 +36,21 @@ import gzip
 import importlib.resources
 import io
 import pathlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import positive_int, show
+from .checks import is_integer, nonnegative_int, positive_int, show
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 """The Azure trace format's columns: arrival time, prompt tokens, generated tokens."""
 
 AZURE_CONV_FILE = "azure_llm_inference_2023_conv.csv.gz"
 """The shipped trace, under ``packviz/data/`` (read with :mod:`importlib.resources`)."""
+
+MAX_RESAMPLE = 10**9
+"""The most requests :meth:`Trace.resample` draws (24 GB of arrays; more is a typo, not a sample)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,8 +115,9 @@ class Trace:
         """
         n = positive_int("n", n, maximum=len(self))
         if start is None:
+            seed = None if seed is None else nonnegative_int("seed", seed)
             start = int(np.random.default_rng(seed).integers(0, len(self) - n + 1))
-        elif not 0 <= start <= len(self) - n:
+        elif not is_integer(start) or not 0 <= start <= len(self) - n:
             raise ValueError(f"start {show(start)} does not leave room for {n} requests in a trace of "
                              f"{len(self)}; use 0 .. {len(self) - n}")
         sl = slice(start, start + n)
@@ -121,8 +126,8 @@ class Trace:
 
     def resample(self, n: int, seed: int = 0) -> "Trace":
         """``n`` synthetic requests: (P, G) pairs drawn with replacement, Poisson arrivals at :attr:`rate_per_s`."""
-        n = positive_int("n", n)
-        rng = np.random.default_rng(seed)
+        n = positive_int("n", n, maximum=MAX_RESAMPLE)
+        rng = np.random.default_rng(nonnegative_int("seed", seed))
         pick = rng.integers(0, len(self), n)
         rate = self.rate_per_s
         gaps = rng.exponential(1 / rate, n) if np.isfinite(rate) else np.zeros(n)
@@ -151,12 +156,33 @@ class Trace:
 
 
 # ---------------------------------------------------------------------- reading
-def _open_text(path: pathlib.Path) -> str:
-    """The file's text (gzip when it starts with the gzip magic), UTF-8 with or without a BOM."""
+STDIN = "-"
+"""The path that means standard input (as in ``cat lengths.txt | python -m packviz pack --lengths -``)."""
+
+
+def read_input(path, what: str = "file") -> tuple[bytes, str]:
+    """``(bytes, name)`` of an input: a file, ``"-"`` (standard input), or a device or pipe that
+    reads like one (``/dev/stdin``, a shell's ``<(...)``). ``name`` is for messages.
+
+    Refused with one line naming the path: a directory, a path that does not exist, one that
+    cannot be read.
+    """
+    if str(path) == STDIN:
+        return sys.stdin.buffer.read(), "<stdin>"
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a directory, not a {what}")
+    if not path.exists():
+        raise ValueError(f"{what} not found: {path}")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:  # not read_bytes(): a pipe has no size to read up to
+            return f.read(), str(path)
     except OSError as e:
         raise ValueError(f"{path}: cannot read ({e.strerror or e})") from None
+
+
+def _open_text(raw: bytes, path: str) -> str:
+    """The text of ``raw`` (gzip when it starts with the gzip magic), UTF-8 with or without a BOM."""
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -240,13 +266,9 @@ def _arrival_seconds(name: str, stamps: list[str], lines: list[int]) -> np.ndarr
 
 
 def read_trace(path) -> Trace:
-    """A :class:`Trace` from a CSV file in the Azure format (plain or gzip-compressed)."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a trace file")
-    if not path.exists():
-        raise ValueError(f"trace file not found: {path}")
-    return parse_trace(_open_text(path), name=str(path))
+    """A :class:`Trace` from a CSV file in the Azure format (plain or gzip-compressed); ``"-"``: standard input."""
+    raw, name = read_input(path, "trace file")
+    return parse_trace(_open_text(raw, name), name=name)
 
 
 @functools.lru_cache(maxsize=1)

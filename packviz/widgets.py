@@ -33,7 +33,7 @@ import ipywidgets as widgets
 from matplotlib.gridspec import GridSpec
 
 from . import plot
-from .checks import one_of
+from .checks import int_in_range, nonnegative_int, one_of
 from .flops import causal_pairs, compare
 from .shapes import MODELS
 from .lengths import SOURCES
@@ -44,6 +44,10 @@ PACKING = PACKED
 PADDING = PADDED
 """The padding dropdown's choices (:data:`packviz.packing.PADDED`)."""
 PACK_LENS = (512, 1024, 2048, 4096, 8192, 16384)
+MAX_SEQUENCES = 512
+"""The sequences slider's largest value."""
+MAX_BATCH = 64
+"""The batch-size slider's largest value."""
 DEFAULT_SOURCE = next(iter(SOURCES))
 
 
@@ -162,6 +166,19 @@ def _row(children):
     return widgets.HBox(children, layout=widgets.Layout(flex_flow="row wrap"))
 
 
+def check_controls(source: str, n: int, pack_len: int, strategy: str, batch_size: int = 1, padding: str = "pad",
+                   model: str = "llama-3-8b") -> None:
+    """``ValueError`` naming the first initial value a control cannot show, and the values it can
+    (a slider would clamp it silently, a selection slider raise a bare ``TraitError``)."""
+    one_of("source", source, SOURCES)
+    int_in_range("n (the sequences slider)", n, 1, MAX_SEQUENCES)
+    int_in_range("batch_size (the batch-size slider)", batch_size, 1, MAX_BATCH)
+    one_of("pack_len (the pack-length slider)", pack_len, PACK_LENS)
+    one_of("strategy", strategy, PACKING)
+    one_of("padding", padding, PADDING)
+    one_of("model", model, MODELS)
+
+
 def _error_html(e: Exception) -> str:
     return f"<div class='packviz-error' style='color:#D55E00'>{html.escape(str(e))}</div>"
 
@@ -172,11 +189,12 @@ class BatchExplorer(widgets.VBox):
     def __init__(self, source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack_len: int = 4096,
                  strategy: str = "bfd", padding: str = "pad", model: str = "llama-3-8b", seed: int = 0,
                  max_rows: int = 256, dpi: int = 80):
+        check_controls(source, n, pack_len, strategy, batch_size, padding, model)
         style = {"description_width": "initial"}
         self.source = _tag(widgets.Dropdown(options=list(SOURCES), value=source, description="lengths", style=style), "source")
-        self.num_sequences = _tag(widgets.IntSlider(value=n, min=1, max=512, description="sequences",
+        self.num_sequences = _tag(widgets.IntSlider(value=n, min=1, max=MAX_SEQUENCES, description="sequences",
                                                     continuous_update=False, style=style), "num-sequences")
-        self.batch_size = _tag(widgets.IntSlider(value=batch_size, min=1, max=64, description="batch size",
+        self.batch_size = _tag(widgets.IntSlider(value=batch_size, min=1, max=MAX_BATCH, description="batch size",
                                                  continuous_update=False, style=style), "batch-size")
         self.pack_len = _tag(widgets.SelectionSlider(options=PACK_LENS, value=pack_len, description="pack length",
                                                      continuous_update=False, style=style), "pack-len")
@@ -224,9 +242,11 @@ class MaskExplorer(widgets.VBox):
 
     def __init__(self, source: str = DEFAULT_SOURCE, n: int = 16, pack_len: int = 4096, strategy: str = "bfd",
                  row: int = 0, seed: int = 0, dpi: int = 80, layout=None):
+        check_controls(source, n, pack_len, strategy)
+        nonnegative_int("row", row)
         style = {"description_width": "initial"}
         self.source = _tag(widgets.Dropdown(options=list(SOURCES), value=source, description="lengths", style=style), "source")
-        self.num_sequences = _tag(widgets.IntSlider(value=n, min=1, max=512, description="sequences",
+        self.num_sequences = _tag(widgets.IntSlider(value=n, min=1, max=MAX_SEQUENCES, description="sequences",
                                                     continuous_update=False, style=style), "num-sequences")
         self.pack_len = _tag(widgets.SelectionSlider(options=PACK_LENS, value=pack_len, description="pack length",
                                                      continuous_update=False, style=style), "pack-len")
@@ -267,10 +287,13 @@ class MaskExplorer(widgets.VBox):
                 self.error = str(e)
                 self.numbers.value = _error_html(e)
                 return
+        if row >= self.packed.num_rows:  # only a constructor's row can be out of range
+            raise ValueError(f"row must be an integer from 0 to {self.packed.num_rows - 1} "
+                             f"(the layout has {self.packed.num_rows} rows), got {row}")
         self._relayouting = True
         try:
             self.row.max = self.packed.num_rows - 1
-            self.row.value = min(max(row, 0), self.packed.num_rows - 1)
+            self.row.value = row
         finally:
             self._relayouting = False
         self.update()

@@ -12,7 +12,7 @@ import pytest
 from packviz import attention as A
 from packviz import model as M
 from packviz.bench import config, measure, results, runner, scenarios
-from packviz.flops import Flops, layout_flops
+from packviz.flops import Flops
 from packviz.shapes import ModelShape
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -125,7 +125,7 @@ def test_figures_writes_the_standard_pngs(capsys, tmp_path):
 
 def test_figures_bad_dpi_is_one_line(capsys, tmp_path):
     rc, out, err = _run(capsys, "figures", "--out", tmp_path / "figs", "--dpi", 0)
-    assert rc == 2 and out == "" and err == "error: --dpi must be a positive integer, got 0\n"
+    assert rc == 2 and out == "" and err == "error: --dpi must be an integer from 10 to 1,200, got 0\n"
     assert not (tmp_path / "figs").exists()
 
 

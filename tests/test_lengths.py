@@ -1,9 +1,11 @@
 """Length sources: the real-trace summary and sampler, the seed scenario, synthetic sources, file readers."""
 
+import io
 import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from packviz import lengths as L
 from packviz import trace
@@ -19,7 +21,7 @@ def test_azure_conv_is_a_contiguous_window_of_the_real_trace_in_arrival_order():
     assert (L.azure_conv(100, seed=3) == L.azure_conv(100, seed=3)).all()
     assert (L.azure_conv(100, seed=3) != L.azure_conv(100, seed=4)).any()
     assert (L.azure_conv(len(full)) == full).all()
-    with pytest.raises(ValueError, match="above the largest allowed value 19,366"):
+    with pytest.raises(ValueError, match="more than the trace.s 19,366 requests; for more lengths use azure_resample"):
         L.azure_conv(len(full) + 1)
 
 
@@ -126,9 +128,52 @@ def test_unreadable_files_are_a_value_error_naming_the_file(tmp_path, monkeypatc
     with pytest.raises(ValueError, match=r"l.txt, line 3: not UTF-8"):
         L.read_lengths(f)
 
-    def denied(self, *a, **kw):
+    def denied(*a, **kw):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(L.pathlib.Path, "read_text", denied)
+    monkeypatch.setattr(L.trace, "open", denied, raising=False)  # shadows the builtin where files are read
     with pytest.raises(ValueError, match=r"l.txt: cannot read \(Permission denied\)"):
         L.read_lengths(f)
+
+
+def _read_line_by_line(text):
+    """The plain format the obvious way: a line's value is its text before any ``#``, stripped;
+    the lengths, or ``("error", line)`` for the first line that is not an integer from 1 to 2**63 - 1.
+    A BOM at the start is not text (UTF-8 with a BOM)."""
+    out = []
+    for i, line in enumerate(io.StringIO(text.removeprefix("\ufeff"), newline=None), 1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        try:
+            n = int(value)
+        except ValueError:
+            return "error", i
+        if not 1 <= n <= 2**63 - 1:
+            return "error", i
+        out.append(n)
+    return out or ("error", None)
+
+
+LINES = st.lists(st.one_of(st.integers(-3, 2**64).map(str), st.sampled_from(
+    ["", "# note", " 7 ", "12 # seven", "1_0", "2.5", "+3", "\t9", "10 20", "0", "007", "9223372036854775807",
+     "9223372036854775808", "\ufeff5", "x"])), max_size=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.tuples(LINES, st.sampled_from(["\n", "\r\n", "\r"])).map(lambda t: t[1].join(t[0])),
+                      st.text(alphabet="0123456789 \t\r\n#-+._x", max_size=40)))
+def test_the_fast_reader_agrees_with_the_line_by_line_reference(tmp_path, text):
+    first = next((v for v in (line.split("#", 1)[0].strip() for line in io.StringIO(text, newline=None)) if v), "")
+    assume("," not in first)  # the CSV format: tested above
+    f = tmp_path / "l.txt"
+    f.write_text(text, encoding="utf-8", newline="")
+    expected = _read_line_by_line(text)
+    if isinstance(expected, tuple):
+        with pytest.raises(ValueError) as info:
+            L.read_lengths(f)
+        assert ("no lengths found" in str(info.value)) if expected[1] is None else f"line {expected[1]}:" in str(info.value)
+    else:
+        got = L.read_lengths(f)
+        assert got.dtype == np.int64 and got.tolist() == expected
+

@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
-from packviz.packing import PACKED, PADDED, STRATEGIES, lower_bound, pack, pad_and_pack, validate_lengths
+from packviz.packing import (PACKED, PADDED, STRATEGIES, apply_overlong, lower_bound, pack, pad_and_pack,
+                             validate_lengths)
 
 
 def _placed(lay):
@@ -60,6 +61,27 @@ def test_ffd_and_bfd_match_the_item_by_item_algorithms(items, cap):
         lay = pack(items, cap, name)
         rooms = sorted((lay.widths - lay.row_real_tokens()).tolist())
         assert rooms == _reference_fit(items, cap, best), name
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), cap=st.one_of(st.integers(1, 2**31 - 1), st.integers(1, 1000)))
+def test_bfd_and_ffd_match_the_item_by_item_algorithms_at_any_capacity(data, cap):
+    """Capacities up to 2**31 - 1: best fit keeps the rooms that exist, never an array over all of them."""
+    low = st.integers(1, cap)
+    items = data.draw(st.lists(st.one_of(low, st.integers(max(1, cap // 3), cap), st.integers(1, max(1, cap // 7))),
+                               min_size=1, max_size=60))
+    for name, best in (("ffd", False), ("bfd", True)):
+        lay = pack(items, cap, name)
+        assert sorted((lay.widths - lay.row_real_tokens()).tolist()) == _reference_fit(items, cap, best), name
+
+
+@settings(max_examples=150, deadline=None)
+@given(lengths=st.lists(st.integers(1, 10**6), min_size=1, max_size=30), cap=st.integers(1, 3000))
+def test_split_chunks_are_cap_cap_then_the_rest_in_order(lengths, cap):
+    assume(sum(-(-n // cap) for n in lengths) <= 20_000)
+    items, seq, dropped = apply_overlong(np.array(lengths), cap, "split")
+    expected = [(i, min(cap, n - k)) for i, n in enumerate(lengths) for k in range(0, n, cap)]
+    assert list(zip(seq.tolist(), items.tolist())) == expected and dropped == 0
 
 
 def test_next_fit_keeps_arrival_order():

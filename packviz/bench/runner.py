@@ -31,7 +31,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 from .. import attention, model as M

@@ -82,7 +82,7 @@ def stream_layout(lengths: np.ndarray, groups: list) -> Layout:
     for g in groups:
         g = np.asarray(list(g), dtype=np.int64)
         n = lengths[g]
-        parts.append(Layout(np.zeros(len(g)), np.cumsum(n) - n, n, g, [int(n.sum())], len(g)))
+        parts.append(Layout(np.zeros(len(g), dtype=np.int64), np.cumsum(n) - n, n, g, [int(n.sum())], len(lengths)))
     return stack_layouts(parts, [0] * len(parts), num_sequences=len(lengths), kind="packed", name="stream")
 
 

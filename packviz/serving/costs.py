@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import nonnegative_int, one_of, positive_float, positive_int
+from ..checks import int_array, nonnegative_int, one_of, positive_float, positive_int
 from ..shapes import get_shape
 
 PADDED_ATTENTION = ("masked", "causal")
@@ -184,7 +184,8 @@ def padded_prefill_work(prompts, attention: str = "masked") -> Work:
     30
     """
     one_of("padded_attention", attention, PADDED_ATTENTION)
-    b, w = len(prompts), int(max(prompts))
+    prompts = int_array("prompts", prompts)
+    b, w = len(prompts), int(prompts.max())
     per_row = w * w if attention == "masked" else w * (w + 1) // 2
     return Work(b * w, b, b * per_row, 0, b * w)
 
@@ -195,7 +196,7 @@ def varlen_prefill_work(prompts) -> Work:
     >>> varlen_prefill_work([3, 5])                # 6 + 15 pairs
     Work(tokens=8, lm_rows=2, pairs=21, kv_read=0, kv_write=8)
     """
-    n = [int(p) for p in prompts]
+    n = int_array("prompts", prompts).tolist()
     return Work(sum(n), len(n), sum(p * (p + 1) // 2 for p in n), 0, sum(n))
 
 

@@ -63,6 +63,8 @@ POLICIES = ("static", "static-packed", "continuous", "chunked")
 ARRIVALS = ("trace", "offline")
 PAGE_SIZE = 16
 """KV-cache page (block) size in tokens: vLLM's default ``block_size``."""
+MAX_PAGE_SIZE = 2**16
+"""The largest page size accepted (the simulator keeps a counter per token of a page)."""
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class ServeConfig:
         one_of("policy", self.policy, POLICIES)
         positive_int("max_batch", self.max_batch)
         positive_int("token_budget", self.token_budget)
-        positive_int("page_size", self.page_size)
+        positive_int("page_size", self.page_size, maximum=MAX_PAGE_SIZE)
         if self.kv_budget_tokens is not None:
             positive_int("kv_budget_tokens", self.kv_budget_tokens)
         check_attention(self.padded_attention, self.ragged_attention)

@@ -1,0 +1,255 @@
+"""The public library functions at their edges: a bad value is one ``ValueError`` (``IndexError``
+for a row) line that names it; and numbers that used to go silently wrong are exact.
+
+The table is the contract; the module-specific test files test the behaviour behind it.
+"""
+
+import numpy as np
+import pytest
+
+from packviz import flops, lengths as L, packing, plot, shapes, trace, widgets
+from packviz.layout import PAD, Layout, block_causal_mask, positions_from_lengths
+from packviz.serving import cost_model, simulate
+from packviz.serving.costs import padded_prefill_work, varlen_prefill_work
+from packviz.steps import spread
+
+TINY_TRACE = trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                               "2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.99,396,109\n")
+LAY = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[6])  # A A A B B _
+
+
+def _config_file(tmp_path, text):
+    f = tmp_path / "config.json"
+    f.write_text(text)
+    return f
+
+
+# (call, exception, text the message must hold)
+CASES = [
+    # lengths: the generators
+    (lambda: L.azure_conv(0), ValueError, "n (the number of lengths) must be a positive integer, got 0"),
+    (lambda: L.azure_conv(20_000), ValueError, "n is 20000, more than the trace's 19,366 requests"),
+    (lambda: L.azure_resample(2.5), ValueError, "got 2.5"),
+    (lambda: L.azure_resample(8, seed=-1), ValueError, "seed must be an integer >= 0, got -1"),
+    (lambda: L.seed_scenario(8, jitter=-1), ValueError, "jitter must be a number in [0, 1], got -1"),
+    (lambda: L.seed_scenario(8, jitter=float("nan")), ValueError, "got nan"),
+    (lambda: L.seed_scenario(8, short=-5), ValueError, "short must be a positive integer, got -5"),
+    (lambda: L.seed_scenario(8, short=5000, long=4000), ValueError, "short (5000) must be at most long (4000)"),
+    (lambda: L.seed_scenario(8, long=2**62), ValueError, f"long is {2**62}, above the largest allowed value"),
+    (lambda: L.seed_scenario(8, long_fraction=1.5), ValueError, "long_fraction must be a number in [0, 1], got 1.5"),
+    (lambda: L.lognormal(8, sigma=float("nan")), ValueError, "sigma must be a finite number >= 0, got nan"),
+    (lambda: L.lognormal(8, sigma=-1), ValueError, "got -1"),
+    (lambda: L.lognormal(8, median=1e300), ValueError, "lognormal(median=1e+300, sigma=1) drew a length of"),
+    (lambda: L.lognormal(8, median=1e6, sigma=40), ValueError, "drew a length of"),
+    (lambda: L.lognormal(8, median=0), ValueError, "median must be a finite number > 0, got 0"),
+    (lambda: L.lognormal(8, max_len=0), ValueError, "max_len must be a positive integer, got 0"),
+    (lambda: L.uniform(8, low=5, high=3), ValueError, "need low <= high, got low=5, high=3"),
+    (lambda: L.uniform(8, low=0), ValueError, "low must be a positive integer, got 0"),
+    # lengths: files
+    (lambda: L.read_lengths("/no/such/file"), ValueError, "lengths file not found: /no/such/file"),
+    (lambda: L.read_lengths("/"), ValueError, "/ is a directory, not a lengths file"),
+    # packing
+    (lambda: packing.pack([], 8), ValueError, "lengths is empty"),
+    (lambda: packing.pack([3, 0], 8), ValueError, "lengths[1] is 0: lengths must be integers >= 1"),
+    (lambda: packing.pack([3, 2.5], 8), ValueError, "lengths[1] is 2.5"),
+    (lambda: packing.pack([3, float("nan")], 8), ValueError, "lengths[1] is nan"),
+    (lambda: packing.pack([3, 2**63], 8), ValueError, "lengths[1] is 9223372036854775808: too large"),
+    (lambda: packing.pack("35", 8), ValueError, "the string '35'"),
+    (lambda: packing.pack([3], 0), ValueError, "pack_len must be a positive integer, got 0"),
+    (lambda: packing.pack([3], 2**62), ValueError, f"pack_len is {2**62}, above the largest pack length 2,147,483,647"),
+    (lambda: packing.pack([3], 8, "worst-fit"), ValueError, "strategy must be one of"),
+    (lambda: packing.pack([3], 8, "pad"), ValueError, "strategy 'pad' needs a batch_size"),
+    (lambda: packing.pack([3], 8, "bfd", batch_size=0), ValueError, "batch_size must be a positive integer, got 0"),
+    (lambda: packing.pack([9], 4), ValueError, "sequence 0 has length 9, longer than the pack length 4"),
+    (lambda: packing.pack([3], 8, overlong="drop"), ValueError, "overlong must be one of"),
+    (lambda: packing.pack([2**40], 1, overlong="split"), ValueError, "into 1,099,511,627,776 chunks"),
+    (lambda: packing.pad_and_pack([3], 8, 2, strategy="pad"), ValueError, "strategy must be one of 'next-fit'"),
+    (lambda: packing.windows(0, 2), ValueError, "n must be a positive integer, got 0"),
+    (lambda: packing.pack_in_windows([3], 8, 0), ValueError, "batch_size must be a positive integer, got 0"),
+    (lambda: packing.lower_bound([3], -1), ValueError, "pack_len must be a positive integer, got -1"),
+    (lambda: packing.apply_overlong([3, -1], 8), ValueError, "lengths[1] is -1"),
+    (lambda: packing.strategy_table([3], 8, strategies=["worst-fit"]), ValueError, "got 'worst-fit'"),
+    # layout
+    (lambda: Layout.from_rows([[(PAD, 0, 2)]], widths=[4]), ValueError, "names sequence -1, but the layout's sequences "
+                                                                       "are none (num_sequences=0); -1 is PAD"),
+    (lambda: Layout.from_rows([[(5, 0, 2)]], widths=[4], num_sequences=2), ValueError,
+     "names sequence 5, but the layout's sequences are 0 .. 1 (num_sequences=2)"),
+    (lambda: Layout([0], [0], [2.5], [0], [4], 1), ValueError, "seg_length[0] is 2.5"),
+    (lambda: Layout([0], [0], [2], [0], [4], -1), ValueError, "num_sequences must be an integer >= 0, got -1"),
+    (lambda: Layout([0], [0], [2], [0], [4], 1, capacity=0), ValueError, "capacity must be a positive integer, got 0"),
+    (lambda: Layout([0], [0], [2], [0], [4], 1, dropped_tokens=-3), ValueError, "dropped_tokens must be an integer >= 0"),
+    (lambda: Layout([0], [2**62], [2**62], [0], [2**62], 1), ValueError, "does not fit row 0"),  # off + n wraps
+    (lambda: Layout([0, 0], [0, 3], [3, 2], [0, 0], [4], 1), ValueError, "does not fit row 0 of width 4"),
+    (lambda: LAY.cu_seqlens(7), IndexError, "row 7 out of range: the layout has 1 rows"),
+    (lambda: LAY.slot_seq_grid(rows=[3]), IndexError, "row 3 out of range"),
+    (lambda: positions_from_lengths([2, -1]), ValueError, "lengths[1] is -1"),
+    (lambda: block_causal_mask([0, 1], slots=[0]), ValueError, "slots has 1 entries but seq_ids has 2"),
+    (lambda: block_causal_mask([0, None]), ValueError, "seq_ids[1] is None"),
+    (lambda: block_causal_mask([0.0, 1.0]), ValueError, "seq_ids[0] is 0.0"),
+    # flops
+    (lambda: flops.causal_pairs([-3]), ValueError, "lengths[0] is -3: lengths must be integers >= 0"),
+    (lambda: flops.causal_pairs([1.5]), ValueError, "lengths[0] is 1.5"),
+    (lambda: flops.square_pairs([-1]), ValueError, "widths[0] is -1"),
+    (lambda: flops.tiled_causal_pairs([5], (0, 2)), ValueError, "tile must be a pair of positive integers"),
+    (lambda: flops.block_sparse_pairs(LAY, block=0), ValueError, "block must be a positive integer, got 0"),
+    (lambda: flops.block_sparse_pairs(LAY, rows=[4]), IndexError, "row 4 out of range"),
+    (lambda: flops.layout_flops(LAY, "tiny", "varlen", rows=[0.0]), IndexError, "row 0.0 out of range"),
+    (lambda: flops.layout_flops(LAY, "tiny", "varlen", rows=[2**64]), IndexError, f"row {2**64} out of range"),
+    (lambda: LAY.slot_seq_grid(rows=[None]), IndexError, "row None out of range"),
+    (lambda: Layout.from_rows([[(0, 0.5, 2)]], widths=[4]), ValueError, "rows[0] holds (0, 0.5, 2); a segment is"),
+    (lambda: Layout.from_rows([[(2**63, 0, 2)]], widths=[4]), ValueError, f"rows[0] holds ({2**63}, 0, 2)"),
+    (lambda: Layout.from_rows([None], widths=[4]), ValueError, "rows[0] must be a list of (seq, offset, length)"),
+    (lambda: flops.useful_flops([3], "llama-5"), ValueError, "unknown model 'llama-5'"),
+    (lambda: flops.useful_flops([3], "tiny", lm_head="first"), ValueError, "lm_head must be one of 'all', 'last'"),
+    (lambda: flops.layout_flops(LAY, "tiny", "sparse"), ValueError, "execution must be one of"),
+    (lambda: flops.layout_flops(LAY, "tiny", "masked", tile=(2, 2)), ValueError, "tile applies to the causal kernels"),
+    (lambda: flops.compare(packing.pack([3, 5], 8, "pad", batch_size=2), packing.pack([5, 3], 8, "bfd"), "tiny"),
+     ValueError, "different tokens: sequence 0 has 3 in the padded layout, 5 in the packed one"),
+    (lambda: flops.compare(packing.pack([3, 9], 8, "pad", batch_size=2, overlong="truncate"),
+                           packing.pack([3, 9], 8, "bfd", overlong="split"), "tiny"),
+     ValueError, "sequence 1 has 8 in the padded layout, 9 in the packed one"),
+    # shapes
+    (lambda: shapes.get_shape("llama-5"), ValueError, "unknown model 'llama-5'; choose one of llama-3-8b"),
+    (lambda: shapes.get_shape(42), ValueError, "expected a model name, a ModelShape or a LlamaConfig, got int"),
+    (lambda: shapes.ModelShape("x", 0, 8, 1, 1, 1, 8), ValueError, "ModelShape.hidden must be a positive integer, got 0"),
+    (lambda: shapes.ModelShape("x", 8, 8, 1, 3, 2, 8), ValueError, "heads (3) must be a multiple of kv_heads (2)"),
+    (lambda: shapes.shape_from_config_file("/no/such/config.json"), ValueError, "no such config file"),
+    # trace
+    (lambda: trace.parse_trace(""), ValueError, "trace: empty file"),
+    (lambda: trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n"), ValueError, "a header but no requests"),
+    (lambda: trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,x,1\n"), ValueError,
+     "line 2: ContextTokens is 'x', not an integer"),
+    (lambda: trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,3,1\n"
+                               "2023-11-16 18:15:45,3,1\n"), ValueError, "line 3: TIMESTAMP 2023-11-16 18:15:45 is earlier"),
+    (lambda: trace.read_trace("/no/such/trace.csv"), ValueError, "trace file not found: /no/such/trace.csv"),
+    (lambda: TINY_TRACE.window(0), ValueError, "must be a positive integer, got 0"),
+    (lambda: TINY_TRACE.scaled(0), ValueError, "rate_scale must be a finite number > 0, got 0"),
+    (lambda: TINY_TRACE.resample(-2), ValueError, "got -2"),
+    (lambda: TINY_TRACE.resample(2, seed=-1), ValueError, "seed must be an integer >= 0, got -1"),
+    (lambda: TINY_TRACE.window(1, start="0"), ValueError, "start '0' does not leave room"),
+    (lambda: L.azure_resample(2**40), ValueError, "above the largest allowed value 1,000,000,000"),
+    # serving
+    (lambda: simulate(TINY_TRACE, "fifo"), ValueError, "policy must be one of"),
+    (lambda: simulate(TINY_TRACE, "static", max_batch=0), ValueError, "max_batch must be a positive integer, got 0"),
+    (lambda: simulate(TINY_TRACE, "static", rate_scale=float("nan")), ValueError, "rate_scale must be a finite number"),
+    (lambda: simulate(TINY_TRACE, "static", arrivals="never"), ValueError, "arrivals must be one of 'trace', 'offline'"),
+    (lambda: simulate(TINY_TRACE, "static", gpu="tpu-v5"), ValueError, "unknown GPU 'tpu-v5'"),
+    (lambda: simulate(TINY_TRACE, "continuous", page_size=2**63), ValueError, "page_size is 9223372036854775808, above"),
+    (lambda: cost_model("tpu-v5"), ValueError, "unknown GPU 'tpu-v5'"),
+    (lambda: padded_prefill_work([3, 0]), ValueError, "prompts[1] is 0: prompts must be integers >= 1"),
+    (lambda: varlen_prefill_work([3, None]), ValueError, "prompts[1] is None"),
+    (lambda: spread({"a": 1}), ValueError, "spread needs a 1-D array of numbers, got {'a': 1}"),
+    (lambda: packing.pack(np.ma.array([3, 4]).reshape(1, 2), 8), ValueError, "lengths must be one-dimensional"),
+    (lambda: packing.pack([3], np.array([[8]])), ValueError, "pack_len must be a positive integer, got array([[8]])"),
+    # plot
+    (lambda: plot.to_png(plot.mask(LAY), dpi=0), ValueError, "dpi must be a positive integer, got 0"),
+    (lambda: plot.to_png(plot.mask(LAY), dpi=1), ValueError, "dpi is 1, below 10"),
+    (lambda: plot.to_png(plot.mask(LAY), dpi=100_000), ValueError, "dpi is 100000: a 5.5 x 5.5-inch figure would be"),
+    (lambda: plot.mask(LAY, row=4), IndexError, "row 4 out of range"),
+    # widgets: the initial values a control cannot show, with the values it can
+    (lambda: widgets.BatchExplorer(pack_len=3000), ValueError,
+     "pack_len (the pack-length slider) must be one of 512, 1024, 2048, 4096, 8192, 16384; got 3000"),
+    (lambda: widgets.BatchExplorer(n=600), ValueError, "n (the sequences slider) must be an integer from 1 to 512, got 600"),
+    (lambda: widgets.BatchExplorer(batch_size=0), ValueError, "must be an integer from 1 to 64, got 0"),
+    (lambda: widgets.BatchExplorer(model="llama-5"), ValueError, "model must be one of"),
+    (lambda: widgets.MaskExplorer(n=4, row=99), ValueError, "row must be an integer from 0 to 0 (the layout has 1 rows), got 99"),
+    (lambda: widgets.MaskExplorer(row=-1), ValueError, "row must be an integer >= 0, got -1"),
+    (lambda: widgets.make_lengths("zipf", 4), ValueError, "length source must be one of"),
+]
+
+
+@pytest.mark.parametrize("call, error, shown", CASES, ids=[f"{i}" for i in range(len(CASES))])
+def test_bad_value_is_one_line_naming_it(call, error, shown):
+    with pytest.raises(error) as info:
+        call()
+    message = str(info.value)
+    assert "\n" not in message
+    assert shown in message
+
+
+@pytest.mark.parametrize("text, shown", [
+    ('{"hidden_size": 64, "intermediate_size": 224, "num_hidden_layers": 2, "num_attention_heads": 0, '
+     '"vocab_size": 256}', "config.json: num_attention_heads is 0; it must be a positive integer"),
+    ("[1, 2]", "config.json: the JSON is a list, not an object of config keys"),
+    ('{"hidden_size": 64,', "config.json: not valid JSON (line 1, column 20"),
+    ('{"model_type": "mistral"}', "config.json: model_type is 'mistral'"),
+])
+def test_configs_are_validated_once_naming_the_file_and_the_key(tmp_path, text, shown):
+    with pytest.raises(ValueError) as info:
+        shapes.shape_from_config_file(_config_file(tmp_path, text))
+    assert shown in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_batch_from_layout_refuses_fewer_tokens_than_the_layout_holds():
+    torch_model = pytest.importorskip("packviz.model")
+    with pytest.raises(ValueError, match=r"token_ids\[0\] has 2 tokens, but the layout places 3 of sequence 0"):
+        torch_model.batch_from_layout(LAY, 0, [[1, 2], [3, 4]])
+    with pytest.raises(ValueError, match="token_ids has no sequence 1"):
+        torch_model.batch_from_layout(LAY, 0, [[1, 2, 3]])
+    batch = torch_model.batch_from_layout(LAY, 0, [[1, 2, 3, 9], [4, 5]])  # longer is fine: the first tokens
+    assert batch["input_ids"].flatten().tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_failed_save_keeps_the_figure_already_there(tmp_path, monkeypatch):
+    f = tmp_path / "mask.png"
+    plot.save(plot.mask(LAY), f, dpi=20)
+    good = f.read_bytes()
+    with pytest.raises(ValueError, match="dpi is 100000"):
+        plot.save(plot.mask(LAY), f, dpi=100_000)
+    ax = plot.mask(LAY)
+    monkeypatch.setattr(ax.figure, "savefig", lambda *a, **kw: (_ for _ in ()).throw(RuntimeError("render failed")))
+    with pytest.raises(RuntimeError):
+        plot.save(ax, f, dpi=20)
+    assert f.read_bytes() == good and sorted(p.name for p in tmp_path.iterdir()) == ["mask.png"]
+
+
+# ---------------------------------------------------------------------- exact at any size
+def test_flop_totals_are_exact_past_int64():
+    n = 2**62
+    assert flops.causal_pairs([n, n]) == n * (n + 1)
+    assert flops.square_pairs([n]) == n * n
+    shape = shapes.get_shape("tiny")
+    useful = flops.useful_flops([n, n], shape)
+    assert useful.linear == 2 * n * (shape.linear_flops_per_token + shape.lm_head_flops_per_token) > 0
+    assert useful.attention == n * (n + 1) * shape.attention_flops_per_pair
+    assert flops.tiled_causal_pairs([2**40], (128, 128)) == (2**33 * (2**33 + 1) // 2) * 128 * 128
+
+
+def test_a_layout_of_huge_rows_counts_exactly():
+    w = 2**62
+    lay = Layout.from_rows([[(0, 0, w)], [(1, 0, w)]], widths=[w, w])
+    assert lay.real_tokens == lay.slots == 2**63
+    assert lay.row_real_tokens().tolist() == [w, w]
+    assert flops.sequence_lengths(lay).tolist() == [w, w]
+    q = 2**40 // 2**20  # one 2**40-slot sequence in blocks of 2**20: a triangle of 2**20 query blocks
+    big = Layout.from_rows([[(0, 0, 2**40)]], widths=[2**40])
+    assert flops.block_sparse_pairs(big, block=2**20) == q * (q + 1) // 2 * 2**40
+
+
+def test_tiled_pairs_match_their_definition():
+    rng = np.random.default_rng(0)
+    for n, bq, bk in zip(rng.integers(0, 3000, 200), rng.integers(1, 300, 200), rng.integers(1, 300, 200)):
+        n, bq, bk = int(n), int(bq), int(bk)
+        tiles = sum((min((i + 1) * bq, n) - 1) // bk + 1 for i in range(-(-n // bq)))
+        assert flops.tiled_causal_pairs([n], (bq, bk)) == tiles * bq * bk, (n, bq, bk)
+
+
+def test_generators_keep_their_promises():
+    x = L.lognormal(1000, median=1e12, sigma=8.0, max_len=10**15)  # clipped before it could leave int64
+    assert 1 <= x.min() and x.max() == 10**15
+    x = L.seed_scenario(64, short=2**53, long=2**53, jitter=0.0)
+    assert x.tolist() == [2**53] * 64
+
+
+def test_best_fit_memory_does_not_grow_with_the_pack_length():
+    lay = packing.pack([3, 4, 2**31 - 8], packing.MAX_PACK_LEN, "bfd")  # a dense array of C rooms would be 2 GB
+    assert lay.num_rows == 1 and lay.real_tokens == 2**31 - 1
+
+
+def test_lengths_are_read_exactly(tmp_path):
+    f = tmp_path / "l.txt"
+    f.write_text(f"{2**63 - 1}\n3\n")
+    assert L.read_lengths(f).tolist() == [2**63 - 1, 3]
+    f.write_text(f"3\n{2**63}\n")
+    with pytest.raises(ValueError, match=f"line 2: {2**63} is too large"):
+        L.read_lengths(f)
