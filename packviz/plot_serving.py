@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Patch
 
-from .plot import OKABE_ITO, PAD_COLOR, PackvizFigure
+from .plot import OKABE_ITO, PAD_COLOR, PackvizFigure, color_index, palette
 
 
 POLICY_COLORS = {"static": OKABE_ITO[5], "static-packed": OKABE_ITO[0], "continuous": OKABE_ITO[2],
@@ -28,6 +28,23 @@ def _new_ax(ax, figsize):
     return PackvizFigure(figsize=figsize, layout="constrained").add_subplot()
 
 
+def slot_neighbours(result) -> np.ndarray:
+    """Pairs of requests that touch in :func:`slot_timeline`, shape (E, 2), each pair once (a < b).
+
+    Touching: one after the other on the same slot, or on adjacent slots at overlapping times
+    (from start to release). O(N²) in the requests: for pictures of a few dozen.
+    """
+    start, end, slot = (np.asarray(x) for x in (result.start_s, result.release_s, result.slot))
+    n = len(start)
+    later = (start[None, :] >= start[:, None]) & (np.arange(n)[None, :] != np.arange(n)[:, None])
+    same = (slot[None, :] == slot[:, None]) & later
+    nxt = np.where(same, start[None, :], np.inf).argmin(axis=1)  # the next occupant of each request's slot
+    pairs = [(i, int(nxt[i])) for i in range(n) if same[i].any()]
+    near = (np.abs(slot[None, :] - slot[:, None]) == 1) & (start[None, :] < end[:, None]) & (start[:, None] < end[None, :])
+    pairs += [tuple(ij) for ij in np.argwhere(np.triu(near, 1)).tolist()]
+    return np.unique(np.sort(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=1), axis=0)
+
+
 def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     """Each request as a bar on the slot it ran in: prefill, decode, and (static) the idle wait.
 
@@ -37,8 +54,10 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     ax = _new_ax(ax, figsize)
     r = result
     end = t_max if t_max is not None else float(np.max(r.release_s)) * 1.01
+    index = color_index(np.argsort(r.start_s, kind="stable"), slot_neighbours(r), len(r.trace))
+    colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))  # requests that touch never share one
     for i in range(len(r.trace)):
-        color, y = OKABE_ITO[i % len(OKABE_ITO)], int(r.slot[i])
+        color, y = colors[index[i]], int(r.slot[i])
         ax.barh(y, r.first_token_s[i] - r.start_s[i], left=r.start_s[i], color="#333333", height=0.8)
         ax.barh(y, r.finish_s[i] - r.first_token_s[i], left=r.first_token_s[i], color=color, height=0.8,
                 edgecolor="white", linewidth=0.8)

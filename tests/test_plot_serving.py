@@ -31,3 +31,27 @@ def test_bars_and_curves():
     left, right = plot_serving.load_curves(sweep, slo_s=5)
     assert len(left.lines) == 2 and len(right.lines) == 3          # two policies, plus the SLO line
     assert right.get_yscale() == "log"
+
+
+def test_requests_that_touch_on_the_timeline_never_share_a_colour():
+    import numpy as np
+
+    from packviz.plot_serving import slot_neighbours, slot_timeline
+    from packviz.serving import simulate
+    from packviz.trace import azure_conv
+
+    r = simulate(azure_conv().window(12, seed=0), "continuous", arrivals="offline", max_batch=4)
+    edges = slot_neighbours(r)
+    assert len(edges) and (edges[:, 0] < edges[:, 1]).all()
+    # every request but the last on its slot has a successor there
+    assert sum(1 for s in set(r.slot.tolist()) for _ in range((r.slot == s).sum() - 1)) <= len(edges)
+    ax = slot_timeline(r)
+    decode = {}
+    for bar in ax.patches:
+        x0, y, w = bar.get_x(), round(bar.get_y() + bar.get_height() / 2), bar.get_width()
+        for i in range(len(r.trace)):
+            if int(r.slot[i]) == y and np.isclose(x0, r.first_token_s[i]) and np.isclose(w, r.finish_s[i] - r.first_token_s[i]):
+                decode[i] = tuple(np.round(bar.get_facecolor()[:3], 6))
+    for a, b in edges.tolist():
+        if a in decode and b in decode:
+            assert decode[a] != decode[b], (a, b)
