@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Patch
 
-from .plot import OKABE_ITO, PAD_COLOR, PackvizFigure, color_index, palette
+from .colors import OKABE_ITO, PAD_COLOR, color_index, palette
+from .plot import PackvizFigure
 
 
 POLICY_COLORS = {"static": OKABE_ITO[5], "static-packed": OKABE_ITO[0], "continuous": OKABE_ITO[2],

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from packviz import plot
+from packviz import colors, plot
 from packviz.flops import Flops, compare, compare_as_dict
 from packviz.layout import Layout
 from packviz.packing import pack, pack_in_windows
@@ -55,14 +55,14 @@ def test_grid_image_colours(tiny):
     lay = Layout.from_rows([[(0, 0, 4)], [(1, 0, 1)], [(2, 0, 2)]], widths=[4, 4, 2], kind="padded")
     img = plot.grid_image(lay)
     assert img.shape == (3, 4, 3)
-    pal = [to_rgb(c) for c in plot.OKABE_ITO]
+    pal = [to_rgb(c) for c in colors.OKABE_ITO]
     assert _rgb(img, 0, 3) == pytest.approx(pal[0], abs=1 / 255)
     assert _rgb(img, 1, 0) == pytest.approx(pal[1], abs=1 / 255)
-    assert _rgb(img, 1, 1) == pytest.approx(to_rgb(plot.PAD_COLOR), abs=1 / 255)  # pad in a width-4 row
+    assert _rgb(img, 1, 1) == pytest.approx(to_rgb(colors.PAD_COLOR), abs=1 / 255)  # pad in a width-4 row
     assert _rgb(img, 2, 3) == pytest.approx(to_rgb(plot.NONE_COLOR), abs=1 / 255)  # beyond width 2
     # colouring both layouts at once: the same sequence has the same colour in both pictures
     packed = pack([4, 1, 2], 8, "next-fit")
-    both = plot.sequence_color_index(lay, packed)
+    both = colors.sequence_color_index(lay, packed)
     pimg, img = plot.grid_image(packed, index=both), plot.grid_image(lay, index=both)
     assert _rgb(pimg, 0, 4) == _rgb(img, 1, 0)  # sequence 1 sits at slot 4 of the pack
 
@@ -95,14 +95,14 @@ def test_neighbours_never_share_a_colour(name):
     assert sum(len(a) for a, _ in pairs) > 100  # the check has something to check
     for a, b in pairs:
         assert (a != b).any(axis=-1).all()
-    index = plot.sequence_color_index(lay)
-    edges = plot.sequence_neighbours(lay)
+    index = colors.sequence_color_index(lay)
+    edges = colors.sequence_neighbours(lay)
     assert (index[edges[:, 0]] != index[edges[:, 1]]).all()
 
 
 def test_neighbours_across_a_pad_gap_and_in_both_pictures():
     gap = Layout.from_rows([[(0, 0, 2), (1, 4, 2)]], widths=[6])  # A A . . B B: still neighbours
-    assert plot.sequence_neighbours(gap).tolist() == [[0, 1]]
+    assert colors.sequence_neighbours(gap).tolist() == [[0, 1]]
     lengths = [5, 3, 9, 2, 2, 7, 1, 4, 6, 3, 8, 2]
     padded, packed = pack(lengths, 12, "pad", batch_size=4), pack(lengths, 12, "bfd")
     ax_pad, ax_pack = plot.padded_vs_packed(padded, packed)
@@ -118,12 +118,12 @@ def test_neighbours_across_a_pad_gap_and_in_both_pictures():
 
 def test_colouring_falls_back_to_tints_only_when_seven_cannot_do():
     complete = np.array([(a, b) for a in range(9) for b in range(a + 1, 9)])  # 9 nodes all touching
-    index = plot.color_index(range(9), complete, 9)
+    index = colors.color_index(range(9), complete, 9)
     assert sorted(index.tolist()) == list(range(9))
-    assert len(set(plot.palette(9))) == 9 and plot.palette(7) == list(plot.OKABE_ITO)
+    assert len(set(colors.palette(9))) == 9 and colors.palette(7) == list(colors.OKABE_ITO)
     # no index given: the ids themselves are the picture; 0, 7 and 14 side by side differ
-    rgb = plot.sequence_colors(np.array([0, 7, 14, plot.PAD]))
-    assert tuple(rgb[0]) != tuple(rgb[1]) != tuple(rgb[2]) and tuple(rgb[3]) == to_rgb(plot.PAD_COLOR)
+    rgb = colors.sequence_colors(np.array([0, 7, 14, plot.PAD]))
+    assert tuple(rgb[0]) != tuple(rgb[1]) != tuple(rgb[2]) and tuple(rgb[3]) == to_rgb(colors.PAD_COLOR)
 
 
 def test_batch_grid_tiny_labels_every_row_with_utilisation(tiny):
@@ -181,12 +181,12 @@ def test_mask_image_matches_block_causal_mask(tiny):
     img = plot.mask_image(tiny, 0)
     expected = tiny.block_causal_mask(0, include_pads=True)
     masked = np.all(np.isclose(img, to_rgb(plot.MASKED_COLOR)), axis=-1)
-    pad = np.all(np.isclose(img, to_rgb(plot.PAD_COLOR)), axis=-1)
+    pad = np.all(np.isclose(img, to_rgb(colors.PAD_COLOR)), axis=-1)
     allowed = ~masked & ~pad
     assert np.array_equal(allowed, expected)
     assert pad[7].all() and pad[:, 7].all() and not pad[:7, :7].any()
-    assert tuple(img[1, 0]) == pytest.approx(to_rgb(plot.OKABE_ITO[0]))
-    assert tuple(img[4, 3]) == pytest.approx(to_rgb(plot.OKABE_ITO[1]))
+    assert tuple(img[1, 0]) == pytest.approx(to_rgb(colors.OKABE_ITO[0]))
+    assert tuple(img[4, 3]) == pytest.approx(to_rgb(colors.OKABE_ITO[1]))
 
 
 def test_mask_tiny_is_readable(tiny):
@@ -223,7 +223,7 @@ def test_sawtooth_tiny_plots_position_ids(tiny):
     assert "no boundary" in continued.get_label()  # the harm is the lost boundary (RoPE alone would not mind)
     ys = np.concatenate([ln.get_ydata() for ln in seqs])
     assert ys.tolist() == tiny.position_ids(0).tolist() == [0, 1, 2, 0, 1, 0, 1]
-    assert [ln.get_color() for ln in seqs] == list(plot.OKABE_ITO[:3])
+    assert [ln.get_color() for ln in seqs] == list(colors.OKABE_ITO[:3])
 
 
 def test_sawtooth_large_and_given_ax(big_packed):
@@ -310,7 +310,7 @@ def test_window_rows_colour_neighbours_apart_and_a_request_alike_in_both_panels(
             c = tuple(round(v, 6) for v in bar.get_facecolor()[:3])
             assert colour.setdefault(int(lay.seg_seq[seg]), c) == c  # one colour per request in both panels
     for lay in (padded, packed):
-        for x, y in plot.sequence_neighbours(lay).tolist():
+        for x, y in colors.sequence_neighbours(lay).tolist():
             assert colour[x] != colour[y]
 
 
@@ -379,3 +379,9 @@ def test_batch_membership_one_line_per_forward_with_waits():
     members = [sorted(c.get_offsets()[:, 0].tolist()) for c in ax.collections if isinstance(c, PathCollection)]
     assert members == [[2, 4], [0, 3], [1, 5]]
     assert [t.get_text() for t in ax.texts] == ["waits 2.0 s", "waits 3.0 s", "waits 4.0 s"]
+
+
+def test_colors_docstring_examples_run():
+    import doctest
+
+    assert doctest.testmod(colors).failed == 0

@@ -91,6 +91,7 @@ LAYERS = [
     ("packviz.flopcount", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.bench", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.bench.measure", ("packviz.widgets", "matplotlib", "ipywidgets")),
+    ("packviz.colors", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
     ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
     ("packviz.widgets", ("matplotlib.pyplot", "torch", "transformers")),
