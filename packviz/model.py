@@ -422,11 +422,17 @@ def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
     ``cu_seqlens``: the stream's (N + 1,) boundaries (``batch["cu_seq_lens_q"]``). Returns N floats:
     which sequences moved, not just how much the worst one did.
     """
+    return per_sequence(max_abs_diff, a, b, cu_seqlens)
+
+
+def per_sequence(fn, a, b, cu_seqlens) -> list:
+    """``fn(a[lo:hi], b[lo:hi])`` for each sequence ``lo:hi`` of ``cu_seqlens`` (N + 1,), over two
+    ``(T, ...)`` outputs of one packed stream; ``ValueError`` if the shapes do not fit the boundaries."""
     cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
     if len(cu) < 2 or cu[-1] > a.shape[0] or a.shape != b.shape:
         raise ValueError(f"need outputs of equal shape (T, ...) with T >= {cu[-1] if cu else '?'}, "
                          f"got {tuple(a.shape)} and {tuple(b.shape)}")
-    return [max_abs_diff(a[lo:hi], b[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
+    return [fn(a[lo:hi], b[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
 
 
 def diff_text(d: float, tol: float = 1e-5) -> str:
@@ -541,11 +547,7 @@ def per_sequence_comparison(logits, reference, cu_seqlens) -> list[LogitsCompari
 
     ``logits``, ``reference``: ``(T, V)``; ``cu_seqlens``: the (N + 1,) boundaries.
     """
-    cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
-    if len(cu) < 2 or cu[-1] > logits.shape[0] or logits.shape != reference.shape:
-        raise ValueError(f"need logits of equal shape (T, V) with T >= {cu[-1] if cu else '?'}, "
-                         f"got {tuple(logits.shape)} and {tuple(reference.shape)}")
-    return [compare_logits(logits[lo:hi], reference[lo:hi]) for lo, hi in zip(cu[:-1], cu[1:])]
+    return per_sequence(compare_logits, logits, reference, cu_seqlens)
 
 
 def kl_text(kl: float, tol: float = 1e-9) -> str:
