@@ -49,7 +49,7 @@ def slot_neighbours(result) -> np.ndarray:
 def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     """Each request as a bar on the slot it ran in: prefill, decode, and (static) the idle wait.
 
-    ``result``: a :class:`~packviz.serving.policies.SimResult`. ``t_max``: the time axis' end
+    ``result``: a :class:`~packviz.serving.simulator.SimResult`. ``t_max``: the time axis' end
     (share it between two policies to compare them on one scale).
     """
     ax = _new_ax(ax, figsize)

@@ -277,3 +277,15 @@ def azure_conv() -> Trace:
     resource = importlib.resources.files("packviz") / "data" / AZURE_CONV_FILE
     text = gzip.decompress(resource.read_bytes()).decode("utf-8-sig")
     return parse_trace(text, name="azure-conv-2023")
+
+
+def request_ids(prompt_tokens, vocab: int, seed: int = 0) -> list[list[int]]:
+    """Random token ids, one list per request of its prompt length, drawn from 1 .. vocab - 1 (0 is the pad).
+
+    Random rather than constant: all-zero inputs would run some kernels measurably faster.
+
+    >>> request_ids([3, 1], vocab=100, seed=0)
+    [[85, 64, 51], [27]]
+    """
+    rng = np.random.default_rng(seed)
+    return [rng.integers(1, vocab, int(n)).tolist() for n in prompt_tokens]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from packviz.serving import calibration, costs, metrics, policies, sweep
+from packviz.serving import calibration, costs, metrics, scheduler, simulator, sweep
 from packviz.serving import POLICIES, simulate, summary
 from packviz.serving.costs import CostModel, Line, span_sums, steps_to_reach
 from packviz.trace import Trace, azure_conv
@@ -30,7 +30,7 @@ def timeline(r):
     return {k: getattr(r, k).tolist() for k in ("start_s", "first_token_s", "finish_s", "release_s")}
 
 
-@pytest.mark.parametrize("module", [costs, policies, metrics, sweep, calibration])
+@pytest.mark.parametrize("module", [costs, scheduler, simulator, metrics, sweep, calibration])
 def test_doctests(module):
     assert doctest.testmod(module).failed == 0
 
@@ -247,11 +247,10 @@ def test_continuous_never_wastes_a_decode_slot(case):
 @given(small_runs())
 def test_closed_form_spans_give_the_step_by_step_timeline(case):
     tr, policy, cost, kw = case
-    if policy.startswith("static"):
-        return
     fast = simulate(tr, policy, model="tiny", gpu=cost, **kw)
     slow = simulate(tr, policy, model="tiny", gpu=cost, fast_forward=False, **kw)
-    for key in ("start_s", "first_token_s", "finish_s"):
+    assert len(slow.plans) == slow.ledger.steps and not fast.plans
+    for key in ("start_s", "first_token_s", "finish_s", "release_s"):
         np.testing.assert_allclose(getattr(fast, key), getattr(slow, key), rtol=1e-9, atol=1e-9)
     a, b = fast.ledger, slow.ledger
     assert (a.steps, a.decode_slot_steps, a.preemptions, a.prefill_tokens) == \
@@ -259,6 +258,32 @@ def test_closed_form_spans_give_the_step_by_step_timeline(case):
     assert a.busy_s == pytest.approx(b.busy_s, rel=1e-9)
     assert a.flops == pytest.approx(b.flops, rel=1e-9)
     assert a.kv_used_token_s == pytest.approx(b.kv_used_token_s, rel=1e-9)
+    assert (a.kv_used_peak, a.decode_idle_slot_steps, a.prefill_pad_tokens) == \
+        (b.kv_used_peak, b.decode_idle_slot_steps, b.prefill_pad_tokens)
+
+
+@settings(max_examples=60, deadline=None)
+@given(small_runs())
+def test_a_recorded_clock_replays_the_same_schedule(case):
+    """Given one run's step times, the simulator makes the same plans at the same times (what an
+    engine run is checked against); other step times move arrivals, and with them the schedule."""
+    tr, policy, cost, kw = case
+    first = simulate(tr, policy, model="tiny", gpu=cost, fast_forward=False, **kw)
+    again = simulate(tr, policy, model="tiny", gpu=cost, clock=first.step_seconds, **kw)
+    assert [p.key() for p in again.plans] == [p.key() for p in first.plans]
+    np.testing.assert_array_equal(again.finish_s, first.finish_s)
+    assert again.clock == "recorded" and first.clock == "priced"
+    too_short = first.step_seconds[:-1]
+    with pytest.raises(ValueError, match="the recorded clock has"):
+        simulate(tr, policy, model="tiny", gpu=cost, clock=too_short, **kw)
+
+
+def test_static_stepwise_plans_by_hand():
+    r = run(three(), "static", fast_forward=False)
+    assert [p.describe() for p in r.plans] == ["prefill r0[0:2]+1 pad r1[0:3]", "decode r0 r1(idle)",
+                                               "decode r0 r1(idle)", "prefill r2[0:1]", "decode r2"]
+    assert [p.finishing for p in r.plans] == [(1,), (), (0,), (), (2,)]
+    assert [p.kv_pad for p in r.plans] == [0, 1, 1, 0, 0]        # r0's one pad, read by every padded decode
 
 
 def test_static_wastes_decode_slots_on_a_real_window():

@@ -180,6 +180,24 @@ def gpu_key(cal: dict) -> str | None:
     return next((k for k in GPUS if k in name), None)
 
 
+def cost_model(gpu="h100", overhead_s: float | None = None) -> CostModel:
+    """A :class:`CostModel` from a preset name, ``"calibrated"``, a calibration JSON path, or a CostModel.
+
+    ``"calibrated"``: costs fitted to the newest calibration recorded under
+    ``packviz/data/results/`` (:func:`calibrated_cost_model`); an error names the way out when
+    none is recorded. Never chosen automatically: a preset gives the same numbers everywhere.
+
+    >>> cost_model("h100").name, cost_model(cost_model("a100")).name
+    ('h100', 'a100')
+    """
+    if isinstance(gpu, CostModel):
+        return gpu
+    text = str(gpu).strip()
+    if text.lower() == "calibrated" or text.endswith(".json"):
+        return calibrated_cost_model(None if text.lower() == "calibrated" else text)
+    return preset_cost_model(text, overhead_s)
+
+
 COSTS = ("auto", "split", "wall", "device")
 """How a calibration becomes step costs (:func:`calibrated_cost_model`)."""
 
@@ -260,7 +278,7 @@ def predict_serve(res: dict, calibration, costs: str = "auto") -> dict:
     calibration has kernel times).
     """
     from .metrics import summary
-    from .policies import simulate
+    from .simulator import simulate
 
     cfg, served = res["settings"], served_requests(res)
     cb = ((res.get("engines") or {}).get("continuous") or {}).get("config") or {}

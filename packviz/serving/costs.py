@@ -24,9 +24,10 @@ Attention pairs depend on how the step runs it -- say which one each number assu
 * ``dense`` ragged steps (transformers' ``paged|sdpa`` without flash-attn): one masked
   square over the whole step, every query against every key read, Σq × Σk.
 
-Rates: :data:`GPUS` holds datasheet and measured rates; :func:`cost_model` turns a preset
-into achievable rates (an assumption, stated there) or loads costs fitted to a recorded
-calibration (:mod:`packviz.serving.calibration`).
+Rates: :data:`GPUS` holds datasheet and measured rates; :func:`preset_cost_model` turns a
+preset into achievable rates (an assumption, stated there);
+:func:`packviz.serving.calibration.cost_model` also loads costs fitted to a recorded
+calibration. This module imports no other module of ``serving``.
 
 Between two scheduling events a decode step's work grows by a constant each step (every
 context +1), so K steps cost a closed-form sum (:func:`span_sums`) -- that is what lets
@@ -144,24 +145,6 @@ def preset_cost_model(name: str = "h100", overhead_s: float | None = None) -> Co
             f"{nbytes / 1e12:.2f} TB/s, {overhead * 1e3:g} ms per step (assumed)")
     return CostModel(key, FLOP_EFFICIENCY * flops, BYTE_EFFICIENCY * nbytes, overhead, gpu.peak_flops,
                      gpu.memory_bytes, note)
-
-
-def cost_model(gpu="h100", overhead_s: float | None = None) -> CostModel:
-    """A :class:`CostModel` from a preset name, ``"calibrated"``, a calibration JSON path, or a CostModel.
-
-    ``"calibrated"``: costs fitted to the newest calibration recorded under
-    ``packviz/data/results/`` (:func:`packviz.serving.calibration.calibrated_cost_model`);
-    an error names the way out when none is recorded. Never chosen automatically: a
-    preset gives the same numbers everywhere.
-    """
-    if isinstance(gpu, CostModel):
-        return gpu
-    text = str(gpu).strip()
-    if text.lower() == "calibrated" or text.endswith(".json"):
-        from .calibration import calibrated_cost_model
-
-        return calibrated_cost_model(None if text.lower() == "calibrated" else text)
-    return preset_cost_model(text, overhead_s)
 
 
 # ---------------------------------------------------------------------- work of a step

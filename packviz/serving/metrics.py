@@ -1,6 +1,6 @@
 """What a replay measured: throughput, latency percentiles, the waste, and the two utilisations.
 
-numpy only. :func:`summary` turns a :class:`~packviz.serving.policies.SimResult` into one
+numpy only. :func:`summary` turns a :class:`~packviz.serving.simulator.SimResult` into one
 JSON-ready dict (the ``python -m packviz serve --json`` contract); :func:`format_table`
 prints several side by side.
 
@@ -13,7 +13,8 @@ Latency, per request (seconds; ``p50``/``p90``/``p99`` over requests):
 The two numbers that answer "utilisation high, throughput low":
 
 * ``gpu_busy_fraction`` -- the share of the makespan during which some step runs: what
-  ``nvidia-smi``'s "GPU utilization" reports (the share of time one or more kernels ran);
+  ``nvidia-smi``'s "GPU utilization" reports (the share of time one or more kernels ran); for
+  an engine run, the device time between CUDA events around each step's forward (``None`` on a CPU);
 * ``useful_flop_fraction`` -- FLOPs the requests needed ÷ (datasheet peak FLOP/s × makespan):
   the share of the peak turned into useful work (pads, junk decodes and recomputation excluded).
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .policies import SimResult
+from .simulator import EngineResult, SimResult
 
 
 def percentiles(x) -> dict:
@@ -47,6 +48,24 @@ def latencies(r: SimResult) -> dict:
     return {"ttft_s": r.first_token_s - a, "tpot_s": tpot, "e2e_s": r.finish_s - a, "queue_s": r.start_s - a}
 
 
+def share(part: float, whole: float) -> float | None:
+    """part / whole, or None when there is no whole (a device without a datasheet peak, no busy time)."""
+    return part / whole if whole > 0 else None
+
+
+def engine_summary(r: EngineResult, makespan: float) -> dict:
+    """What only an executed run has: the attention path, the KV layout, step and kernel times."""
+    gpu = [x for x in r.gpu_seconds if x is not None]
+    return {
+        "attention": r.attention, "attention_why": r.attention_why, "kv_layout": r.kv_layout,
+        "kv_capacity_tokens": r.kv_capacity_tokens, "kv_compactions": r.kv_compactions,
+        "device": r.device, "dtype": r.dtype, "sampling": "greedy (argmax), EOS ignored",
+        "steps_graphed": int(sum(r.graphed)), "step_ms": percentiles(np.asarray(r.step_seconds) * 1e3),
+        "gpu_event_seconds": float(sum(gpu)) if gpu else None,
+        "gpu_event_fraction": share(sum(gpu), makespan) if gpu else None,
+    }
+
+
 def summary(r: SimResult) -> dict:
     """Everything a replay measured, JSON-ready (see the module docstring for the definitions)."""
     tr, led = r.trace, r.ledger
@@ -64,8 +83,8 @@ def summary(r: SimResult) -> dict:
         "requests_per_s": len(tr) / makespan, "makespan_s": makespan,
         **{k: percentiles(v) for k, v in lat.items()},
         "gpu_busy_fraction": led.busy_s / makespan,
-        "useful_flop_fraction": r.useful_flops / (r.cost.peak_flops * makespan),
-        "useful_flop_fraction_busy": r.useful_flops / (r.cost.peak_flops * led.busy_s) if led.busy_s else 0.0,
+        "useful_flop_fraction": share(r.useful_flops, r.cost.peak_flops * makespan),
+        "useful_flop_fraction_busy": share(r.useful_flops, r.cost.peak_flops * led.busy_s),
         "flops_spent": led.flops, "flops_useful": r.useful_flops, "steps": led.steps,
         "kv_budget_tokens": r.kv_budget_tokens,
         "kv_reserved_mean_tokens": led.kv_reserved_token_s / makespan,
@@ -73,11 +92,14 @@ def summary(r: SimResult) -> dict:
         "kv_used_over_reserved": led.kv_used_token_s / led.kv_reserved_token_s if led.kv_reserved_token_s else 1.0,
         "kv_reserved_peak_tokens": led.kv_reserved_peak, "kv_used_peak_tokens": led.kv_used_peak,
         "preemptions": led.preemptions, "recomputed_tokens": led.recomputed_tokens,
-        "arrivals": r.arrivals, "rate_scale": r.rate_scale, "offered_requests_per_s": tr.rate_per_s,
+        "arrivals": r.arrivals, "rate_scale": r.rate_scale, "offered_requests_per_s": tr.rate_per_s if np.isfinite(tr.rate_per_s) else None,
         "max_batch": r.config.max_batch, "token_budget": r.config.token_budget,
         "padded_attention": r.config.padded_attention, "ragged_attention": r.config.ragged_attention,
-        "model": r.model, "gpu": r.cost.as_dict(), "trace": tr.name, "seconds": r.seconds,
+        "model": r.model, "gpu": r.cost.as_dict(), "trace": tr.name, "seconds": r.seconds, "clock": r.clock,
     }
+    if isinstance(r, EngineResult):       # busy: kernel time from CUDA events, not the steps' wall time
+        out["engine"] = engine_summary(r, makespan)
+        out["gpu_busy_fraction"] = out["engine"]["gpu_event_fraction"]
     return out
 
 
@@ -130,6 +152,9 @@ def format_summary(s: dict) -> str:
         d = s[key]
         return "-" if d["p50"] is None else "  ".join(f"{q} {sec(d[q])}" for q in ("p50", "p90", "p99"))
 
+    def ratio(key):
+        return "-" if s[key] is None else f"{s[key]:.1%}"
+
     gpu = s["gpu"]
     waste = s["decode_wasted_slot_steps"] / max(1, s["decode_slot_steps"])
     lines = [
@@ -137,8 +162,9 @@ def format_summary(s: dict) -> str:
         + (f", rate x{s['rate_scale']:g}" if s["arrivals"] == "trace" else "") + f"), {s['model']}, max batch "
         f"{s['max_batch']}" + (f", token budget {s['token_budget']:,}" if s["policy"] == "chunked" else ""),
         f"GPU:        {gpu['note'] or gpu['name']}",
-        f"completed:  {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s (simulated; "
-        f"{s['seconds']:.2f} s to simulate)",
+        f"completed:  {s['completed']:,} of {s['num_requests']:,} in {s['makespan_s']:,.1f} s " + (
+            f"(executed; {s['seconds']:.2f} s with set-up)" if s.get("clock") == "executed" else
+            f"(simulated; {s['seconds']:.2f} s to simulate)"),
         f"throughput: {s['output_tokens_per_s']:,.0f} output tokens/s, {s['total_tokens_per_s']:,.0f} total tokens/s",
         f"TTFT s:     {pct('ttft_s')}",
         f"TPOT s:     {pct('tpot_s')}",
@@ -147,7 +173,15 @@ def format_summary(s: dict) -> str:
         f"waste:      {s['prefill_pad_tokens']:,} prompt pad tokens; {s['decode_slot_steps']:,} decode slot-steps for "
         f"{s['decode_useful_steps']:,} needed ({waste:.1%} idle); KV used/reserved {s['kv_used_over_reserved']:.1%}"
         + (f"; {s['preemptions']:,} preemptions" if s["preemptions"] else ""),
-        f"GPU busy:   {s['gpu_busy_fraction']:.1%} of the time (what nvidia-smi calls utilization); useful work "
-        f"{s['useful_flop_fraction']:.1%} of peak FLOP/s",
+        f"GPU busy:   {ratio('gpu_busy_fraction')} of the time (what nvidia-smi calls utilization); useful work "
+        f"{ratio('useful_flop_fraction')} of peak FLOP/s",
     ]
+    e = s.get("engine")
+    if e:
+        gpu_ms = "" if e["gpu_event_seconds"] is None else f"; CUDA events {e['gpu_event_seconds']:.2f} s in all"
+        lines += [f"engine:     {e['device']} {e['dtype']}, attention {e['attention']} ({e['attention_why']}), "
+                  f"{e['steps_graphed']:,} of {s['steps']:,} steps from CUDA graphs",
+                  f"step ms:    p50 {e['step_ms']['p50']:.3g}  p90 {e['step_ms']['p90']:.3g}  "
+                  f"p99 {e['step_ms']['p99']:.3g} (wall, per step){gpu_ms}",
+                  f"KV cache:   {e['kv_layout']}"]
     return "\n".join(lines)

@@ -25,7 +25,8 @@ import math
 
 from ..checks import positive_float, positive_int
 from .metrics import summary
-from .policies import POLICIES, simulate
+from .scheduler import POLICIES
+from .simulator import simulate
 
 SLO_TTFT_P99_S = 5.0
 """The SLO capacity is measured against: p99 time to first token ≤ 5 s. A choice, stated: a
@@ -36,7 +37,7 @@ batch decodes waits for that batch's longest generation."""
 def load_sweep(trace=None, policies=POLICIES, rate_scales=(0.25, 0.5, 1.0, 2.0, 4.0), **kwargs) -> list[dict]:
     """:func:`~packviz.serving.metrics.summary` of every (policy, rate_scale) pair, policy-major.
 
-    ``kwargs`` go to :func:`~packviz.serving.policies.simulate` (model, gpu, max_batch, ...).
+    ``kwargs`` go to :func:`~packviz.serving.simulator.simulate` (model, gpu, max_batch, ...).
     """
     return [summary(simulate(trace, policy, rate_scale=r, **kwargs)) for policy in policies for r in rate_scales]
 

@@ -1,7 +1,7 @@
 """Real engines on a real ``LlamaForCausalLM``: static padded ``generate`` and transformers' continuous batching.
 
-torch and transformers (imported lazily where heavy). The simulator (:mod:`packviz.serving`)
-never drives these; tests, notebook 07 and ``scripts/gpu_serve.py`` do. Both engines run
+torch and transformers (imported lazily where heavy): a labelled comparison for packviz's own
+engine (:mod:`packviz.serving.engine`), never driven by the simulator. Both engines run
 **greedy with EOS disabled**, each request for exactly its own ``max_new_tokens`` (G from
 the trace), so their outputs can be compared token for token with each request run alone:
 
@@ -32,14 +32,7 @@ import time
 import numpy as np
 import torch
 
-
-def request_ids(prompt_tokens, vocab: int, seed: int = 0) -> list[list[int]]:
-    """Random token ids, one list per request of its prompt length, drawn from 1 .. vocab - 1 (0 is the pad).
-
-    Random rather than constant: all-zero inputs would run some kernels measurably faster.
-    """
-    rng = np.random.default_rng(seed)
-    return [rng.integers(1, vocab, int(n)).tolist() for n in prompt_tokens]
+from ..trace import request_ids
 
 
 def disable_eos(model) -> None:
@@ -246,9 +239,10 @@ def equality_check(model, prompt_tokens, generated_tokens, batch_size: int, seed
     ``decode_slot_steps`` beside the simulator's for the same batches (offline arrivals,
     B = ``batch_size``), and the wall seconds of each run (CPU: Python overhead only).
     """
-    from .serving import simulate, summary
-    from .shapes import shape_from_config
-    from .trace import Trace
+    from ..shapes import shape_from_config
+    from ..trace import Trace
+    from .metrics import summary
+    from .simulator import simulate
 
     disable_eos(model)
     g = [int(x) for x in generated_tokens]

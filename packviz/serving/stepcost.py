@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from .engines import sync
+from .hf import sync
 
 
 def cache_kwarg(model) -> str:

@@ -6,7 +6,7 @@ import doctest
 import numpy as np
 import pytest
 
-from packviz import engines
+from packviz.serving import hf as engines
 from packviz.trace import azure_conv
 
 

@@ -1,0 +1,308 @@
+"""The simulator: the scheduler's steps priced by a cost model instead of executed.
+
+numpy only. :func:`simulate` replays a request trace under a policy of
+:mod:`packviz.serving.scheduler`; every step's seconds come from
+:class:`~packviz.serving.costs.Pricer` (a roofline with GPU presets or a fitted calibration)
+or, to replay an engine run, from that run's recorded step times (``clock=``). The engine
+(:mod:`packviz.serving.engine`) drives the *same* scheduler through :func:`replay` with a
+clock that executes each plan on a real Llama and reads the wall clock.
+
+Between two scheduling events a decode step's work grows by a constant each step (every
+context +1), so a span of pure-decode steps costs a closed-form sum
+(:func:`~packviz.serving.costs.span_sums`) -- that is what lets the simulator replay 19,366
+requests in about a second. ``fast_forward=False`` steps one plan at a time instead: the
+same schedule, slower (a test checks they agree).
+
+>>> import numpy as np
+>>> from packviz.trace import Trace
+>>> tr = Trace(np.zeros(3), np.array([2, 3, 1]), np.array([3, 1, 2]))
+>>> r = simulate(tr, "static", model="tiny", gpu=CostModel("unit", 1e30, 1e30, 1.0, 1.0, 1e12),
+...              max_batch=2, kv_budget_tokens=64, fast_forward=False)
+>>> [p.describe() for p in r.plans]
+['prefill r0[0:2]+1 pad r1[0:3]', 'decode r0 r1(idle)', 'decode r0 r1(idle)', 'prefill r2[0:1]', 'decode r2']
+>>> r.finish_s.tolist()
+[3.0, 1.0, 5.0]
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..checks import one_of, positive_float
+from ..shapes import get_shape
+from ..trace import Trace
+from .calibration import cost_model
+from .costs import MEMORY_UTILIZATION, CostModel, Pricer, Work, chunk_pairs, span_sums, steps_to_reach
+from .scheduler import PAGE_SIZE, Scheduler, ServeConfig, StepPlan, make_scheduler
+
+ARRIVALS = ("trace", "offline")
+
+
+@dataclass
+class Ledger:
+    """Totals of a run, charged step by step (every count over all steps)."""
+
+    steps: int = 0
+    busy_s: float = 0.0                 # time some step was running
+    flops: float = 0.0                  # FLOPs computed (pads, junk decodes, recomputation included)
+    prefill_tokens: int = 0             # token slots computed by prefills (pads and recomputation included)
+    prefill_pad_tokens: int = 0
+    decode_slot_steps: int = 0          # running slots summed over decode steps
+    decode_idle_slot_steps: int = 0     # of those, slots whose request had already finished
+    kv_reserved_token_s: float = 0.0    # ∫ KV tokens reserved dt
+    kv_used_token_s: float = 0.0        # ∫ KV tokens of unfinished requests dt
+    kv_reserved_peak: int = 0
+    kv_used_peak: int = 0
+    prefill_emissions: int = 0          # tokens emitted by prefills (first tokens, and after a recomputation)
+    preemptions: int = 0
+    recomputed_tokens: int = 0          # KV tokens discarded by preemptions (computed again later)
+
+    def charge(self, plan: StepPlan, work: Work, flops: float, seconds: float) -> None:
+        """One step: its plan, its work and FLOPs, and the seconds it took."""
+        n = len(plan.decodes)
+        self.steps += 1
+        self.busy_s += seconds
+        self.flops += flops
+        self.prefill_tokens += work.tokens - n
+        self.prefill_pad_tokens += sum(p.pad for p in plan.prefills)
+        self.decode_slot_steps += n
+        self.decode_idle_slot_steps += len(plan.idle)
+        self.prefill_emissions += sum(p.last for p in plan.prefills)
+        self.kv_used_token_s += plan.kv_used * seconds
+        self.kv_reserved_token_s += plan.kv_reserved * seconds
+        self.kv_used_peak = max(self.kv_used_peak, plan.kv_used)
+        self.kv_reserved_peak = max(self.kv_reserved_peak, plan.kv_reserved)
+
+
+@dataclass(frozen=True, eq=False)
+class SimResult:
+    """One replay. Per-request arrays have shape (N,), in the trace's order.
+
+    ``trace`` holds the arrivals as served (after ``rate_scale`` or ``offline``). ``plans``
+    and ``step_seconds``: every step's plan and seconds when the run stepped one plan at a
+    time (``fast_forward=False``, or an engine run); empty otherwise.
+    """
+
+    trace: Trace
+    config: ServeConfig
+    model: str
+    cost: CostModel
+    kv_budget_tokens: int
+    start_s: np.ndarray         # first scheduled (its prefill step starts)
+    first_token_s: np.ndarray   # end of its prefill step
+    finish_s: np.ndarray        # its last token
+    release_s: np.ndarray       # its slot and KV freed
+    slot: np.ndarray            # the slot it ran in (its last one, if preempted)
+    ledger: Ledger
+    useful_flops: float
+    arrivals: str = "trace"
+    rate_scale: float = 1.0
+    seconds: float = 0.0        # wall time of the simulation
+    plans: list = field(default_factory=list)
+    step_seconds: list = field(default_factory=list)
+    clock: str = "priced"       # "priced" (the cost model), "recorded" (given step times) or "executed"
+
+
+@dataclass(frozen=True, eq=False)
+class EngineResult(SimResult):
+    """A run executed by :func:`packviz.serving.engine.run_engine`: a :class:`SimResult` whose clock is
+    the wall clock (``clock="executed"``), plus what only an execution has.
+
+    ``prompts`` / ``outputs``: per request in trace order, the prompt's token ids and the tokens
+    generated. ``gpu_seconds``: per step, the device time between CUDA events around the forward
+    (``None`` on a CPU). ``graphed``: per step, whether it was replayed from a CUDA graph.
+    ``attention``: the attention path that ran (and ``attention_why`` it was chosen);
+    ``kv_layout``: the physical KV layout and what it reserves.
+    """
+
+    prompts: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    gpu_seconds: list = field(default_factory=list)
+    graphed: list = field(default_factory=list)
+    attention: str = ""
+    attention_why: str = ""
+    kv_layout: str = ""
+    kv_capacity_tokens: int = 0
+    kv_compactions: int = 0
+    device: str = ""
+    dtype: str = ""
+
+
+# ---------------------------------------------------------------------- set-up
+def served_trace(trace: Trace, arrivals: str = "trace", rate_scale: float = 1.0) -> Trace:
+    """The requests with the arrivals a run uses: the trace's own times ÷ ``rate_scale``, or all at 0."""
+    one_of("arrivals", arrivals, ARRIVALS)
+    rate_scale = positive_float("rate_scale", rate_scale)
+    if arrivals == "offline":
+        return Trace(np.zeros(len(trace)), trace.prompt_tokens, trace.generated_tokens, name=f"{trace.name} offline")
+    return trace if rate_scale == 1.0 else trace.scaled(rate_scale)
+
+
+def kv_budget(shape, cost: CostModel, kv_budget_tokens: int | None = None) -> int:
+    """KV-cache capacity in tokens: given, or (90% of GPU memory - weights) / KV bytes per token.
+
+    >>> from packviz.serving.costs import preset_cost_model
+    >>> kv_budget("llama-3-8b", preset_cost_model("h100"))     # (72 GB - 16.06 GB) / 128 KiB
+    426784
+    """
+    from ..checks import positive_int
+
+    shape = get_shape(shape)
+    if kv_budget_tokens is not None:
+        return positive_int("kv_budget_tokens", kv_budget_tokens)
+    free = cost.memory_bytes * MEMORY_UTILIZATION - shape.weight_bytes()
+    if free < shape.kv_bytes_per_token():
+        raise ValueError(f"{shape.name} ({shape.weight_bytes() / 1e9:.1f} GB of weights) leaves no room for a KV "
+                         f"cache on {cost.name} ({cost.memory_bytes / 1e9:.0f} GB); choose a larger GPU")
+    return int(free // shape.kv_bytes_per_token())
+
+
+def check_fits(trace: Trace, budget: int, page_size: int) -> None:
+    """``ValueError`` naming the first request whose P + G tokens (in whole pages) exceed the KV budget."""
+    need = -(-(trace.prompt_tokens + trace.generated_tokens) // page_size) * page_size
+    bad = np.flatnonzero(need > budget)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"kv_budget_tokens {budget:,} is too small for request {i} (P {trace.prompt_tokens[i]:,} + "
+                         f"G {trace.generated_tokens[i]:,} tokens needs {need[i]:,}); give at least {need.max():,}")
+
+
+def useful_flops(trace: Trace, pricer: Pricer) -> float:
+    """FLOPs the requests need, whatever the policy: each prompt's own tokens and causal triangle,
+    one lm_head row per generated token, each decode's attention over its own context."""
+    p = trace.prompt_tokens.astype(np.float64)
+    d = trace.generated_tokens.astype(np.float64) - 1          # decode steps
+    tokens = p.sum() + d.sum()
+    pairs = (p * (p + 1) / 2).sum() + (d * p + d * (d + 1) / 2).sum()
+    return tokens * pricer.linear + (d + 1).sum() * pricer.lm_head + pairs * pricer.attn
+
+
+# ---------------------------------------------------------------------- the price of a plan
+def plan_work(plan: StepPlan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Work:
+    """The :class:`~packviz.serving.costs.Work` of one step's plan.
+
+    Decodes: one token each over its context (and the batch's pad KV, ``kv_pad``). Pieces:
+    their tokens and pads; in a padded batch (static, some piece padded) every row costs the
+    masked W² square or the causal triangle (``padded_attention``); a ragged piece its chunk's
+    pairs. A static batch without pads costs the triangle either way (transformers drops an
+    all-ones mask and runs causal). ``ragged_attention="dense"``:
+    one Σq × Σk square for the whole step.
+
+    >>> from packviz.serving.scheduler import Piece
+    >>> plan_work(StepPlan(0, decodes=(0, 1), contexts=(10, 20), prefills=(Piece(2, 4, 3),)))
+    Work(tokens=5, lm_rows=3, pairs=50, kv_read=34, kv_write=5)
+    """
+    n = len(plan.decodes)
+    tokens = plan.num_tokens
+    kv_read = sum(plan.contexts) + plan.kv_pad + sum(p.done for p in plan.prefills)
+    lm_rows = n + sum(p.last for p in plan.prefills)
+    if ragged_attention == "dense":
+        pairs = tokens * (kv_read + tokens)
+    else:
+        masked = padded_attention == "masked" and any(p.pad for p in plan.prefills)   # HF masks every row then
+        pairs = kv_read - sum(p.done for p in plan.prefills) + n
+        for p in plan.prefills:
+            w = p.tokens + p.pad
+            pairs += w * w if masked else chunk_pairs(p.done, w)
+    return Work(tokens, lm_rows, pairs, kv_read, tokens)
+
+
+# ---------------------------------------------------------------------- the driver: one scheduler, any clock
+def replay(sched: Scheduler, clock, ledger: Ledger, pricer: Pricer, cfg: ServeConfig, fast_forward: bool = False,
+           plans: list | None = None, step_seconds: list | None = None) -> None:
+    """Run ``sched`` to the end. ``clock(plan, work) -> seconds`` prices or executes one step.
+
+    ``fast_forward``: advance spans of pure-decode steps in closed form (a priced clock only).
+    ``plans`` / ``step_seconds``: lists that collect every step's plan and seconds.
+    """
+    dense = cfg.ragged_attention == "dense"
+    while not sched.done:
+        sched.arrive()
+        if sched.idle:                                  # nothing to run: the server waits for the next arrival
+            sched.t = max(sched.t, sched.next_arrival())
+            continue
+        span = sched.span() if fast_forward else None
+        if span is not None:
+            advance_span(sched, span, ledger, pricer, dense)
+            continue
+        plan = sched.plan()
+        work = plan_work(plan, cfg.padded_attention, cfg.ragged_attention)
+        seconds = float(clock(plan, work))
+        ledger.charge(plan, work, pricer.flops(work), seconds)
+        if plans is not None:
+            plans.append(plan)
+            step_seconds.append(seconds)
+        sched.commit(plan, seconds)
+    ledger.preemptions, ledger.recomputed_tokens = sched.preemptions, sched.recomputed_tokens
+
+
+def advance_span(sched: Scheduler, span, ledger: Ledger, pricer: Pricer, dense: bool) -> None:
+    """Price and apply a span of pure-decode steps in closed form, stopping where an arrival could join."""
+    line = pricer.decode_line(span.n, span.kv_before, dense)
+    k = span.k_max
+    if span.until_arrival:
+        reach = steps_to_reach(line, sched.next_arrival() - sched.t, k)
+        k = k if reach is None else max(1, reach)
+    total, ktotal = span_sums(line, k)
+    used_s, reserved_s, used_end, reserved_end = sched.span_kv(k, total, ktotal)
+    ledger.steps += k
+    ledger.busy_s += total
+    ledger.flops += pricer.cost.flop_rate * (line.u0 * k + line.u1 * k * (k + 1) / 2)
+    ledger.decode_slot_steps += span.n * k
+    ledger.decode_idle_slot_steps += span.idle * k
+    ledger.kv_used_token_s += used_s
+    ledger.kv_reserved_token_s += reserved_s
+    ledger.kv_used_peak = max(ledger.kv_used_peak, used_end)
+    ledger.kv_reserved_peak = max(ledger.kv_reserved_peak, reserved_end)
+    sched.commit_span(k, total)
+
+
+def recorded_clock(step_seconds):
+    """A clock that returns the given seconds, step after step: replay an engine run's timeline."""
+    it = iter([float(x) for x in step_seconds])
+
+    def clock(plan, work):
+        try:
+            return next(it)
+        except StopIteration:
+            raise ValueError(f"the recorded clock has {len(step_seconds)} steps; the schedule needs more") from None
+    return clock
+
+
+# ---------------------------------------------------------------------- entry point
+def simulate(trace: Trace | None = None, policy: str = "continuous", *, model="llama-3-8b", gpu="h100",
+             arrivals: str = "trace", rate_scale: float = 1.0, max_batch: int = 32, token_budget: int = 2048,
+             kv_budget_tokens: int | None = None, page_size: int = PAGE_SIZE, padded_attention: str = "masked",
+             ragged_attention: str = "varlen", fast_forward: bool = True, clock=None) -> SimResult:
+    """Replay ``trace`` (default: the shipped Azure conversation trace) under ``policy``.
+
+    ``gpu``: a preset (``h100``, ``h200``, ``a100``), ``"calibrated"``, a calibration JSON
+    path, or a :class:`CostModel`. ``arrivals``: ``"trace"`` (its own times ÷ ``rate_scale``)
+    or ``"offline"`` (all at t = 0; static batches are consecutive groups of B). Summarise
+    with :func:`packviz.serving.metrics.summary`. ``fast_forward=False`` steps one plan at a
+    time (``result.plans`` holds them). ``clock``: a sequence of step seconds to use instead
+    of the cost model (an engine run's, to replay its timeline; implies stepping one plan at a time).
+    """
+    from ..trace import azure_conv
+
+    t0 = time.perf_counter()
+    cfg = ServeConfig(policy, max_batch, token_budget, kv_budget_tokens, page_size, padded_attention, ragged_attention)
+    shape = get_shape(model)
+    cost = cost_model(gpu)
+    served = served_trace(azure_conv() if trace is None else trace, arrivals, rate_scale)
+    budget = kv_budget(shape, cost, kv_budget_tokens)
+    check_fits(served, budget, page_size)
+    pricer, ledger = Pricer(shape, cost), Ledger()
+    sched = make_scheduler(served, cfg, budget)
+    stepwise = clock is not None or not fast_forward
+    plans, step_seconds = ([], []) if stepwise else (None, None)
+    tick = recorded_clock(clock) if clock is not None else (lambda plan, work: pricer.seconds(work))
+    replay(sched, tick, ledger, pricer, cfg, fast_forward=not stepwise, plans=plans, step_seconds=step_seconds)
+    out = sched.results()
+    return SimResult(served, cfg, shape.name, cost, budget, out["start_s"], out["first_token_s"], out["finish_s"],
+                     out["release_s"], out["slot"], ledger, useful_flops(served, pricer), arrivals,
+                     float(rate_scale), time.perf_counter() - t0, plans or [], step_seconds or [],
+                     "recorded" if clock is not None else "priced")
