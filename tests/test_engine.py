@@ -91,7 +91,8 @@ def test_a_mixed_step_matches_transformers_per_sequence(tiny):
     tr = window(6, seed=2)
     cfg = ServeConfig("chunked", max_batch=3, token_budget=9)
     prompts = [list(p) for p in run_engine(tiny, tr, "chunked", max_batch=3, token_budget=9).prompts]
-    engine = run.Engine(tiny, tr, cfg, prompts, debug=True)
+    sizer, _ = run.region_sizer(tr, cfg)
+    engine = run.Engine(tiny, run.kv_capacity(tr, cfg), 3, run.longest_region(tr, cfg), sizer, prompts, debug=True)
     sched = make_scheduler(tr, cfg, run.default_kv_budget(tr, cfg))
     checked = 0
     while not sched.done:

@@ -28,7 +28,8 @@ import pathlib
 import numpy as np
 
 from ..shapes import get_shape
-from .costs import GPUS, CostModel, Pricer, Work, padded_prefill_work, preset_cost_model, varlen_prefill_work
+from .costs import GPUS, CostModel, Pricer, Work, plan_work, preset_cost_model
+from .scheduler import Piece, StepPlan
 
 CALIBRATION_SCHEMA = "packviz.serve-calibration/1"
 SERVE_SCHEMA = "packviz.serve/1"
@@ -84,68 +85,103 @@ def load_calibration(path=None) -> dict:
 
 
 # ---------------------------------------------------------------------- fitting
-def point_work(point: dict) -> Work:
-    """The :class:`Work` of one calibration point (see the module docstring)."""
+KINDS = ("prefill", "padded_prefill", "decode", "mixed")
+"""Calibration point kinds (module docstring); ``mixed``: ``batch`` decodes over ``context`` beside one
+prefill of ``tokens`` new tokens, the step chunked prefill runs."""
+
+
+def point_plan(point: dict) -> StepPlan:
+    """The step a calibration point times, as a scheduler plan (requests numbered from 0).
+
+    >>> point_plan({"kind": "padded_prefill", "batch": 2, "tokens": 5}).describe()
+    'prefill r0[0:2]+3 pad r1[0:5]'
+    >>> point_plan({"kind": "mixed", "batch": 2, "tokens": 4, "context": 9}).describe()
+    'decode r0 r1 | prefill r2[0:4]'
+    """
+    kind = point.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"calibration point kind {kind!r}: expected one of {', '.join(KINDS)}")
     b, n, c = int(point["batch"]), int(point["tokens"]), int(point.get("context", 0))
-    if point["kind"] == "prefill":
-        return varlen_prefill_work([n] * b)
-    if point["kind"] == "padded_prefill":                    # b rows of width n (masked square each)
-        return padded_prefill_work([n] * b, "masked")
-    if point["kind"] == "decode":
-        return Work(b, b, b * (c + 1), b * c, b)
-    raise ValueError(f"calibration point kind {point['kind']!r}: expected prefill, padded_prefill or decode")
+    if kind == "prefill":
+        return StepPlan(0, prefills=tuple(Piece(r, 0, n) for r in range(b)))
+    if kind == "padded_prefill":             # the first half of the rows hold n // 2 real tokens, padded to n
+        return StepPlan(0, prefills=tuple(Piece(r, 0, n // 2 if r < b // 2 else n, n - n // 2 if r < b // 2 else 0)
+                                          for r in range(b)))
+    decodes = StepPlan(0, decodes=tuple(range(b)), contexts=(c,) * b)
+    if kind == "decode":
+        return decodes
+    return StepPlan(0, decodes=decodes.decodes, contexts=decodes.contexts, prefills=(Piece(b, 0, n),))
 
 
-def fit_roofline(flops, nbytes, seconds, start: CostModel, iterations: int = 20) -> dict:
+def padded_pricing(cal: dict) -> str:
+    """How a calibration's padded prefills ran: causal (packviz's engine pads on the right, no mask)
+    or masked (transformers' ``generate`` builds a (B, 1, W, W) mask)."""
+    return "causal" if cal.get("engine") == "packviz" else "masked"
+
+
+def point_work(point: dict, padded_attention: str = "masked") -> Work:
+    """The :class:`Work` of one calibration point: :func:`plan_work` of :func:`point_plan`."""
+    return plan_work(point_plan(point), padded_attention)
+
+
+def fit_roofline(flops, nbytes, seconds, start: CostModel, decode=None, iterations: int = 20) -> dict:
     """Fit ``seconds ≈ max(flops / R, bytes / BW) + o`` to (M,) arrays; ``start`` gives the first assignment.
 
-    Returns ``{"flop_rate", "byte_rate", "overhead_s", "rel_rms", "rel_max", "compute_bound",
-    "notes"}``. A rate no point is bound by cannot be fitted: it keeps ``start``'s value
-    (said in ``notes``); a negative overhead is refitted as 0.
+    ``decode``: (M,) bool, the decode-only points; when both kinds are present each gets its own
+    overhead (``decode_overhead_s`` and ``overhead_s``: graphed decode steps pay far less host time
+    than eager ones). Returns ``{"flop_rate", "byte_rate", "overhead_s", "decode_overhead_s",
+    "rel_rms", "rel_max", "compute_bound", "points", "notes"}``. A rate no point is bound by
+    cannot be fitted: it keeps ``start``'s value (said in ``notes``); negative overheads are refitted as 0.
     """
     f, b, t = (np.asarray(x, dtype=np.float64) for x in (flops, nbytes, seconds))
+    dec = np.zeros(len(t), dtype=bool) if decode is None else np.asarray(decode, dtype=bool)
+    groups = [g for g in (~dec, dec) if g.any()]
     compute = f / start.flop_rate >= b / start.byte_rate
-    x = np.array([start.overhead_s, 1 / start.flop_rate, 1 / start.byte_rate])
+    x = np.array([start.overhead_s] * len(groups) + [1 / start.flop_rate, 1 / start.byte_rate])
     for _ in range(iterations):
-        x = _fit_once(f, b, t, compute, x)
-        new = f * x[1] >= b * x[2]
+        x = fit_once(f, b, t, compute, x, groups)
+        new = f * x[-2] >= b * x[-1]
         if (new == compute).all():
             break
         compute = new
-    pred = np.maximum(f * x[1], b * x[2]) + x[0]
-    rel = pred / t - 1
+    overhead = sum(o * g for o, g in zip(x, groups))
+    rel = (np.maximum(f * x[-2], b * x[-1]) + overhead) / t - 1
     notes = [f"{name} taken from {start.name}: no point is {bound}-bound"
              for name, bound, cls in (("flop_rate", "compute", compute), ("byte_rate", "memory", ~compute))
              if not cls.any()]
-    return {"flop_rate": float(1 / x[1]), "byte_rate": float(1 / x[2]), "overhead_s": float(x[0]),
-            "rel_rms": float(np.sqrt(np.mean(rel ** 2))), "rel_max": float(np.abs(rel).max()),
-            "compute_bound": int(compute.sum()), "points": len(t), "notes": notes}
+    return {"flop_rate": float(1 / x[-2]), "byte_rate": float(1 / x[-1]), "overhead_s": float(x[0]),
+            "decode_overhead_s": float(x[len(groups) - 1]), "rel_rms": float(np.sqrt(np.mean(rel ** 2))),
+            "rel_max": float(np.abs(rel).max()), "compute_bound": int(compute.sum()), "points": len(t),
+            "notes": notes}
 
 
-def _fit_once(f, b, t, compute, prev) -> np.ndarray:
-    """One least-squares solve of x = [o, 1/R, 1/BW] for a fixed compute/memory assignment.
+def fit_once(f, b, t, compute, prev, groups) -> np.ndarray:
+    """One least-squares solve of x = [o_1 .. o_k, 1/R, 1/BW] (an overhead per group of points) for a
+    fixed compute/memory assignment.
 
-    Relative error (rows divided by t). Unknowns no point informs keep ``prev``; if the
-    overhead comes out negative, the fit is redone through the origin (o = 0).
+    Relative error (rows divided by t). Unknowns no point informs keep ``prev``; if an overhead
+    comes out negative, the fit is redone through the origin (every o = 0).
     """
-    cols = [np.ones_like(t), np.where(compute, f, 0.0), np.where(compute, 0.0, b)]
-    free = [0] + [i for i in (1, 2) if cols[i].any()]
+    k = len(groups)
+    cols = [g.astype(np.float64) for g in groups] + [np.where(compute, f, 0.0), np.where(compute, 0.0, b)]
+    rates = [i for i in (k, k + 1) if cols[i].any()]
     x = prev.copy()
-    for unknowns in (free, free[1:]):
+    for unknowns in (list(range(k)) + rates, rates):
         x = prev.copy()
-        x[0] = x[0] if 0 in unknowns else 0.0
-        rhs = t - sum(x[i] * cols[i] for i in range(3) if i not in unknowns)
+        x[:k] = np.where([i in unknowns for i in range(k)], x[:k], 0.0)
+        rhs = t - sum(x[i] * cols[i] for i in range(k + 2) if i not in unknowns)
         x[unknowns] = np.linalg.lstsq(np.column_stack([cols[i] for i in unknowns]) / t[:, None], rhs / t,
                                       rcond=None)[0]
-        if x[0] >= 0 and (x[1:] > 0).all():
+        if (x[:k] >= 0).all() and (x[k:] > 0).all():
             return x
-    x[0] = max(x[0], 0.0)
-    x[1:] = np.where(x[1:] > 0, x[1:], prev[1:])
+    x[:k] = np.maximum(x[:k], 0.0)
+    x[k:] = np.where(x[k:] > 0, x[k:], prev[k:])
     return x
 
 
 def fit_calibration(cal: dict, time_key: str = "seconds") -> dict:
-    """:func:`fit_roofline` of a calibration's points for its model (``cal["model"]``).
+    """:func:`fit_roofline` of a calibration's points for its model (``cal["model"]``), decode points
+    with an overhead of their own.
 
     ``time_key="seconds"``: the wall time of each step (what a server waits); ``"gpu_seconds"``:
     the kernels' own time (what the GPU works), where every point has one.
@@ -156,9 +192,9 @@ def fit_calibration(cal: dict, time_key: str = "seconds") -> dict:
     if any(p.get(time_key) is None for p in points):
         raise ValueError(f"{cal.get('path', 'calibration')}: not every point has {time_key!r}")
     pricer = Pricer(get_shape(cal.get("model", "llama-3-8b")), preset_cost_model(gpu_key(cal) or "h100"))
-    work = [point_work(p) for p in points]
+    work = [point_work(p, padded_pricing(cal)) for p in points]
     return fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
-                        [float(p[time_key]) for p in points], pricer.cost)
+                        [float(p[time_key]) for p in points], pricer.cost, [p["kind"] == "decode" for p in points])
 
 
 def device_fit(cal: dict) -> dict | None:
@@ -202,15 +238,16 @@ COSTS = ("auto", "split", "wall", "device")
 """How a calibration becomes step costs (:func:`calibrated_cost_model`)."""
 
 
-def host_gap(cal: dict) -> float | None:
-    """The host's time per step: the median, over decode points, of wall time minus the kernels' time.
+def host_gap(cal: dict, decode: bool = True) -> float | None:
+    """The host's time per step: the median, over decode points (``decode=False``: the other points),
+    of wall time minus the kernels' time.
 
     An eager engine (transformers' ``generate``, its continuous batching without CUDA graphs)
     runs Python and launches every kernel between two steps; a small decode step waits for the
-    host, not the GPU. ``None`` when the points have no kernel times.
+    host, not the GPU. ``None`` when no such point has a kernel time.
     """
     gaps = [p["seconds"] - p["gpu_seconds"] for p in cal.get("points") or []
-            if p.get("kind") == "decode" and p.get("gpu_seconds") is not None]
+            if (p.get("kind") == "decode") == decode and p.get("gpu_seconds") is not None]
     return float(np.median(gaps)) if gaps else None
 
 
@@ -237,15 +274,20 @@ def calibrated_cost_model(path=None, costs: str = "auto") -> CostModel:
     if costs == "auto":
         costs = "split" if device_fit(cal) is not None else "wall"
     fit = fit_calibration(cal, "seconds" if costs == "wall" else "gpu_seconds")
-    overhead = {"wall": fit["overhead_s"], "device": fit["overhead_s"], "split": host_gap(cal)}[costs]
+    if costs == "split":             # the host's gaps, measured; a kind without points takes the other's
+        gaps = host_gap(cal, decode=False), host_gap(cal, decode=True)
+        overhead, decode = (gaps[0] if gaps[0] is not None else gaps[1]), (gaps[1] if gaps[1] is not None else gaps[0])
+    else:
+        overhead, decode = fit["overhead_s"], fit["decode_overhead_s"]
     key = gpu_key(cal)
     device = cal.get("device") or {}
     peak = GPUS[key].peak_flops if key else fit["flop_rate"]
     memory = float(device.get("memory_bytes") or (GPUS[key].memory_bytes if key else GPUS["h100"].memory_bytes))
-    note = (f"{costs} costs from {cal['path']} ({device.get('name', '?')}, {fit['points']} points; roofline "
-            f"relative RMS error {fit['rel_rms']:.1%}; overhead {overhead * 1e3:.1f} ms per step)")
+    note = (f"{costs} costs from {cal['path']} ({cal.get('engine', 'transformers')} engine, {device.get('name', '?')}, "
+            f"{fit['points']} points; roofline relative RMS error {fit['rel_rms']:.1%}; overhead "
+            f"{overhead * 1e3:.2f} ms per step, {decode * 1e3:.2f} ms per decode step)")
     name = "calibrated" if costs in ("wall", "split") else "calibrated-device"
-    return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note)
+    return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note, decode)
 
 
 SERVED_AS = {"static": ("static", {"padded_attention": "masked"}),

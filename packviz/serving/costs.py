@@ -110,15 +110,23 @@ class CostModel:
     peak_flops: float
     memory_bytes: float
     note: str = ""
+    decode_overhead_s: float | None = None
 
-    def seconds(self, flops: float, nbytes: float) -> float:
-        """max(flops / flop_rate, nbytes / byte_rate) + overhead_s."""
-        return max(flops / self.flop_rate, nbytes / self.byte_rate) + self.overhead_s
+    @property
+    def decode_overhead(self) -> float:
+        """The overhead of a decode-only step: ``decode_overhead_s`` (an engine that replays decode steps
+        from CUDA graphs has a far smaller host gap there than in its eager steps), else ``overhead_s``."""
+        return self.overhead_s if self.decode_overhead_s is None else self.decode_overhead_s
+
+    def seconds(self, flops: float, nbytes: float, decode: bool = False) -> float:
+        """max(flops / flop_rate, nbytes / byte_rate) + the overhead (of a decode-only step, if ``decode``)."""
+        return max(flops / self.flop_rate, nbytes / self.byte_rate) + (self.decode_overhead if decode
+                                                                        else self.overhead_s)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "flop_rate": self.flop_rate, "byte_rate": self.byte_rate,
-                "overhead_s": self.overhead_s, "peak_flops": self.peak_flops,
-                "memory_bytes": self.memory_bytes, "note": self.note}
+                "overhead_s": self.overhead_s, "decode_overhead_s": self.decode_overhead,
+                "peak_flops": self.peak_flops, "memory_bytes": self.memory_bytes, "note": self.note}
 
 
 GPU_CHOICES = tuple(GPUS) + ("calibrated",)
@@ -192,6 +200,35 @@ def chunk_pairs(done: int, chunk: int) -> int:
     return chunk * done + chunk * (chunk + 1) // 2
 
 
+def plan_work(plan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Work:
+    """The :class:`Work` of one step's plan (a :class:`~packviz.serving.scheduler.StepPlan`).
+
+    Decodes: one token each over its context (and the batch's pad KV, ``kv_pad``). Pieces:
+    their tokens and pads; in a padded batch (static, some piece padded) every row costs the
+    masked W² square or the causal triangle (``padded_attention``); a ragged piece its chunk's
+    pairs. A static batch without pads costs the triangle either way (transformers drops an
+    all-ones mask and runs causal). ``ragged_attention="dense"``:
+    one Σq × Σk square for the whole step.
+
+    >>> from packviz.serving.scheduler import Piece, StepPlan
+    >>> plan_work(StepPlan(0, decodes=(0, 1), contexts=(10, 20), prefills=(Piece(2, 4, 3),)))
+    Work(tokens=5, lm_rows=3, pairs=50, kv_read=34, kv_write=5)
+    """
+    n = len(plan.decodes)
+    tokens = plan.num_tokens
+    kv_read = sum(plan.contexts) + plan.kv_pad + sum(p.done for p in plan.prefills)
+    lm_rows = n + sum(p.last for p in plan.prefills)
+    if ragged_attention == "dense":
+        pairs = tokens * (kv_read + tokens)
+    else:
+        masked = padded_attention == "masked" and any(p.pad for p in plan.prefills)   # HF masks every row then
+        pairs = kv_read - sum(p.done for p in plan.prefills) + n
+        for p in plan.prefills:
+            w = p.tokens + p.pad
+            pairs += w * w if masked else chunk_pairs(p.done, w)
+    return Work(tokens, lm_rows, pairs, kv_read, tokens)
+
+
 class Pricer:
     """A model shape and a cost model, reduced to the constants a step's price needs.
 
@@ -214,8 +251,9 @@ class Pricer:
     def bytes(self, w: Work) -> float:
         return self.weight_bytes + (w.kv_read + w.kv_write) * self.kv_bytes
 
-    def seconds(self, w: Work) -> float:
-        return self.cost.seconds(self.flops(w), self.bytes(w))
+    def seconds(self, w: Work, decode: bool = False) -> float:
+        """The roofline time of a step's work (``decode``: a decode-only step, with its own overhead)."""
+        return self.cost.seconds(self.flops(w), self.bytes(w), decode)
 
     def decode_line(self, n: int, kv_before: float, dense: bool = False) -> "Line":
         """Per-step time of decoding ``n`` slots that hold ``kv_before`` KV tokens before step 1.
@@ -230,7 +268,7 @@ class Pricer:
         u1 = self.attn * q * n / c.flop_rate
         v0 = (self.weight_bytes + self.kv_bytes * kv_before) / c.byte_rate
         v1 = self.kv_bytes * n / c.byte_rate
-        return Line(u0, u1, v0, v1, c.overhead_s)
+        return Line(u0, u1, v0, v1, c.decode_overhead)
 
 
 # ---------------------------------------------------------------------- closed-form spans

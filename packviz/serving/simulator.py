@@ -35,7 +35,7 @@ from ..checks import one_of, positive_float
 from ..shapes import get_shape
 from ..trace import Trace
 from .calibration import cost_model
-from .costs import MEMORY_UTILIZATION, CostModel, Pricer, Work, chunk_pairs, span_sums, steps_to_reach
+from .costs import MEMORY_UTILIZATION, CostModel, Pricer, Work, plan_work, span_sums, steps_to_reach
 from .scheduler import PAGE_SIZE, Scheduler, ServeConfig, StepPlan, make_scheduler
 
 ARRIVALS = ("trace", "offline")
@@ -115,13 +115,15 @@ class EngineResult(SimResult):
     generated. ``gpu_seconds``: per step, the device time between CUDA events around the forward
     (``None`` on a CPU). ``graphed``: per step, whether it was replayed from a CUDA graph.
     ``attention``: the attention path that ran (and ``attention_why`` it was chosen);
-    ``kv_layout``: the physical KV layout and what it reserves.
+    ``kv_layout``: the physical KV layout and what it reserves; ``kv_regions``: per step, the
+    regions in use ``{request: (start, length)}`` (rows of the cache).
     """
 
     prompts: list = field(default_factory=list)
     outputs: list = field(default_factory=list)
     gpu_seconds: list = field(default_factory=list)
     graphed: list = field(default_factory=list)
+    kv_regions: list = field(default_factory=list)
     attention: str = ""
     attention_why: str = ""
     kv_layout: str = ""
@@ -178,36 +180,6 @@ def useful_flops(trace: Trace, pricer: Pricer) -> float:
     tokens = p.sum() + d.sum()
     pairs = (p * (p + 1) / 2).sum() + (d * p + d * (d + 1) / 2).sum()
     return tokens * pricer.linear + (d + 1).sum() * pricer.lm_head + pairs * pricer.attn
-
-
-# ---------------------------------------------------------------------- the price of a plan
-def plan_work(plan: StepPlan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Work:
-    """The :class:`~packviz.serving.costs.Work` of one step's plan.
-
-    Decodes: one token each over its context (and the batch's pad KV, ``kv_pad``). Pieces:
-    their tokens and pads; in a padded batch (static, some piece padded) every row costs the
-    masked W² square or the causal triangle (``padded_attention``); a ragged piece its chunk's
-    pairs. A static batch without pads costs the triangle either way (transformers drops an
-    all-ones mask and runs causal). ``ragged_attention="dense"``:
-    one Σq × Σk square for the whole step.
-
-    >>> from packviz.serving.scheduler import Piece
-    >>> plan_work(StepPlan(0, decodes=(0, 1), contexts=(10, 20), prefills=(Piece(2, 4, 3),)))
-    Work(tokens=5, lm_rows=3, pairs=50, kv_read=34, kv_write=5)
-    """
-    n = len(plan.decodes)
-    tokens = plan.num_tokens
-    kv_read = sum(plan.contexts) + plan.kv_pad + sum(p.done for p in plan.prefills)
-    lm_rows = n + sum(p.last for p in plan.prefills)
-    if ragged_attention == "dense":
-        pairs = tokens * (kv_read + tokens)
-    else:
-        masked = padded_attention == "masked" and any(p.pad for p in plan.prefills)   # HF masks every row then
-        pairs = kv_read - sum(p.done for p in plan.prefills) + n
-        for p in plan.prefills:
-            w = p.tokens + p.pad
-            pairs += w * w if masked else chunk_pairs(p.done, w)
-    return Work(tokens, lm_rows, pairs, kv_read, tokens)
 
 
 # ---------------------------------------------------------------------- the driver: one scheduler, any clock
@@ -299,7 +271,7 @@ def simulate(trace: Trace | None = None, policy: str = "continuous", *, model="l
     sched = make_scheduler(served, cfg, budget)
     stepwise = clock is not None or not fast_forward
     plans, step_seconds = ([], []) if stepwise else (None, None)
-    tick = recorded_clock(clock) if clock is not None else (lambda plan, work: pricer.seconds(work))
+    tick = recorded_clock(clock) if clock is not None else (lambda plan, work: pricer.seconds(work, not plan.prefills))
     replay(sched, tick, ledger, pricer, cfg, fast_forward=not stepwise, plans=plans, step_seconds=step_seconds)
     out = sched.results()
     return SimResult(served, cfg, shape.name, cost, budget, out["start_s"], out["first_token_s"], out["finish_s"],

@@ -1,20 +1,25 @@
-"""Time one forward step of a real Llama: the points the serving simulator's calibration is fitted to.
+"""Time single serving steps: the points the simulator's cost model is fitted to.
 
-torch and transformers. Each point is one kind of step a server runs, timed on the model's
-own forward (median of ``repeats`` after a warm-up), in the format of
-:mod:`packviz.serving.calibration`::
+torch. A point is one kind of step a server runs (:data:`packviz.serving.calibration.KINDS`),
+given as ``{"kind", "batch", "tokens", "context"}`` and laid out as a scheduler plan by
+:func:`~packviz.serving.calibration.point_plan`::
 
-Each point holds ``seconds`` (wall time, median) and ``gpu_seconds`` (the kernels' own time of
-one call, from the profiler; ``None`` on CPU).
+    prefill         batch rows of ``tokens`` new tokens
+    padded_prefill  batch rows of width ``tokens``, half of them half as long and padded
+    decode          batch rows of one token over ``context`` cached ones (random K/V)
+    mixed           batch decodes over ``context`` beside one prefill of ``tokens``
 
-    prefill         batch rows of ``tokens`` new tokens, no padding (causal SDPA), KV written
-    padded_prefill  batch rows of width ``tokens``, half the rows half as long and left-padded
-                    (the (B, 1, W, W) mask HF ``generate`` builds)
-    decode          batch rows of one token over ``context`` cached ones (random K/V), with a
-                    padding mask, as ``generate`` decodes a padded batch
+Two engines time them:
 
-Token ids and cached K/V are random (never zeros: some kernels run measurably faster on
-zeros). Only the last position's logits are computed (``logits_to_keep=1``), as ``generate`` does.
+* **packviz's engine** (:func:`calibrate`): the step executed exactly as a serving run executes
+  it -- :meth:`~packviz.serving.engine.run.Engine.execute`, decode steps replayed from CUDA
+  graphs on a GPU. Each point holds ``seconds`` (wall time between step ends, median) and
+  ``gpu_seconds`` (CUDA events around the forward; ``None`` on CPU). This is the calibration the
+  simulator is fitted to (``"engine": "packviz"`` in ``calibration.json``).
+* **transformers' forward** (:func:`hf_measure`, a labelled comparison): a ``DynamicCache``
+  that concatenates K/V every step and repeats them for GQA, timed with the profiler.
+
+Token ids and cached K/V are random (never zeros: some kernels run measurably faster on zeros).
 """
 
 from __future__ import annotations
@@ -25,9 +30,96 @@ import time
 import numpy as np
 import torch
 
+from .calibration import point_plan
 from .hf import sync
 
 
+# ---------------------------------------------------------------------- the grid
+def grid(prefill_tokens, decode_batches, decode_contexts, max_cached_tokens: int,
+         padded=((8, 1024),), prefill_batches=((4, 2048), (16, 1024)), mixed=()) -> list[dict]:
+    """Calibration points: prefills of one row, a few batched and padded ones, decodes over a grid,
+    and ``mixed`` steps given as (decodes, context, chunk tokens).
+
+    Decode points whose cache (batch × context tokens) exceeds ``max_cached_tokens`` are left out.
+
+    >>> [p["kind"][0] + str(p["batch"]) for p in grid([128], [1, 64], [4096], 65536, padded=(), prefill_batches=(),
+    ...                                                 mixed=((8, 512, 256),))]
+    ['p1', 'd1', 'm8']
+    """
+    points = [{"kind": "prefill", "batch": 1, "tokens": int(n), "context": 0} for n in prefill_tokens]
+    points += [{"kind": "prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in prefill_batches]
+    points += [{"kind": "padded_prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in padded]
+    points += [{"kind": "decode", "batch": int(b), "tokens": 1, "context": int(c)}
+               for b in decode_batches for c in decode_contexts if b * c <= max_cached_tokens]
+    points += [{"kind": "mixed", "batch": int(b), "tokens": int(n), "context": int(c)} for b, c, n in mixed]
+    return points
+
+
+# ---------------------------------------------------------------------- packviz's engine
+def point_regions(plan) -> dict:
+    """{request: KV tokens} a point's plan reads and writes: each decode its context and token, each piece its row."""
+    sizes = {r: c + 1 for r, c in zip(plan.decodes, plan.contexts)}
+    sizes.update({p.request: p.done + p.tokens + p.pad for p in plan.prefills})
+    return sizes
+
+
+def engine_for(model, points, cuda_graphs=None):
+    """An :class:`~packviz.serving.engine.run.Engine` whose cache holds the largest point, filled with random K/V."""
+    from .engine.run import Engine
+
+    plans = [point_plan(p) for p in points]
+    capacity = max(sum(point_regions(plan).values()) for plan in plans)
+    max_batch = max(max(len(plan.decodes), 1) for plan in plans)
+    longest = max(max(point_regions(plan).values()) for plan in plans)
+
+    def no_admissions(plan, r):
+        raise RuntimeError("calibration steps admit no requests")
+    engine = Engine(model, capacity, max_batch, longest, no_admissions, {}, cuda_graphs=cuda_graphs)
+    engine.cache.kv.normal_(generator=torch.Generator(device=engine.device).manual_seed(0))
+    return engine
+
+
+def time_step(engine, point: dict, repeats: int = 5, warmup: int = 2, seed: int = 0) -> dict:
+    """Time one point on ``engine``: its plan executed ``warmup + repeats`` times; the point with
+    ``seconds`` and ``gpu_seconds`` (medians), ``graphed`` and ``engine: "packviz"`` added."""
+    plan = point_plan(point)
+    rng = np.random.default_rng(seed)
+    sizes = point_regions(plan)
+    for r, n in sizes.items():
+        engine.cache.allocate(r, n)
+        engine.seqs[r] = rng.integers(1, engine.llama.vocab, n).tolist()
+    wall, gpu = [], []
+    try:
+        for i in range(warmup + repeats):
+            sync(engine.device)
+            engine.mark = time.perf_counter()
+            seconds = engine.execute(plan)
+            if i >= warmup:
+                wall.append(seconds)
+                gpu.append(engine.gpu_seconds[-1])
+    finally:
+        for r in sizes:
+            engine.cache.free(r)
+    return {**point, "seconds": float(np.median(wall)),
+            "gpu_seconds": None if gpu[0] is None else float(np.median(gpu)), "graphed": engine.graphed[-1],
+            "engine": "packviz"}
+
+
+def calibrate(model, points, repeats: int = 5, cuda_graphs=None, deadline=None, on_point=None) -> list[dict]:
+    """Every point timed on packviz's engine, in order. ``deadline``: a ``time.perf_counter()`` value
+    after which no point starts; ``on_point(point)``: called after each (e.g. to write a file)."""
+    engine = engine_for(model, points, cuda_graphs)
+    out = []
+    for point in points:
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+        out.append(time_step(engine, point, repeats))
+        if on_point is not None:
+            on_point(out[-1])
+    return out
+
+
+# ---------------------------------------------------------------------- transformers (the comparison)
 def cache_kwarg(model) -> str:
     """The forward's name for the KV cache: ``cache`` (transformers >= 5.2x) or ``past_key_values``."""
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
@@ -101,7 +193,7 @@ class _Step:
         return self.model(**self.make_kwargs(), use_cache=True, logits_to_keep=1)
 
 
-def time_prefill(model, batch: int, tokens: int, padded: bool = False, repeats: int = 3, seed: int = 0) -> dict:
+def hf_time_prefill(model, batch: int, tokens: int, padded: bool = False, repeats: int = 3, seed: int = 0) -> dict:
     """Seconds of one prefill forward of (batch, tokens); ``padded``: half the rows left-padded to half length."""
     ids = _ids(model, batch, tokens, seed)
     mask = None
@@ -114,7 +206,7 @@ def time_prefill(model, batch: int, tokens: int, padded: bool = False, repeats: 
             "gpu_seconds": kernel_seconds(step)}
 
 
-def time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0) -> dict:
+def hf_time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0) -> dict:
     """Seconds of one decode forward: ``batch`` rows, one token each, over ``context`` cached tokens.
 
     The cache grows by one token per timed call (``context`` + the repeats, a rounding error).
@@ -138,26 +230,11 @@ def time_decode(model, batch: int, context: int, repeats: int = 5, seed: int = 0
     return {"kind": "decode", "batch": batch, "tokens": 1, "context": context, "seconds": seconds, "gpu_seconds": gpu}
 
 
-def measure(model, point: dict, repeats: int = 3) -> dict:
-    """Time one calibration point given as ``{"kind", "batch", "tokens", "context"}``."""
+def hf_measure(model, point: dict, repeats: int = 3) -> dict:
+    """Time one calibration point on transformers' forward (a DynamicCache): the labelled comparison."""
     if point["kind"] == "decode":
-        return time_decode(model, point["batch"], point["context"], repeats=max(repeats, 3))
-    return time_prefill(model, point["batch"], point["tokens"], padded=point["kind"] == "padded_prefill",
+        return hf_time_decode(model, point["batch"], point["context"], repeats=max(repeats, 3))
+    return hf_time_prefill(model, point["batch"], point["tokens"], padded=point["kind"] == "padded_prefill",
                         repeats=repeats)
 
 
-def grid(prefill_tokens, decode_batches, decode_contexts, max_cached_tokens: int,
-         padded=((8, 1024),), prefill_batches=((4, 2048), (16, 1024))) -> list[dict]:
-    """Calibration points: prefills of one row, a few batched and padded ones, decodes over a grid.
-
-    Decode points whose cache (batch × context tokens) exceeds ``max_cached_tokens`` are left out.
-
-    >>> [p["kind"][0] + str(p["batch"]) for p in grid([128], [1, 64], [4096], 65536, padded=(), prefill_batches=())]
-    ['p1', 'd1']
-    """
-    points = [{"kind": "prefill", "batch": 1, "tokens": int(n), "context": 0} for n in prefill_tokens]
-    points += [{"kind": "prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in prefill_batches]
-    points += [{"kind": "padded_prefill", "batch": int(b), "tokens": int(n), "context": 0} for b, n in padded]
-    points += [{"kind": "decode", "batch": int(b), "tokens": 1, "context": int(c)}
-               for b in decode_batches for c in decode_contexts if b * c <= max_cached_tokens]
-    return points

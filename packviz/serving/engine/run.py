@@ -84,16 +84,20 @@ def device_cost(device) -> CostModel:
 
 # ---------------------------------------------------------------------- the engine
 class Engine:
-    """A Llama, its KV cache, its attention path and (on a GPU) its decode graphs: :meth:`execute` is the clock."""
+    """A Llama, its KV cache, its attention path and (on a GPU) its decode graphs: :meth:`execute` is the clock.
 
-    def __init__(self, model, trace: Trace, cfg: ServeConfig, prompts, *, cuda_graphs=None, debug: bool = False):
+    ``capacity``: KV tokens of the physical cache; ``max_batch``: the most decodes in a step (the
+    largest CUDA-graph bucket); ``longest``: the most keys one sequence reads (fixed in the graphs);
+    ``region_tokens(plan, r)``: the region to allocate when request r is admitted; ``seqs``: every
+    request's tokens so far (prompt, then what it generated), indexed by request.
+    """
+
+    def __init__(self, model, capacity: int, max_batch: int, longest: int, region_tokens, seqs, *,
+                 cuda_graphs=None, debug: bool = False):
         self.llama = Llama(model)
-        self.trace, self.cfg, self.debug = trace, cfg, debug
+        self.region_tokens, self.seqs, self.debug = region_tokens, seqs, debug
         self.device, self.dtype = self.llama.device, self.llama.dtype
-        self.seqs = [list(p) for p in prompts]              # prompt + generated, per request
-        self.g = trace.generated_tokens.tolist()
-        cap = kv_capacity(trace, cfg)
-        self.cache = KVCache(len(self.llama.layers), cap, self.llama.kv_heads, self.llama.head_dim,
+        self.cache = KVCache(len(self.llama.layers), capacity, self.llama.kv_heads, self.llama.head_dim,
                              self.dtype, self.device)
         self.path, self.path_why = choose_path(self.device, self.dtype, self.probe)
         self.attend = FUNCTIONS[self.path]
@@ -102,10 +106,10 @@ class Engine:
         if cuda_graphs and (self.device.type != "cuda" or self.path == "reference"):
             raise ValueError("cuda_graphs=True needs a CUDA device and the flash-seqused-k attention path; "
                              f"this run has {self.device} and {self.path}")
-        self.graphs = DecodeGraphs(self.llama, self.cache, self.attend, cfg.max_batch,
-                                   longest_region(trace, cfg)) if cuda_graphs else None
+        self.graphs = DecodeGraphs(self.llama, self.cache, self.attend, max_batch, longest) if cuda_graphs else None
         self.gpu_seconds: list = []
         self.graphed: list = []
+        self.regions_log: list = []          # per step: {request: (start, length)} of the regions in use
         self.mark = time.perf_counter()
 
     def probe(self, path: str) -> float:
@@ -126,20 +130,13 @@ class Engine:
         got = FUNCTIONS[path](q, cache.k[0], cache.v[0], step).float()
         return float((got - ref).abs().max() / ref.abs().max())
 
-    def region_tokens(self, plan, r: int) -> int:
-        """Tokens request r's region holds: P + G, or its static slot's W + max G (P + max G packed)."""
-        if self.cfg.policy not in STATIC:
-            return self.trace.prompt_tokens[r] + self.g[r]
-        width = max(p.tokens + p.pad for p in plan.prefills) if self.cfg.policy == "static" else \
-            self.trace.prompt_tokens[r]
-        return int(width + max(self.g[a] for a in plan.admitted))
-
     def begin(self, plan) -> dict:
         """Free the preempted requests' regions, allocate the admitted ones', lay the step out (numpy)."""
         for r in plan.preempted:
             self.cache.free(r)
         for r in plan.admitted:
             self.cache.allocate(r, self.region_tokens(plan, r))
+        self.regions_log.append(dict(self.cache.regions))
         running = {*plan.decodes, *(p.request for p in plan.prefills)}
         arrays = step_arrays(plan, self.seqs, {r: self.cache.start(r) for r in running}, self.cache.spare)
         if self.debug:
@@ -176,13 +173,27 @@ class Engine:
         seconds, self.mark = now - self.mark, now
         return seconds
 
-    def layout(self) -> str:
-        reserves = {"static": "W + max G per slot", "static-packed": "P + max G per slot"}.get(
-            self.cfg.policy, "P + G per request")
+    def layout(self, reserves: str) -> str:
+        """The physical KV layout in words, with what each region reserves."""
         dtype = str(self.dtype).removeprefix("torch.")
         return (f"one contiguous region per running request in a {tuple(self.cache.kv.shape)} {dtype} "
                 f"tensor ({self.cache.nbytes / 2**20:,.1f} MiB, {self.cache.capacity:,} tokens + 1 spare); "
                 f"reserves {reserves} at admission; read in place ({self.path})")
+
+
+def region_sizer(trace: Trace, cfg: ServeConfig):
+    """``region_tokens(plan, r)`` of a serving run: P + G, or the static slot's W + max G (P + max G
+    packed), and the words for what it reserves."""
+    p, g = trace.prompt_tokens, trace.generated_tokens
+
+    def region_tokens(plan, r: int) -> int:
+        if cfg.policy not in STATIC:
+            return int(p[r] + g[r])
+        width = max(x.tokens + x.pad for x in plan.prefills) if cfg.policy == "static" else p[r]
+        return int(width + max(g[a] for a in plan.admitted))
+    reserves = {"static": "W + max G per slot", "static-packed": "P + max G per slot"}.get(cfg.policy,
+                                                                                         "P + G per request")
+    return region_tokens, reserves
 
 
 # ---------------------------------------------------------------------- entry point
@@ -215,8 +226,10 @@ def run_engine(model, trace: Trace, policy: str = "continuous", seed: int = 0, *
     cfg = ServeConfig(policy, **serve_config)
     budget = cfg.kv_budget_tokens or default_kv_budget(served, cfg)
     check_fits(served, budget, cfg.page_size)
-    engine = Engine(model, served, cfg, request_ids(served.prompt_tokens, model.config.vocab_size, seed),
-                    cuda_graphs=cuda_graphs, debug=debug)
+    sizer, reserves = region_sizer(served, cfg)
+    engine = Engine(model, kv_capacity(served, cfg), cfg.max_batch, longest_region(served, cfg), sizer,
+                    request_ids(served.prompt_tokens, model.config.vocab_size, seed), cuda_graphs=cuda_graphs,
+                    debug=debug)
     pricer, ledger = Pricer(shape_from_config(model.config), device_cost(engine.device)), Ledger()
     sched = make_scheduler(served, cfg, budget)
     plans, step_seconds = [], []
@@ -231,6 +244,6 @@ def run_engine(model, trace: Trace, policy: str = "continuous", seed: int = 0, *
         out["release_s"], out["slot"], ledger, useful_flops(served, pricer), arrivals, float(rate_scale),
         time.perf_counter() - t0, plans, step_seconds, "executed",
         prompts=[s[:n] for s, n in zip(engine.seqs, p)], outputs=[s[n:] for s, n in zip(engine.seqs, p)],
-        gpu_seconds=engine.gpu_seconds, graphed=engine.graphed, attention=engine.path,
-        attention_why=engine.path_why, kv_layout=engine.layout(), kv_capacity_tokens=engine.cache.capacity,
+        gpu_seconds=engine.gpu_seconds, graphed=engine.graphed, kv_regions=engine.regions_log, attention=engine.path,
+        attention_why=engine.path_why, kv_layout=engine.layout(reserves), kv_capacity_tokens=engine.cache.capacity,
         kv_compactions=engine.cache.compactions, device=str(engine.device), dtype=str(engine.dtype).removeprefix("torch."))
