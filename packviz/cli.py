@@ -157,18 +157,66 @@ def _number(name: str, text, kind):
         raise ValueError(f"{name} must be {what}, got {text!r}") from None
 
 
+SIMULATOR_ONLY = (("gpu", "--gpu"), ("padded_attention", "--padded-attention"),
+                  ("ragged_attention", "--ragged-attention"))
+"""Options that price a simulated run: an executed run measures on this machine instead."""
+ENGINE_ONLY = (("requests", "--requests"), ("device", "--device"), ("dtype", "--dtype"), ("seed", "--seed"))
+"""Options of an executed run (``--execute``)."""
+
+
 def _cmd_serve(args) -> dict:
-    from .serving import simulate, summary
     from .trace import azure_conv, read_trace
 
     trace = azure_conv() if args.trace is None else read_trace(args.trace)
-    kw = dict(policy=args.policy, model=_load_shape(args.model), gpu=args.gpu, arrivals=args.arrivals,
-              rate_scale=_number("--rate-scale", args.rate_scale, float),
+    kw = dict(policy=args.policy, arrivals=args.arrivals, rate_scale=_number("--rate-scale", args.rate_scale, float),
               max_batch=_number("--max-batch", args.max_batch, int),
               token_budget=_number("--token-budget", args.token_budget, int),
-              kv_budget_tokens=_number("--kv-budget", args.kv_budget, int),
-              padded_attention=args.padded_attention, ragged_attention=args.ragged_attention)
-    return summary(simulate(trace, **kw))
+              kv_budget_tokens=_number("--kv-budget", args.kv_budget, int))
+    if args.execute:
+        return _cmd_execute(args, trace, kw)
+    for key, flag in ENGINE_ONLY:
+        if getattr(args, key) is not None:
+            raise ValueError(f"{flag} is an option of an executed run; add --execute (or leave {flag} out)")
+    from .serving import simulate, summary
+
+    return summary(simulate(trace, model=_load_shape(args.model or "llama-3-8b"), gpu=args.gpu or "h100",
+                            padded_attention=args.padded_attention or "masked",
+                            ragged_attention=args.ragged_attention or "varlen", **kw))
+
+
+def _cmd_execute(args, trace, kw: dict) -> dict:
+    """``serve --execute``: the policy run by packviz's engine on a real model (random weights, or a checkpoint)."""
+    for key, flag in SIMULATOR_ONLY:
+        if getattr(args, key) is not None:
+            raise ValueError(f"{flag} prices a simulated run; --execute measures on this machine (leave {flag} out)")
+    n = _number("--requests", args.requests, int)
+    n = min(16, len(trace)) if n is None else n
+    if not 1 <= n <= len(trace):
+        raise ValueError(f"--requests must be 1 .. {len(trace):,} (the trace's requests), got {n}")
+    seed = _number("--seed", args.seed, int) or 0
+    model = _build_engine_model(args.model or "tiny", args.device, args.dtype, seed)
+    from .serving import run_engine, summary
+
+    window = trace.window(n, seed=0) if n < len(trace) else trace
+    policy = kw.pop("policy")
+    kw = {k: v for k, v in kw.items() if v is not None}
+    return summary(run_engine(model, window, policy, seed=seed, **kw))
+
+
+def _build_engine_model(model: str, device, dtype, seed: int):
+    """A ``LlamaForCausalLM``: a local checkpoint directory (safetensors), else random weights of a named shape."""
+    import pathlib
+
+    from .model import build_model, load_checkpoint
+    from .serving.hf import disable_eos
+
+    path = pathlib.Path(model)
+    if path.is_dir():
+        m = load_checkpoint(path, device=device, dtype=dtype)
+    else:
+        m = build_model(_load_shape(model), device=device, dtype=dtype, seed=seed)
+    disable_eos(m)
+    return m
 
 
 def _print_serve(out: dict) -> None:
@@ -236,7 +284,8 @@ def _add_bench(sub) -> None:
 
 
 def _add_serve(sub) -> None:
-    sv = sub.add_parser("serve", help="replay a request trace under a serving policy (simulated, numpy only)")
+    sv = sub.add_parser("serve", help="replay a request trace under a serving policy: simulated (numpy only), "
+                                      "or executed on a real model with --execute")
     sv.add_argument("--trace", default=None,
                     help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); "
                          "default: the shipped conversation trace")
@@ -246,13 +295,24 @@ def _add_serve(sub) -> None:
     sv.add_argument("--max-batch", default="32", help="B of the static policies, the running cap of the others")
     sv.add_argument("--token-budget", default="2048", help="chunked: tokens per step (max_num_batched_tokens)")
     sv.add_argument("--kv-budget", default=None,
-                    help="KV-cache capacity in tokens (default: 90%% of the GPU's memory minus the weights)")
-    sv.add_argument("--model", default="llama-3-8b", help="a model name or a config.json")
-    sv.add_argument("--gpu", default="h100", help="h100, h200, a100, calibrated, or a calibration JSON file")
-    sv.add_argument("--padded-attention", default="masked",
-                    help="static prefill attention: masked (W² per row, HF generate) or causal (W(W+1)/2)")
-    sv.add_argument("--ragged-attention", default="varlen",
-                    help="continuous/chunked attention: varlen (per sequence) or dense (Σq × Σk, paged|sdpa)")
+                    help="KV-cache capacity in tokens (default: 90%% of the GPU's memory minus the weights; "
+                         "with --execute: enough that nothing is preempted)")
+    sv.add_argument("--model", default=None,
+                    help="a model name or a config.json (default llama-3-8b); with --execute also a local "
+                         "checkpoint directory (default tiny, random weights)")
+    sv.add_argument("--gpu", default=None, help="h100 (default), h200, a100, calibrated, or a calibration JSON file")
+    sv.add_argument("--padded-attention", default=None,
+                    help="static prefill attention: masked (default; W² per row, HF generate) or causal (W(W+1)/2)")
+    sv.add_argument("--ragged-attention", default=None,
+                    help="continuous/chunked attention: varlen (default; per sequence) or dense (Σq × Σk, paged|sdpa)")
+    sv.add_argument("--execute", action="store_true",
+                    help="run the policy on a real Llama with packviz's engine and measure it (seconds on a CPU "
+                         "with the tiny default; --model llama-3-8b on a GPU)")
+    sv.add_argument("--requests", default=None,
+                    help="with --execute: serve this many consecutive trace requests (default 16, or all of a shorter trace)")
+    sv.add_argument("--device", default=None, help="with --execute: cuda or cpu (default: cuda if available)")
+    sv.add_argument("--dtype", default=None, help="with --execute: bfloat16, float32 (default: bf16 on cuda, fp32 on cpu)")
+    sv.add_argument("--seed", default=None, help="with --execute: seed of the random weights and prompt ids (default 0)")
     sv.add_argument("--json", action="store_true", help="print one JSON object")
     sv.set_defaults(run=_cmd_serve, show=_print_serve)
 

@@ -55,6 +55,7 @@ def llama_config(name_or_shape="tiny", **overrides):
     kw = shape.config_kwargs()
     if shape.vocab == 128256:  # the real Llama-3 tokenizer's special tokens
         kw.update(bos_token_id=128000, eos_token_id=128001)
+    kw.update(name_or_path=shape.name)        # so that results name the shape (shape_from_config reads it)
     kw.update(overrides)
     return LlamaConfig(**kw)
 

@@ -102,3 +102,32 @@ def test_process_runs_the_shipped_trace_without_torch():
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s["num_requests"] == s["completed"] == 19366
+
+
+# ---------------------------------------------------------------------- --execute: the engine on a real model
+def test_execute_runs_the_engine_and_prints_the_same_contract(capsys, trace_file, one_torch_thread):
+    rc, out, err = run(capsys, "--trace", trace_file, "--policy", "continuous", "--arrivals", "offline",
+                       "--execute", "--requests", 3, "--json")
+    assert rc == 0 and err == ""
+    s = json.loads(out)
+    assert KEYS <= set(s) and s["clock"] == "executed" and s["model"] == "tiny"
+    assert (s["num_requests"], s["completed"], s["generated_tokens"]) == (3, 3, 156)
+    assert s["engine"]["attention"] == "reference" and s["engine"]["device"] == "cpu"
+    assert s["engine"]["step_ms"]["p50"] > 0 and s["steps"] == 109       # one step admits all three, then G = 109
+    rc, out, _ = run(capsys, "--trace", trace_file, "--policy", "static", "--execute", "--requests", 2)
+    assert rc == 0 and "executed" in out and "attention reference" in out and "step ms:" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--execute", "--gpu", "a100"), "--gpu prices a simulated run; --execute measures on this machine"),
+    (("--execute", "--ragged-attention", "dense"), "--ragged-attention prices a simulated run"),
+    (("--requests", "4"), "--requests is an option of an executed run; add --execute"),
+    (("--seed", "1"), "--seed is an option of an executed run"),
+    (("--execute", "--requests", "0"), "--requests must be 1 .. 3"),
+    (("--execute", "--requests", "x"), "--requests must be an integer, got 'x'"),
+    (("--execute", "--device", "cuda"), "CUDA is not available here"),
+    (("--execute", "--dtype", "float8"), "unknown dtype 'float8'"),
+])
+def test_execute_bad_input_one_line(capsys, trace_file, argv, message):
+    rc, out, err = run(capsys, "--trace", trace_file, "--policy", "continuous", *argv)
+    assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
