@@ -61,30 +61,31 @@ class StepInputs:
 
 def step_arrays(plan, seqs, starts: dict, spare: int, pad_id: int = 0) -> dict:
     """numpy arrays of a plan's stream. ``seqs[r]``: request r's tokens so far (prompt + outputs);
-    ``starts[r]``: its region's first row."""
-    ids, pos, qlen, kstart, used, rows, emit_to, requests = [], [], [], [], [], [], [], []
+    ``starts[r]``: its region's first row. Decodes are laid out in bulk (one list each), pieces one by one."""
     idle = set(plan.idle)
-    t = 0
-    for r, c in zip(plan.decodes, plan.contexts):
-        seq = seqs[r]
-        ids.append(np.array([seq[c] if c < len(seq) else pad_id]))
-        pos.append(np.array([c]))
-        qlen.append(1), kstart.append(starts[r]), used.append(c + 1), requests.append(r)
-        rows.append(t), emit_to.append(None if r in idle else r)
-        t += 1
+    dec, ctx = plan.decodes, plan.contexts
+    ids = [[seqs[r][c] if c < len(seqs[r]) else pad_id for r, c in zip(dec, ctx)]]
+    pos = [list(ctx)]
+    qlen = [1] * len(dec)
+    kstart = [starts[r] for r in dec]
+    used = [c + 1 for c in ctx]
+    rows = list(range(len(dec)))
+    emit_to = [None if r in idle else r for r in dec]
+    requests = list(dec)
+    t = len(dec)
     for p in plan.prefills:
         n = p.tokens + p.pad
-        ids.append(np.concatenate([np.asarray(seqs[p.request][p.done:p.done + p.tokens]), np.full(p.pad, pad_id)]))
+        ids.append(seqs[p.request][p.done:p.done + p.tokens] + [pad_id] * p.pad)
         pos.append(np.arange(p.done, p.done + n))
         qlen.append(n), kstart.append(starts[p.request]), used.append(p.done + n), requests.append(p.request)
         if p.last:
             rows.append(t + p.tokens - 1), emit_to.append(p.request)
         t += n
-    positions = np.concatenate(pos).astype(np.int64)
+    positions = np.concatenate([np.asarray(x, dtype=np.int64) for x in pos])
     slots = positions + np.repeat(np.asarray(kstart, dtype=np.int64), qlen)
     cu = np.concatenate([[0], np.cumsum(qlen)]).astype(np.int32)
-    return {"input_ids": np.concatenate(ids).astype(np.int64), "positions": positions, "slot_mapping": slots,
-            "cu_seqlens_q": cu, "k_starts": np.asarray(kstart + [spare], dtype=np.int32),
+    return {"input_ids": np.concatenate([np.asarray(x, dtype=np.int64) for x in ids]), "positions": positions,
+            "slot_mapping": slots, "cu_seqlens_q": cu, "k_starts": np.asarray(kstart + [spare], dtype=np.int32),
             "seqused_k": np.asarray(used, dtype=np.int32), "logits_rows": np.asarray(rows, dtype=np.int64),
             "host": HostMeta(cu.tolist(), kstart, used, requests, emit_to),
             "max_seqlen_q": max(qlen), "max_seqlen_k": max(used)}
