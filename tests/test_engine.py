@@ -219,7 +219,7 @@ def test_the_model_still_works_after_its_weights_are_fused(tiny):
     (dict(max_batch=0), ValueError, "max_batch must be a positive integer"),
     (dict(kv_budget_tokens=8), ValueError, "kv_budget_tokens 8 is too small for request"),
     (dict(arrivals="later"), ValueError, "arrivals must be one of"),
-    (dict(cuda_graphs=True), ValueError, "cuda_graphs=True needs a CUDA device"),
+    (dict(cuda_graphs=True), ValueError, "cuda_graphs=True needs a CUDA device and a FlashAttention path"),
     (dict(temperature=0.7), TypeError, "temperature"),
 ])
 def test_bad_input_is_named(tiny, kw, error, message):
@@ -233,3 +233,27 @@ def test_not_a_llama_or_not_a_trace(tiny):
         run_engine(torch.nn.Linear(2, 2), window(3))
     with pytest.raises(TypeError, match="trace must be a packviz.trace.Trace, got list"):
         run_engine(tiny, [1, 2, 3])
+
+
+def test_the_probe_picks_the_first_gpu_path_that_agrees(monkeypatch):
+    """On a GPU the probe tries varlen_attn, then FA2's op; a path that raises or disagrees is skipped, named."""
+    monkeypatch.setattr(attention.torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(attention, "gpu_candidates", lambda: ["varlen-attn", "flash-seqused-k"])
+
+    def probe(path):
+        if path == "varlen-attn":
+            raise RuntimeError("no kernel image\nsecond line")
+        return 3e-3
+    path, why = attention.choose_path("cuda", torch.bfloat16, probe)
+    assert path == "flash-seqused-k"
+    assert why == ("varlen-attn failed its probe (RuntimeError: no kernel image); "
+                   "flash-seqused-k matched the reference within 0.003 (relative) on the probe")
+    path, why = attention.choose_path("cuda", torch.bfloat16, lambda p: 0.5)
+    assert path == "reference" and why.count("differs from the reference by 0.5") == 2
+    assert attention.choose_path("cuda", torch.float32, probe)[0] == "reference"       # FA2: fp16/bf16 only
+    assert attention.choose_path("cpu", torch.bfloat16, probe) == ("reference", "cpu: no FlashAttention kernel "
+                                                                   "on this device")
+
+
+def test_this_torch_offers_both_gpu_paths():
+    assert attention.gpu_candidates() == ["varlen-attn", "flash-seqused-k"]     # torch 2.13: seqused_k, enable_gqa

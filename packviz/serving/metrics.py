@@ -57,7 +57,8 @@ def engine_summary(r: EngineResult, makespan: float) -> dict:
     """What only an executed run has: the attention path, the KV layout, step and kernel times."""
     gpu = [x for x in r.gpu_seconds if x is not None]
     return {
-        "attention": r.attention, "attention_why": r.attention_why, "kv_layout": r.kv_layout,
+        "attention": r.attention, "attention_why": r.attention_why, "cuda_graphs": r.cuda_graphs,
+        "kv_layout": r.kv_layout,
         "kv_capacity_tokens": r.kv_capacity_tokens, "kv_compactions": r.kv_compactions,
         "device": r.device, "dtype": r.dtype, "sampling": "greedy (argmax), EOS ignored",
         "steps_graphed": int(sum(r.graphed)), "step_ms": percentiles(np.asarray(r.step_seconds) * 1e3),

@@ -114,7 +114,8 @@ class EngineResult(SimResult):
     ``prompts`` / ``outputs``: per request in trace order, the prompt's token ids and the tokens
     generated. ``gpu_seconds``: per step, the device time between CUDA events around the forward
     (``None`` on a CPU). ``graphed``: per step, whether it was replayed from a CUDA graph.
-    ``attention``: the attention path that ran (and ``attention_why`` it was chosen);
+    ``attention``: the attention path that ran (and ``attention_why`` it was chosen); ``cuda_graphs``:
+    whether decode steps were replayed from CUDA graphs (and why not);
     ``kv_layout``: the physical KV layout and what it reserves; ``kv_regions``: per step, the
     regions in use ``{request: (start, length)}`` (rows of the cache).
     """
@@ -126,6 +127,7 @@ class EngineResult(SimResult):
     kv_regions: list = field(default_factory=list)
     attention: str = ""
     attention_why: str = ""
+    cuda_graphs: str = ""
     kv_layout: str = ""
     kv_capacity_tokens: int = 0
     kv_compactions: int = 0

@@ -17,11 +17,15 @@ Paths, each named in every result:
 
 * ``reference`` -- per-sequence SDPA over a view of the request's cache region, mask from
   ``causal_lower_right``; exact, any device and dtype, a Python loop over sequences (CPU, tests).
+* ``varlen-attn`` -- ``torch.nn.attention.varlen.varlen_attn`` (torch >= 2.12, the public API):
+  ``cu_seq_k`` holds each region's start, ``seqused_k`` how many of its keys to read,
+  ``enable_gqa`` takes Hkv < H as it is, ``window_size=(-1, 0)`` is causal. CUDA sm80+, fp16/bf16.
 * ``flash-seqused-k`` -- ``torch.ops.aten._flash_attention_forward``, the FlashAttention-2
-  kernel inside torch (CUDA sm80+, fp16/bf16): one launch for all sequences; ``cu_seqlens_k``
-  holds each region's start and ``seqused_k`` how many of its keys to read. The same op exists
-  from torch 2.4 through 2.13, so it runs on the lent GPU's torch 2.11 (whose ``varlen_attn``
-  has no ``seqused_k``).
+  kernel under both: the same arguments, and the op exists from torch 2.4 through 2.13, so it
+  runs on the lent GPU's torch 2.11 (whose ``varlen_attn`` has no ``seqused_k``).
+
+A probe at start-up runs each GPU path on a small mixed step against ``reference`` and takes
+the first that agrees (``varlen-attn``, then ``flash-seqused-k``).
 
 .. warning:: Pitfalls
 
@@ -36,7 +40,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-PATHS = ("reference", "flash-seqused-k")
+PATHS = ("reference", "varlen-attn", "flash-seqused-k")
 
 
 def reference(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, step) -> torch.Tensor:
@@ -64,12 +68,39 @@ def flash_seqused_k(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tenso
     return out[0]
 
 
-FUNCTIONS = {"reference": reference, "flash-seqused-k": flash_seqused_k}
+def varlen_attn(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, step) -> torch.Tensor:
+    """The same through the public ``varlen_attn`` (torch >= 2.12: ``seqused_k``, ``enable_gqa``)."""
+    from torch.nn.attention.varlen import varlen_attn as kernel
+
+    return kernel(q, k_cache, v_cache, step.cu_seqlens_q, step.k_starts, step.max_seqlen_q, step.max_seqlen_k,
+                  window_size=(-1, 0), enable_gqa=True, seqused_k=step.seqused_k)
+
+
+FUNCTIONS = {"reference": reference, "varlen-attn": varlen_attn, "flash-seqused-k": flash_seqused_k}
+PROBE_TOLERANCE = 2e-2
+"""Largest relative difference from the reference a GPU path may show on the probe (bf16 rounding)."""
+
+
+def gpu_candidates() -> list[str]:
+    """The GPU paths this torch has, in order of preference."""
+    import inspect
+
+    out = []
+    try:
+        from torch.nn.attention.varlen import varlen_attn as kernel
+
+        if {"seqused_k", "enable_gqa"} <= set(inspect.signature(kernel).parameters):
+            out.append("varlen-attn")
+    except ImportError:
+        pass
+    if hasattr(torch.ops.aten, "_flash_attention_forward"):
+        out.append("flash-seqused-k")
+    return out
 
 
 def choose_path(device, dtype, probe) -> tuple[str, str]:
-    """``(path, why)``: ``flash-seqused-k`` on a CUDA device in fp16/bf16 when ``probe(path)`` (a
-    comparison against ``reference`` on a small mixed step) passes; ``reference`` otherwise."""
+    """``(path, why)``: the first GPU path whose ``probe(path)`` (relative difference from ``reference``
+    on a small mixed step) is within :data:`PROBE_TOLERANCE`; ``reference`` when none is, or off a GPU."""
     device = torch.device(device)
     if device.type != "cuda":
         return "reference", f"{device.type}: no FlashAttention kernel on this device"
@@ -77,10 +108,14 @@ def choose_path(device, dtype, probe) -> tuple[str, str]:
         return "reference", f"{dtype}: FlashAttention-2 takes fp16 or bf16 only"
     if torch.cuda.get_device_capability(device) < (8, 0):
         return "reference", "FlashAttention-2 needs compute capability 8.0 (Ampere) or newer"
-    try:
-        err = probe("flash-seqused-k")
-    except Exception as e:  # noqa: BLE001 -- any failure of the probe means: do not use the path
-        return "reference", f"flash-seqused-k failed its probe: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
-    if err > 2e-2:
-        return "reference", f"flash-seqused-k differs from the reference by {err:.3g} (relative) on the probe"
-    return "flash-seqused-k", f"probe matched the reference within {err:.2g} (relative)"
+    failed = []
+    for path in gpu_candidates():
+        try:
+            err = probe(path)
+        except Exception as e:  # noqa: BLE001 -- any failure of the probe means: do not use the path
+            failed.append(f"{path} failed its probe ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+            continue
+        if err <= PROBE_TOLERANCE:
+            return path, "; ".join(failed + [f"{path} matched the reference within {err:.2g} (relative) on the probe"])
+        failed.append(f"{path} differs from the reference by {err:.3g} (relative) on the probe")
+    return "reference", "; ".join(failed) or "no FlashAttention path in this torch"

@@ -101,16 +101,28 @@ class Engine:
                              self.dtype, self.device)
         self.path, self.path_why = choose_path(self.device, self.dtype, self.probe)
         self.attend = FUNCTIONS[self.path]
-        if cuda_graphs is None:
-            cuda_graphs = self.device.type == "cuda" and self.path != "reference"
-        if cuda_graphs and (self.device.type != "cuda" or self.path == "reference"):
-            raise ValueError("cuda_graphs=True needs a CUDA device and the flash-seqused-k attention path; "
-                             f"this run has {self.device} and {self.path}")
-        self.graphs = DecodeGraphs(self.llama, self.cache, self.attend, max_batch, longest) if cuda_graphs else None
+        self.graphs, self.graphs_why = self.capture(cuda_graphs, max_batch, longest)
         self.gpu_seconds: list = []
         self.graphed: list = []
         self.regions_log: list = []          # per step: {request: (start, length)} of the regions in use
         self.mark = time.perf_counter()
+
+    def capture(self, cuda_graphs, max_batch: int, longest: int):
+        """``(DecodeGraphs or None, why)``. Asked for (True) it must work; by default (None) it is tried on a
+        GPU with a FlashAttention path, and a capture that fails leaves the run eager, with the reason."""
+        can = self.device.type == "cuda" and self.path != "reference"
+        if cuda_graphs and not can:
+            raise ValueError("cuda_graphs=True needs a CUDA device and a FlashAttention path; "
+                             f"this run has {self.device} and {self.path}")
+        if not (cuda_graphs or (cuda_graphs is None and can)):
+            return None, "off" if cuda_graphs is False else f"eager: {self.device}, attention {self.path}"
+        try:
+            graphs = DecodeGraphs(self.llama, self.cache, self.attend, max_batch, longest)
+        except Exception as e:  # noqa: BLE001 -- an engine without graphs still serves
+            if cuda_graphs:
+                raise
+            return None, f"capture failed ({type(e).__name__}: {str(e).splitlines()[0][:160]}): eager"
+        return graphs, f"decode steps from CUDA graphs, buckets {graphs.buckets}"
 
     def probe(self, path: str) -> float:
         """Relative difference of ``path`` from the reference on a small random mixed step (2 decodes,
@@ -245,5 +257,5 @@ def run_engine(model, trace: Trace, policy: str = "continuous", seed: int = 0, *
         time.perf_counter() - t0, plans, step_seconds, "executed",
         prompts=[s[:n] for s, n in zip(engine.seqs, p)], outputs=[s[n:] for s, n in zip(engine.seqs, p)],
         gpu_seconds=engine.gpu_seconds, graphed=engine.graphed, kv_regions=engine.regions_log, attention=engine.path,
-        attention_why=engine.path_why, kv_layout=engine.layout(reserves), kv_capacity_tokens=engine.cache.capacity,
+        attention_why=engine.path_why, cuda_graphs=engine.graphs_why, kv_layout=engine.layout(reserves), kv_capacity_tokens=engine.cache.capacity,
         kv_compactions=engine.cache.compactions, device=str(engine.device), dtype=str(engine.dtype).removeprefix("torch."))
