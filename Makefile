@@ -31,7 +31,7 @@ lab: $(STAMP)
 DOCTESTED := packviz/checks.py packviz/shapes.py packviz/trace.py packviz/lengths.py packviz/layout.py \
              packviz/packing.py packviz/flops.py packviz/steps.py packviz/exercises.py packviz/trace_numbers.py \
              packviz/serving/costs.py packviz/serving/scheduler.py packviz/serving/simulator.py packviz/serving/metrics.py \
-             packviz/serving/sweep.py packviz/serving/calibration.py
+             packviz/serving/sweep.py packviz/serving/calibration.py packviz/serving/timeline.py
 
 # The whole suite: the core's doctests, the unit tests, then every notebook under strict nbval.
 test: $(STAMP)

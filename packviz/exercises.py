@@ -1,4 +1,4 @@
-"""Self-checking exercises for notebooks 01, 04, 05, 06 and 08. The expected answers are computed by packviz itself.
+"""Self-checking exercises for notebooks 01, 04, 05, 06, 08 and 09. The expected answers are computed by packviz itself.
 
 >>> print(question("padded_utilization"))
 Four prompts of 100, 400, 250 and 50 tokens are padded into ONE batch. What fraction of the token slots hold real tokens? (a float between 0 and 1)
@@ -144,6 +144,28 @@ EXERCISES: dict[str, Exercise] = {
         "both speed-ups over padded",
         rel_tol=1e-3,
     ),
+    "static_idle_slot_steps": Exercise(
+        "In notebook 09's static run (its 6 requests, batches of 3), how many decode slot-steps are idle: a "
+        "finished request's slot, decoding a token that is thrown away? (an int)",
+        lambda: _static_idle_slot_steps(),
+        "each batch decodes (its longest G) - 1 steps with all 3 slots, and request i needs only G_i - 1 of them: "
+        "sum over the two batches of 3 x (max G - 1), minus sum(G - 1). window.generated_tokens holds G",
+    ),
+    "first_preemption_256": Exercise(
+        "Serve notebook 09's 6 requests under continuous with max_batch=3 and kv_budget_tokens=256 instead of "
+        "288. Which request is preempted first, and before which step? (a list: [request, step])",
+        lambda: _first_preemption(),
+        "the scheduler preempts the most recently admitted running request, before the first step whose "
+        "decodes' pages would exceed 256 // 16 = 16 pages. simulate(..., fast_forward=False) keeps the plans: "
+        "look for the first plan with .preempted, or draw plot_serving.kv_page_bars(plans, 16, budget_tokens=256)",
+    ),
+    "seqused_k": Exercise(
+        "One step decodes r0 over a context of 30 tokens and runs a chunk r1[12:17] (5 new tokens after 12 "
+        "cached). What is seqused_k? (a list of ints, decode first)",
+        lambda: _seqused_k(),
+        "each sequence reads every key it has, its new ones included: context + 1 for a decode, done + tokens "
+        "for a chunk",
+    ),
     "sequence_mean_weight": Exercise(
         "One step trains on two examples of 50 and 4,000 tokens, with the loss averaged per sequence "
         "(each sequence's mean, then the mean of the two). How many times the weight of one target token "
@@ -165,6 +187,34 @@ EXERCISES: dict[str, Exercise] = {
 
 WINDOW = (50, 120, 4000, 300)
 """The prompts of the ``window_slots`` and ``attention_share_of_waste`` exercises (notebook 01)."""
+
+
+def serving_window():
+    """The six requests notebook 09 serves: a real trace window (seed 3), prompts and outputs / 16, all at t = 0."""
+    from .trace import Trace, azure_conv
+
+    w = azure_conv().window(6, seed=3)
+    return Trace(np.zeros(len(w)), -(-w.prompt_tokens // 16), -(-w.generated_tokens // 16), name="6 requests / 16")
+
+
+def _static_idle_slot_steps() -> int:
+    from .serving.simulator import simulate
+
+    return simulate(serving_window(), "static", model="tiny", arrivals="offline", max_batch=3).ledger.decode_idle_slot_steps
+
+
+def _first_preemption() -> list[int]:
+    from .serving.simulator import simulate
+
+    plans = simulate(serving_window(), "continuous", model="tiny", max_batch=3, kv_budget_tokens=256,
+                     fast_forward=False).plans
+    return next([p.preempted[0], p.step] for p in plans if p.preempted)
+
+
+def _seqused_k() -> list[int]:
+    from .serving.scheduler import Piece, StepPlan
+
+    return list(StepPlan(0, decodes=(0,), contexts=(30,), prefills=(Piece(1, 12, 5),)).seqused_k)
 
 
 def _attention_share_of_waste() -> float:

@@ -1,4 +1,5 @@
-"""Pictures of serving replays: slots over time, KV reserved vs used, load curves (matplotlib, no pyplot).
+"""Pictures of serving replays and engine runs: slots over time, step plans, the KV cache over steps,
+one step's ragged stream, KV reserved vs used, load curves (matplotlib, no pyplot).
 
 Every function takes ``ax=None`` (or ``axes=None``) and returns what it drew on; with
 ``None`` it makes its own pyplot-free :class:`~packviz.plot.PackvizFigure` of an explicit
@@ -7,6 +8,11 @@ Every function takes ``ax=None`` (or ``axes=None``) and returns what it drew on;
     slot 0 ▓▓████████████████
     slot 1 ▓▓██████░░░░░░░░░░   ▓ prefill   █ decoding (one colour per request)
     slot 2 ▓▓███░░░░░░░░░░░░░   ░ slot held by a finished request, decoding nothing (static)
+
+The step-by-step pictures of a run (:func:`step_grid`, :func:`kv_cache_map`, :func:`kv_page_bars`,
+:func:`ragged_stream`) read the tables of :mod:`packviz.serving.timeline` and share one colour per
+request (:func:`request_color_index`): the same request has the same colour in every picture, and
+requests that touch in any of them never share one.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.patches import Patch
 
-from .colors import OKABE_ITO, PAD_COLOR, color_index, palette
+from .colors import OKABE_ITO, PAD_COLOR, color_index, grid_neighbours, palette
 from .plot import PackvizFigure
+from .serving import timeline
 
 
 POLICY_COLORS = {"static": OKABE_ITO[5], "static-packed": OKABE_ITO[0], "continuous": OKABE_ITO[2],
@@ -146,4 +153,279 @@ def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3))
     ax.set_ylim(0, 1.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     ax.set_title(title, fontsize=10)
+    return ax
+
+
+# ---------------------------------------------------------------------- a run step by step
+PREFILL_COLOR = "#333333"
+"""Prefill cells and bars, as in :func:`slot_timeline`."""
+WAITING_COLOR = "#EEEEEE"
+PREEMPT_COLOR = OKABE_ITO[5]
+
+
+def _column_pairs(columns) -> list:
+    """Pairs of requests drawn next to each other: consecutive entries of each column (a list of request lists)."""
+    return [(a, b) for col in columns for a, b in zip(col[:-1], col[1:])]
+
+
+def request_neighbours(plans, kv_regions=None, capacity: int = 0, n: int | None = None) -> np.ndarray:
+    """Pairs of requests (E, 2) that touch in any step-by-step picture of a run, each pair once (a < b).
+
+    Touching: adjacent rows of :func:`step_grid` both decoding in one step; adjacent sequences of one
+    step's stream (:func:`ragged_stream`); adjacent stacks of one step's :func:`kv_page_bars`; and,
+    given ``kv_regions``, regions adjacent in the cache or following each other on its rows (:func:`kv_cache_map`).
+    """
+    n = timeline.num_requests(plans) if n is None else int(n)
+    table = timeline.step_table(plans, n)
+    decoding = np.where(table.state == timeline.DECODE, np.arange(n)[:, None], -1)
+    pages = timeline.pages_held(plans, 1, n)
+    pairs = [grid_neighbours(decoding)]
+    streams = [[*p.decodes, *(x.request for x in p.prefills)] for p in plans]
+    stacks = [np.flatnonzero(pages[:, j]).tolist() for j in range(pages.shape[1])]
+    pairs.append(np.asarray(_column_pairs(streams) + _column_pairs(stacks), dtype=np.int64).reshape(-1, 2))
+    if kv_regions is not None:
+        pairs.append(grid_neighbours(timeline.kv_rows(kv_regions, capacity)))
+    pairs = np.sort(np.concatenate(pairs).astype(np.int64), axis=1)
+    return np.unique(pairs[pairs[:, 0] != pairs[:, 1]].reshape(-1, 2), axis=0)
+
+
+def request_color_index(result=None, *, plans=None, kv_regions=None, capacity: int = 0,
+                        n: int | None = None) -> np.ndarray:
+    """A palette index per request (N,) for every step-by-step picture of one run.
+
+    ``result``: a run with ``plans`` (a :class:`~packviz.serving.simulator.SimResult` stepped one
+    plan at a time, or an :class:`~packviz.serving.simulator.EngineResult`, whose ``kv_regions``
+    are used too); or give ``plans`` (and ``kv_regions``, ``capacity``) directly. Requests that
+    touch in any picture (:func:`request_neighbours`) differ; colours are numbered in the order
+    requests first run, so the first is orange.
+    """
+    if result is not None:
+        plans = result.plans
+        kv_regions = getattr(result, "kv_regions", None) or None
+        capacity = getattr(result, "kv_capacity_tokens", 0)
+        n = len(result.trace)
+    if not plans:
+        raise ValueError("request_color_index needs a run's plans: simulate(..., fast_forward=False) keeps them, "
+                         "and every engine run does")
+    n = timeline.num_requests(plans) if n is None else int(n)
+    first = {}
+    for p in plans:
+        for r in (*p.decodes, *(x.request for x in p.prefills)):
+            first.setdefault(r, len(first))
+    order = sorted(first, key=first.get) + [r for r in range(n) if r not in first]
+    return color_index(order, request_neighbours(plans, kv_regions, capacity, n), n)
+
+
+def _request_palette(index) -> list:
+    return palette(max(len(OKABE_ITO), int(np.max(index, initial=0)) + 1))
+
+
+def _cell_text(ax, x, y, text, color, size):
+    ax.text(x, y, text, ha="center", va="center", fontsize=size, color=color)
+
+
+def step_grid(plans, ax=None, n: int | None = None, arrival_steps=None, index=None, title=None,
+              figsize=(10, 2.6)):
+    """Requests (rows) × steps (columns): what each request did in each step of ``plans``.
+
+    A prefill piece is dark with its token count (pads after a ``+``), a decode is the request's
+    colour, an idle decode (a finished request's static slot) hatched grey, a preemption a
+    vermillion cross, waiting light grey; a request not yet arrived or already gone is blank.
+    ``index``: palette index per request (:func:`request_color_index`); ``n``, ``arrival_steps``:
+    as :func:`packviz.serving.timeline.step_table`. One patch per drawn cell.
+    """
+    from matplotlib.patches import Rectangle
+
+    ax = _new_ax(ax, figsize)
+    table = timeline.step_table(plans, n, arrival_steps)
+    rows, steps = table.shape
+    index = request_color_index(plans=plans, n=rows) if index is None else np.asarray(index)
+    colors = _request_palette(index)
+    size = 7 if steps <= 30 else 6 if steps <= 45 else 5
+    for r, j in zip(*np.nonzero(table.state)):
+        code = int(table.state[r, j])
+        face, hatch, edge = {timeline.WAITING: (WAITING_COLOR, None, "white"),
+                             timeline.PREFILL: (PREFILL_COLOR, None, "white"),
+                             timeline.DECODE: (colors[index[r]], None, "white"),
+                             timeline.IDLE: (PAD_COLOR, "///", "white"),
+                             timeline.PREEMPTED: ("white", None, PREEMPT_COLOR)}[code]
+        ax.add_patch(Rectangle((j - 0.5, r - 0.5), 1, 1, facecolor=face, hatch=hatch, edgecolor=edge,
+                               linewidth=1.2 if code == timeline.PREEMPTED else 0.8))
+        if code == timeline.PREFILL:
+            pad = f"\n+{table.pad[r, j]}" if table.pad[r, j] else ""
+            _cell_text(ax, j, r, f"{table.tokens[r, j]}{pad}", "white", size - (1 if pad else 0))
+        elif code == timeline.PREEMPTED:
+            _cell_text(ax, j, r, "X", PREEMPT_COLOR, size + 1)
+    ax.set_xlim(-0.5, steps - 0.5)
+    ax.set_ylim(rows - 0.5, -0.5)
+    ax.set_yticks(range(rows), [f"r{r}" for r in range(rows)], fontsize=8)
+    every = max(1, -(-steps // 25))
+    ax.set_xticks(range(0, steps, every))
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel("step")
+    ax.set_title(title or "the scheduler's plan, step by step", fontsize=10)
+    ax.legend(handles=[Patch(color=PREFILL_COLOR, label="prefill (tokens)"),
+                       Patch(color=colors[0], label="decode"),
+                       Patch(facecolor=PAD_COLOR, hatch="///", edgecolor="white", label="idle decode (slot held)"),
+                       Patch(facecolor="white", edgecolor=PREEMPT_COLOR, label="preempted"),
+                       Patch(color=WAITING_COLOR, label="waiting")],
+              fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), framealpha=0.9)
+    return ax
+
+
+def _region_labels(ax, grid):
+    """``rN`` once in the middle of each run of steps over which a region keeps its rows."""
+    rows, steps = grid.shape
+    for r in np.unique(grid[grid >= 0]).tolist():
+        mine = grid == r
+        spans = [tuple(np.flatnonzero(mine[:, j])[[0, -1]]) if mine[:, j].any() else None for j in range(steps)]
+        j = 0
+        while j < steps:
+            if spans[j] is None:
+                j += 1
+                continue
+            k = j
+            while k + 1 < steps and spans[k + 1] == spans[j]:
+                k += 1
+            lo, hi = spans[j]
+            if hi - lo + 1 >= 0.05 * rows:
+                _cell_text(ax, (j + k) / 2, (lo + hi) / 2, f"r{r}", "black", 7)
+            j = k + 1
+
+
+def kv_cache_map(kv_regions, capacity: int, ax=None, index=None, title=None, figsize=(6, 3.2)):
+    """The engine's physical KV cache over steps: cache rows (y) × steps (x), each request's region in its colour.
+
+    ``kv_regions``: ``EngineResult.kv_regions`` (per step ``{request: (start, length)}``, the regions
+    in use during that step); ``capacity``: ``EngineResult.kv_capacity_tokens`` (free rows white;
+    the spare row of CUDA-graph padding is not drawn). One image; ``rN`` labels each region.
+    """
+    from matplotlib.colors import to_rgb
+
+    ax = _new_ax(ax, figsize)
+    grid = timeline.kv_rows(kv_regions, capacity)                      # (C, S)
+    if index is None:
+        ids = grid[grid >= 0]
+        _, first = np.unique(ids, return_index=True)
+        index = color_index(ids[np.sort(first)], grid_neighbours(grid), int(grid.max(initial=-1)) + 1)
+    index = np.asarray(index)
+    lut = np.array([to_rgb(c) for c in _request_palette(index)] + [(1.0, 1.0, 1.0)])
+    rgb = lut[np.where(grid >= 0, index[np.maximum(grid, 0)] if index.size else -1, -1)]
+    steps = grid.shape[1]
+    ax.imshow(rgb, aspect="auto", interpolation="nearest", extent=(-0.5, steps - 0.5, capacity, 0))
+    _region_labels(ax, grid)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cache row (token slot)")
+    ax.set_title(title or f"physical KV cache: {capacity:,} rows, one region per request", fontsize=10)
+    return ax
+
+
+def kv_page_bars(plans, page_size: int, ax=None, budget_tokens: int | None = None, index=None,
+                 n: int | None = None, title=None, figsize=(6, 3.2)):
+    """The KV pages the scheduler counts after each step, stacked by request (request 0 at the bottom).
+
+    Pages: ceil(tokens written / ``page_size``) (:func:`packviz.serving.timeline.pages_held`).
+    ``budget_tokens``: a dashed line at the budget in pages. One bar per (request, step) holding pages.
+    """
+    ax = _new_ax(ax, figsize)
+    pages = timeline.pages_held(plans, page_size, n)                   # (N, S)
+    index = request_color_index(plans=plans, n=pages.shape[0]) if index is None else np.asarray(index)
+    colors = _request_palette(index)
+    bottom = np.zeros(pages.shape[1], dtype=np.int64)
+    for r in range(pages.shape[0]):
+        steps = np.flatnonzero(pages[r])
+        if steps.size:
+            ax.bar(steps, pages[r, steps], bottom=bottom[steps], width=0.9, color=colors[index[r]],
+                   edgecolor="white", linewidth=0.5)
+        bottom += pages[r]
+    if budget_tokens:
+        ax.axhline(budget_tokens // page_size, color="black", linestyle="--", linewidth=1,
+                   label=f"budget: {budget_tokens // page_size} pages")
+        ax.legend(fontsize=7, loc="upper right")
+    ax.set_xlim(-0.5, pages.shape[1] - 0.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"pages of {page_size} tokens")
+    ax.set_title(title or "KV pages the scheduler counts", fontsize=10)
+    return ax
+
+
+def ragged_stream(arrays, ax=None, index=None, title=None, figsize=(10, 2.4)):
+    """One step's input as the engine runs it: one row of T tokens, coloured by request.
+
+    ``arrays``: :func:`packviz.serving.engine.runner.step_arrays` of a plan. Each token's column
+    shows its ``input_ids``, ``position_ids`` (restarting per sequence) and ``slot_mapping`` (the
+    cache row its K/V is written to); each sequence is labelled with its request, its query length
+    and ``seqused_k`` (the keys it reads); the x ticks are ``cu_seqlens_q``. One patch per token.
+    """
+    from matplotlib.patches import Rectangle
+
+    ax = _new_ax(ax, figsize)
+    t = timeline.stream_table(arrays)
+    cu = np.asarray(arrays["cu_seqlens_q"]).tolist()
+    seq_req = list(arrays["host"].requests)
+    used = np.asarray(arrays["seqused_k"]).tolist()
+    if index is None:
+        order = list(dict.fromkeys(seq_req))
+        edges = np.asarray(list(zip(seq_req[:-1], seq_req[1:])), dtype=np.int64).reshape(-1, 2)
+        index = color_index(order, edges[edges[:, 0] != edges[:, 1]], max(seq_req) + 1)
+    index = np.asarray(index)
+    colors = _request_palette(index)
+    rows = (("input_ids", t["input_ids"]), ("position_ids", t["positions"]), ("slot_mapping", t["slot_mapping"]))
+    size = 8 if len(t["request"]) <= 24 else 6 if len(t["request"]) <= 40 else 0
+    for x, r in enumerate(t["request"].tolist()):
+        ax.add_patch(Rectangle((x, 0), 1, len(rows), facecolor=colors[index[r]], edgecolor="white", linewidth=0.8))
+        for y, (_, values) in enumerate(rows):
+            if size:
+                _cell_text(ax, x + 0.5, y + 0.5, str(values[x]), "black", size)
+    for y in range(1, len(rows)):
+        ax.axhline(y, color="white", linewidth=0.8)
+    for b, (lo, hi) in enumerate(zip(cu[:-1], cu[1:])):
+        ax.text((lo + hi) / 2, -0.12, f"r{seq_req[b]}\nq {hi - lo}\nk {used[b]}", ha="center", va="bottom",
+                fontsize=7, linespacing=1.1)
+    ax.vlines(cu, 0, len(rows), color="black", linewidth=1.5)
+    ax.set_xlim(-0.05, cu[-1] + 0.05)
+    ax.set_ylim(len(rows), -1.5)
+    ax.set_yticks([y + 0.5 for y in range(len(rows))], [name for name, _ in rows], fontsize=8)
+    ax.set_xticks(cu, [str(c) for c in cu], fontsize=8)
+    ax.set_xlabel("cu_seqlens_q (q: query tokens, k: seqused_k, the keys each sequence reads)", fontsize=8)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(title or f"one step as one ragged stream: {cu[-1]} tokens, {len(cu) - 1} sequences",
+                 fontsize=10)
+    return ax
+
+
+def step_time_scatter(points, predicted_s, ax=None, title=None, figsize=(5, 4)):
+    """Measured against predicted seconds of single steps (calibration points), one marker per point.
+
+    ``points``: dicts with ``kind`` and ``seconds`` (a calibration's ``points``); ``predicted_s``:
+    the model's seconds for each, in order. Log-log, in ms, with the line measured = predicted;
+    one collection per kind.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax = _new_ax(ax, figsize)
+    kinds = list(dict.fromkeys(p["kind"] for p in points))
+    measured = np.array([p["seconds"] for p in points]) * 1e3
+    predicted = np.asarray(predicted_s, dtype=np.float64) * 1e3
+    if len(predicted) != len(measured):
+        raise ValueError(f"{len(predicted)} predictions for {len(measured)} points: give one per point, in order")
+    for k, kind in enumerate(kinds):
+        mine = [i for i, p in enumerate(points) if p["kind"] == kind]
+        ax.scatter(predicted[mine], measured[mine], color=OKABE_ITO[k % len(OKABE_ITO)], label=kind, s=18)
+    lo, hi = min(measured.min(), predicted.min()) / 1.5, max(measured.max(), predicted.max()) * 1.5
+    ax.plot([lo, hi], [lo, hi], color="black", linewidth=1, linestyle="--", label="measured = predicted")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    for axis in (ax.xaxis, ax.yaxis):                # 1, 2, 5, 10 ... ms, written plainly
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("predicted step time (ms)")
+    ax.set_ylabel("measured step time (ms)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "single steps: measured vs predicted", fontsize=10)
     return ax

@@ -55,3 +55,127 @@ def test_requests_that_touch_on_the_timeline_never_share_a_colour():
     for a, b in edges.tolist():
         if a in decode and b in decode:
             assert decode[a] != decode[b], (a, b)
+
+
+# ---------------------------------------------------------------------- a run step by step
+def small_window(n=6, seed=3, scale=16):
+    """Real trace requests at 1/scale, all at t = 0 (the notebook 09 set-up)."""
+    from packviz.trace import Trace
+
+    w = azure_conv().window(n, seed=seed)
+    return Trace(np.zeros(n), -(-w.prompt_tokens // scale), -(-w.generated_tokens // scale), name="small")
+
+
+def stepped(policy, **kw):
+    kw = {"max_batch": 3, "token_budget": 24, **kw}
+    return simulate(small_window(), policy, model="tiny", fast_forward=False, **kw)
+
+
+def rgb(patch):
+    return tuple(np.round(patch.get_facecolor()[:3], 6))
+
+
+def test_step_grid_draws_one_cell_per_request_and_step_it_is_in():
+    from packviz.serving import timeline
+
+    r = stepped("static")
+    table = timeline.step_table(r.plans)
+    ax = plot_serving.step_grid(r.plans)
+    assert len(ax.patches) == int((table.state != timeline.NONE).sum())
+    hatched = [p for p in ax.patches if p.get_hatch() == "///"]
+    assert len(hatched) == r.ledger.decode_idle_slot_steps > 0                 # a finished request's slot, held
+    texts = sorted(t.get_text() for t in ax.texts)
+    pieces = sorted(f"{x.tokens}" + (f"\n+{x.pad}" if x.pad else "") for p in r.plans for x in p.prefills)
+    assert texts == pieces and any("+" in t for t in texts)                    # token counts, pads after a +
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"r{i}" for i in range(len(r.trace))]
+    assert ax.figure.get_size_inches().tolist() == [10, 2.6]
+
+
+def test_step_grid_shows_a_preemption_and_neighbours_in_different_colours():
+    from packviz.serving import timeline
+
+    r = stepped("continuous", kv_budget_tokens=288)
+    assert r.ledger.preemptions == 1
+    ax = plot_serving.step_grid(r.plans)
+    assert [t.get_text() for t in ax.texts].count("X") == 1
+    by_cell = {(round(p.get_y() + 0.5), round(p.get_x() + 0.5)): rgb(p) for p in ax.patches}
+    table = timeline.step_table(r.plans)
+    pairs = 0
+    for a, j in zip(*np.nonzero(table.state[:-1] == timeline.DECODE)):
+        if table.state[a + 1, j] == timeline.DECODE:                           # two decodes one above the other
+            assert by_cell[(a, j)] != by_cell[(a + 1, j)]
+            pairs += 1
+    assert pairs > 0
+
+
+def test_pages_stack_to_what_the_scheduler_reserved():
+    r = stepped("chunked", kv_budget_tokens=288)
+    ax = plot_serving.kv_page_bars(r.plans, 16, budget_tokens=288)
+    from packviz.serving import timeline
+
+    pages = timeline.pages_held(r.plans, 16)
+    assert len(ax.patches) == int((pages > 0).sum())
+    tops = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0), bar.get_y() + bar.get_height())
+    assert [tops.get(j, 0) * 16 for j in range(len(r.plans))] == [p.kv_reserved for p in r.plans]
+    assert ax.lines[0].get_ydata()[0] == 288 // 16                            # the budget, in pages
+
+
+def test_engine_pictures_share_one_colour_per_request(one_torch_thread):
+    from matplotlib.colors import to_rgb
+
+    from packviz.colors import palette
+    from packviz.model import build_model
+    from packviz.serving import run_engine, timeline
+    from packviz.serving.engine.runner import step_arrays
+    from packviz.serving.hf import disable_eos
+
+    model = build_model("tiny", seed=0)
+    disable_eos(model)
+    r = run_engine(model, small_window(), "chunked", max_batch=3, token_budget=24)
+    index = plot_serving.request_color_index(r)
+    colors = [to_rgb(c) for c in palette(max(7, int(index.max()) + 1))]
+    for a, b in plot_serving.request_neighbours(r.plans, r.kv_regions, r.kv_capacity_tokens).tolist():
+        assert index[a] != index[b], (a, b)
+    # the physical cache: every owned row in its request's colour, free rows white
+    ax = plot_serving.kv_cache_map(r.kv_regions, r.kv_capacity_tokens, index=index)
+    image, grid = ax.images[0].get_array(), timeline.kv_rows(r.kv_regions, r.kv_capacity_tokens)
+    assert image.shape == (r.kv_capacity_tokens, len(r.plans), 3)
+    for (row, j), owner in np.ndenumerate(grid[::7]):
+        want = (1.0, 1.0, 1.0) if owner < 0 else colors[index[owner]]
+        assert np.allclose(image[row * 7, j], want)
+    tall = {f"r{q}" for regions in r.kv_regions for q, (_, n) in regions.items() if n >= 0.05 * r.kv_capacity_tokens}
+    assert {t.get_text() for t in ax.texts} == tall and len(tall) >= 4          # each region tall enough, labelled
+    # one mixed step's stream: a patch per token, in the same colours, ticks at cu_seqlens_q
+    j = next(k for k, p in enumerate(r.plans) if p.decodes and len(p.prefills) == 2)
+    starts = {q: s for q, (s, _) in r.kv_regions[j].items()}
+    arrays = step_arrays(r.plans[j], [p + o for p, o in zip(r.prompts, r.outputs)], starts, r.kv_capacity_tokens)
+    ax = plot_serving.ragged_stream(arrays, index=index)
+    tokens = timeline.stream_table(arrays)["request"]
+    assert len(ax.patches) == len(tokens) == r.plans[j].num_tokens
+    assert [rgb(p) for p in ax.patches] == [tuple(np.round(colors[index[q]], 6)) for q in tokens]
+    assert [int(t.get_text()) for t in ax.get_xticklabels()] == arrays["cu_seqlens_q"].tolist()
+    shown = [t.get_text() for t in ax.texts]
+    assert shown[1:3 * len(tokens):3] == [str(v) for v in arrays["positions"]]   # each token's ids, position, slot
+    assert arrays["positions"].tolist().count(0) >= 1                          # a sequence starts in this step
+    # the step grid: a decoding request's cells in its colour
+    ax = plot_serving.step_grid(r.plans, index=index)
+    table = timeline.step_table(r.plans)
+    for p, (q, k) in zip(ax.patches, zip(*np.nonzero(table.state))):
+        if table.state[q, k] == timeline.DECODE:
+            assert rgb(p) == tuple(np.round(colors[index[q]], 6))
+
+
+def test_step_time_scatter_puts_each_point_at_predicted_measured():
+    import pytest
+
+    points = [{"kind": "prefill", "seconds": 0.020}, {"kind": "decode", "seconds": 0.010},
+              {"kind": "decode", "seconds": 0.012}]
+    ax = plot_serving.step_time_scatter(points, [0.018, 0.009, 0.013])
+    assert len(ax.collections) == 2                                            # one per kind
+    assert np.allclose(ax.collections[1].get_offsets(), [[9, 10], [13, 12]])  # ms: (predicted, measured)
+    assert ax.get_xscale() == ax.get_yscale() == "log"
+    with pytest.raises(ValueError, match="2 predictions for 3 points"):
+        plot_serving.step_time_scatter(points, [0.1, 0.2])

@@ -79,6 +79,7 @@ LAYERS = [
     ("packviz.serving", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.costs", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.scheduler", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.serving.timeline", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.simulator", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.metrics", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.sweep", ("torch", "transformers", "matplotlib", "ipywidgets")),

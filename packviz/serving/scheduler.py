@@ -164,6 +164,16 @@ class StepPlan:
         """Token slots of the step's stream: one per decode, every piece's tokens and pads."""
         return len(self.decodes) + sum(p.tokens + p.pad for p in self.prefills)
 
+    @property
+    def seqused_k(self) -> tuple[int, ...]:
+        """Keys each sequence of the step reads, in stream order (decodes, then pieces), its new ones
+        included: context + 1 for a decode, done + tokens + pads for a piece.
+
+        >>> StepPlan(0, decodes=(0,), contexts=(30,), prefills=(Piece(1, 12, 5),)).seqused_k
+        (31, 17)
+        """
+        return tuple(c + 1 for c in self.contexts) + tuple(p.done + p.tokens + p.pad for p in self.prefills)
+
     def key(self) -> tuple:
         """What the step runs, without the KV totals: two runs made the same schedule iff their keys match."""
         return (self.decodes, self.prefills, self.idle, self.admitted, self.preempted, self.finishing, self.released)

@@ -68,7 +68,7 @@ def step_arrays(plan, seqs, starts: dict, spare: int, pad_id: int = 0) -> dict:
     pos = [list(ctx)]
     qlen = [1] * len(dec)
     kstart = [starts[r] for r in dec]
-    used = [c + 1 for c in ctx]
+    used = list(plan.seqused_k)
     rows = list(range(len(dec)))
     emit_to = [None if r in idle else r for r in dec]
     requests = list(dec)
@@ -77,7 +77,7 @@ def step_arrays(plan, seqs, starts: dict, spare: int, pad_id: int = 0) -> dict:
         n = p.tokens + p.pad
         ids.append(seqs[p.request][p.done:p.done + p.tokens] + [pad_id] * p.pad)
         pos.append(np.arange(p.done, p.done + n))
-        qlen.append(n), kstart.append(starts[p.request]), used.append(p.done + n), requests.append(p.request)
+        qlen.append(n), kstart.append(starts[p.request]), requests.append(p.request)
         if p.last:
             rows.append(t + p.tokens - 1), emit_to.append(p.request)
         t += n
