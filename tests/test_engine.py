@@ -257,3 +257,11 @@ def test_the_probe_picks_the_first_gpu_path_that_agrees(monkeypatch):
 
 def test_this_torch_offers_both_gpu_paths():
     assert attention.gpu_candidates() == ["varlen-attn", "flash-seqused-k"]     # torch 2.13: seqused_k, enable_gqa
+
+
+def test_the_mlp_over_token_slices_equals_one_piece(tiny, monkeypatch):
+    tr = window(4, seed=5)
+    whole = run_engine(tiny, tr, "static", max_batch=4)
+    monkeypatch.setattr(llama, "MLP_SLICE", 7)                      # a padded prefill of 4 × W tokens, in slices of 7
+    sliced = run_engine(tiny, tr, "static", max_batch=4)
+    assert sliced.outputs == whole.outputs and max(p.num_tokens for p in sliced.plans) > 7

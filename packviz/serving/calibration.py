@@ -1,22 +1,28 @@
-"""Step costs fitted to a GPU measurement, and the recorded serving runs. numpy and json only.
+"""Step costs fitted to timed steps, and the recorded GPU runs. numpy and json only.
 
-``scripts/gpu_serve.sh`` times Llama-3-8B forwards on a GPU and writes
-``calibration.json`` (schema :data:`CALIBRATION_SCHEMA`): one point per measurement,
+``scripts/gpu_serve.sh`` times single steps of Llama-3-8B on packviz's engine
+(:mod:`packviz.serving.stepcost`) and writes ``calibration.json`` (schema
+:data:`CALIBRATION_SCHEMA`, ``"engine": "packviz"``): one point per step kind and size,
 
     {"kind": "prefill", "batch": b, "tokens": n, "context": 0, "seconds": t}   b rows of n new tokens
-    {"kind": "padded_prefill", ...}                                  b rows padded to width n (masked)
+    {"kind": "padded_prefill", ...}                          b rows of width n, half of them half padded
     {"kind": "decode",  "batch": b, "tokens": 1, "context": c, "seconds": t}   b rows, one token over c cached
+    {"kind": "mixed",   "batch": b, "tokens": n, "context": c, "seconds": t}   b decodes and one n-token prefill
 
-and ``serve.json`` (:data:`SERVE_SCHEMA`): real engines' measured throughput beside the
-simulator's prediction. Recorded runs are kept under ``packviz/data/results/<date>-<gpu>/``;
-:func:`latest_recorded` finds the newest of either kind (by the run's own ``started`` time).
+each with ``gpu_seconds`` (CUDA events around the forward) where a GPU ran it; the run's
+figures go to ``engine.json`` (:data:`ENGINE_RUN_SCHEMA`). Older files without ``"engine"``
+timed transformers' forward (a ``DynamicCache``), and ``serve.json`` (:data:`SERVE_SCHEMA`)
+holds transformers' engines beside the simulator's prediction: kept as the host-bound
+comparison. Recorded runs live under ``packviz/data/results/<date>-<gpu>/``;
+:func:`latest_recorded` finds the newest of a schema (by the run's own ``started`` time).
 
-:func:`fit_roofline` fits the roofline's three numbers to the points -- achievable FLOP/s,
-achievable bytes/s and a per-step overhead -- by least squares on *relative* error, each
-point charged to the bound (compute or memory) it falls under, iterated until that
-assignment is stable. A prefill point is priced as an unpadded causal forward (each row
-its triangle, HF's SDPA with ``is_causal``); a padded prefill as the masked square (W² per
-row); a decode point as ``batch`` queries each over ``context + 1`` keys.
+:func:`fit_roofline` fits the roofline's numbers to the points -- achievable FLOP/s,
+achievable bytes/s, a per-step overhead and one for decode-only steps (graphed on a GPU) --
+by least squares on *relative* error, each point charged to the bound (compute or memory) it
+falls under, iterated until that assignment is stable. Each point is priced as the plan it
+ran (:func:`point_plan`, :func:`~packviz.serving.costs.plan_work`): a padded prefill as the
+causal triangle per row on packviz's engine (right padding, no mask), as the masked W²
+square on transformers' (``generate`` builds the mask).
 """
 
 from __future__ import annotations
@@ -33,6 +39,9 @@ from .scheduler import Piece, StepPlan
 
 CALIBRATION_SCHEMA = "packviz.serve-calibration/1"
 SERVE_SCHEMA = "packviz.serve/1"
+"""Recorded runs of transformers' engines (``generate`` and continuous batching): the host-bound comparison."""
+ENGINE_RUN_SCHEMA = "packviz.engine-run/1"
+"""Recorded runs of packviz's engine (``scripts/gpu_serve.sh``: ceilings, step grid, serving, prefill controls)."""
 RESULTS_DIR = pathlib.Path(str(importlib.resources.files("packviz") / "data" / "results"))
 """Recorded GPU runs inside the package (``packviz/data/results/<date>-<gpu>/``)."""
 

@@ -79,12 +79,11 @@ def engine_for(model, points, cuda_graphs=None):
     return engine
 
 
-def time_step(engine, point: dict, repeats: int = 5, warmup: int = 2, seed: int = 0) -> dict:
-    """Time one point on ``engine``: its plan executed ``warmup + repeats`` times; the point with
-    ``seconds`` and ``gpu_seconds`` (medians), ``graphed`` and ``engine: "packviz"`` added."""
-    plan = point_plan(point)
+def time_plan(engine, plan, sizes: dict, repeats: int = 5, warmup: int = 2, seed: int = 0) -> dict:
+    """Execute ``plan`` on ``engine`` ``warmup + repeats`` times over fresh regions of ``sizes``
+    ({request: KV tokens}) holding random token ids; ``{"seconds", "gpu_seconds", "runs", "graphed"}``
+    (medians; ``runs``: every timed wall time). The regions are freed afterwards."""
     rng = np.random.default_rng(seed)
-    sizes = point_regions(plan)
     for r, n in sizes.items():
         engine.cache.allocate(r, n)
         engine.seqs[r] = rng.integers(1, engine.llama.vocab, n).tolist()
@@ -100,8 +99,16 @@ def time_step(engine, point: dict, repeats: int = 5, warmup: int = 2, seed: int 
     finally:
         for r in sizes:
             engine.cache.free(r)
-    return {**point, "seconds": float(np.median(wall)),
-            "gpu_seconds": None if gpu[0] is None else float(np.median(gpu)), "graphed": engine.graphed[-1],
+    return {"seconds": float(np.median(wall)), "gpu_seconds": None if gpu[0] is None else float(np.median(gpu)),
+            "runs": wall, "graphed": engine.graphed[-1]}
+
+
+def time_step(engine, point: dict, repeats: int = 5, warmup: int = 2, seed: int = 0) -> dict:
+    """Time one calibration point on ``engine`` (:func:`time_plan` of its plan); the point with
+    ``seconds`` and ``gpu_seconds`` (medians), ``graphed`` and ``engine: "packviz"`` added."""
+    plan = point_plan(point)
+    t = time_plan(engine, plan, point_regions(plan), repeats, warmup, seed)
+    return {**point, "seconds": t["seconds"], "gpu_seconds": t["gpu_seconds"], "graphed": t["graphed"],
             "engine": "packviz"}
 
 

@@ -98,6 +98,10 @@ def fuse(module, names: tuple[str, ...]) -> torch.Tensor:
     return fused
 
 
+MLP_SLICE = 16384
+"""Tokens per MLP slice (one step of up to this many tokens runs its MLP in one piece)."""
+
+
 @dataclass
 class Layer:
     input_norm: torch.Tensor     # (hidden,)
@@ -153,8 +157,17 @@ class Llama:
         return x + F.linear(out.reshape(t, hd), layer.o)
 
     def mlp_block(self, x, layer: Layer) -> torch.Tensor:
-        gate, up = F.linear(rms_norm(x, layer.post_norm, self.eps), layer.gate_up).chunk(2, dim=-1)
-        return x + F.linear(F.silu(gate) * up, layer.down)
+        """SwiGLU over slices of at most :data:`MLP_SLICE` tokens: a static batch's padded prefill
+        (32 prompts × the longest) would otherwise hold a (T, 2·intermediate) activation of tens of GB."""
+        h = rms_norm(x, layer.post_norm, self.eps)
+        out = torch.empty_like(x) if x.shape[0] > MLP_SLICE else None
+        for start in range(0, x.shape[0], MLP_SLICE):
+            gate, up = F.linear(h[start:start + MLP_SLICE], layer.gate_up).chunk(2, dim=-1)
+            y = F.linear(F.silu(gate) * up, layer.down)
+            if out is None:
+                return x + y
+            out[start:start + MLP_SLICE] = y
+        return x + out
 
     @torch.no_grad()
     def forward(self, step, cache, attend) -> torch.Tensor:
