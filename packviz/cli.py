@@ -164,24 +164,68 @@ ENGINE_ONLY = (("requests", "--requests"), ("device", "--device"), ("dtype", "--
 """Options of an executed run (``--execute``)."""
 
 
+CAPACITY_ONLY = (("slo_itl_p99", "--slo-itl-p99"), ("slo_tpot_p99", "--slo-tpot-p99"))
+"""SLOs other than TTFT only mean something to ``--capacity``."""
+
+
+def _serve_config(args) -> dict:
+    """Policy, batch cap and token budget: ``--config`` (a named engine configuration) or the flags."""
+    from .serving import ENGINE_CONFIGS
+
+    if args.config is not None:
+        if args.config not in ENGINE_CONFIGS:
+            raise ValueError(f"--config must be one of {', '.join(ENGINE_CONFIGS)}, got {args.config!r}")
+        for key, flag in (("policy", "--policy"), ("max_batch", "--max-batch"), ("token_budget", "--token-budget")):
+            if getattr(args, key) is not None:
+                raise ValueError(f"--config {args.config} sets the policy, batch cap and token budget; leave {flag} out")
+        return dict(ENGINE_CONFIGS[args.config])
+    if args.policy is None:
+        raise ValueError("give --policy (static, static-packed, continuous or chunked) or --config (a named engine)")
+    return {"policy": args.policy, "max_batch": _number("--max-batch", args.max_batch or "32", int),
+            "token_budget": _number("--token-budget", args.token_budget or "2048", int)}
+
+
 def _cmd_serve(args) -> dict:
     from .trace import azure_conv, read_trace
 
     trace = azure_conv() if args.trace is None else read_trace(args.trace)
-    kw = dict(policy=args.policy, arrivals=args.arrivals, rate_scale=_number("--rate-scale", args.rate_scale, float),
-              max_batch=_number("--max-batch", args.max_batch, int),
-              token_budget=_number("--token-budget", args.token_budget, int),
+    kw = dict(**_serve_config(args), arrivals=args.arrivals,
+              rate_scale=_number("--rate-scale", args.rate_scale or "1", float),
               kv_budget_tokens=_number("--kv-budget", args.kv_budget, int))
+    if not args.capacity:
+        for key, flag in CAPACITY_ONLY:
+            if getattr(args, key) is not None:
+                raise ValueError(f"{flag} is an SLO of --capacity; add --capacity (or leave {flag} out)")
     if args.execute:
+        if args.capacity:
+            raise ValueError("--capacity searches rates with the simulator; it cannot be combined with --execute")
         return _cmd_execute(args, trace, kw)
     for key, flag in ENGINE_ONLY:
         if getattr(args, key) is not None:
             raise ValueError(f"{flag} is an option of an executed run; add --execute (or leave {flag} out)")
     from .serving import simulate, summary
 
-    return summary(simulate(trace, model=_load_shape(args.model or "llama-3-8b"), gpu=args.gpu or "h100",
-                            padded_attention=args.padded_attention or "masked",
-                            ragged_attention=args.ragged_attention or "varlen", **kw))
+    kw.update(model=_load_shape(args.model or "llama-3-8b"), gpu=args.gpu or "h100",
+              padded_attention=args.padded_attention or "masked", ragged_attention=args.ragged_attention or "varlen")
+    if args.capacity:
+        return _cmd_capacity(args, trace, kw)
+    return summary(simulate(trace, **kw))
+
+
+def _cmd_capacity(args, trace, kw: dict) -> dict:
+    """``serve --capacity``: the highest arrival rate (× the trace's own) whose run meets every SLO given."""
+    from .serving import capacity
+
+    if args.rate_scale is not None or args.arrivals != "trace":
+        raise ValueError("--capacity searches the arrival rate itself; leave --rate-scale and --arrivals out")
+    for key in ("rate_scale", "arrivals"):
+        kw.pop(key)
+    slo = {"slo_ttft_p99_s": _number("--slo-ttft-p99", args.slo_ttft_p99 or "5", float),
+           "slo_itl_p99_s": _number("--slo-itl-p99", args.slo_itl_p99, float),
+           "slo_tpot_p99_s": _number("--slo-tpot-p99", args.slo_tpot_p99, float)}
+    out = capacity(trace, kw.pop("policy"), **slo, **kw)
+    out.update(config=args.config, trace=trace.name, trace_requests_per_s=trace.rate_per_s, capacity=True)
+    return out
 
 
 def _cmd_execute(args, trace, kw: dict) -> dict:
@@ -222,6 +266,15 @@ def _build_engine_model(model: str, device, dtype, seed: int):
 def _print_serve(out: dict) -> None:
     from .serving.metrics import format_summary
 
+    if out.get("capacity"):
+        slo = ", ".join(f"{k.removesuffix('_p99_s').upper()} p99 <= {v:g} s" for k, v in out["slo"].items())
+        got = ", ".join(f"{k.upper()} {out[f'{k}_p99_s']:.3g} s" for k in ("ttft", "itl", "tpot")
+                        if out[f"{k}_p99_s"] is not None)
+        print(f"{out['config'] or out['policy']}: capacity {out['requests_per_s']:,.2f} requests/s "
+              f"(x{out['rate_scale']:.3g} the trace's {out['trace_requests_per_s']:.2f}), "
+              f"{out['output_tokens_per_s']:,.0f} output tokens/s, under {slo}" + (f"; at it p99 {got}" if got else "")
+              + (f" ({out['note']})" if out["note"] else ""))
+        return
     print(format_summary(out))
 
 
@@ -289,11 +342,21 @@ def _add_serve(sub) -> None:
     sv.add_argument("--trace", default=None,
                     help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); "
                          "default: the shipped conversation trace")
-    sv.add_argument("--policy", required=True, help="static, static-packed, continuous or chunked")
+    sv.add_argument("--policy", default=None, help="static, static-packed, continuous or chunked")
+    sv.add_argument("--config", default=None,
+                    help="a named engine configuration instead of --policy: vllm-v1-like (chunked, 8,192 tokens "
+                         "and 1,024 requests per step: vLLM's defaults on an H100-class GPU) or orca-like")
     sv.add_argument("--arrivals", default="trace", help="trace (its own times) or offline (all at t = 0)")
-    sv.add_argument("--rate-scale", default="1", help="with trace arrivals: 2 = twice as fast (default 1)")
-    sv.add_argument("--max-batch", default="32", help="B of the static policies, the running cap of the others")
-    sv.add_argument("--token-budget", default="2048", help="chunked: tokens per step (max_num_batched_tokens)")
+    sv.add_argument("--rate-scale", default=None, help="with trace arrivals: 2 = twice as fast (default 1)")
+    sv.add_argument("--max-batch", default=None,
+                    help="B of the static policies, the running cap of the others (default 32)")
+    sv.add_argument("--token-budget", default=None,
+                    help="chunked: tokens per step (max_num_batched_tokens; default 2048)")
+    sv.add_argument("--capacity", action="store_true",
+                    help="find the highest arrival rate whose run meets the SLOs (p99 TTFT, and ITL/TPOT if given)")
+    sv.add_argument("--slo-ttft-p99", default=None, help="with --capacity: seconds (default 5)")
+    sv.add_argument("--slo-itl-p99", default=None, help="with --capacity: seconds between two tokens (e.g. 0.1)")
+    sv.add_argument("--slo-tpot-p99", default=None, help="with --capacity: seconds per output token (e.g. 0.1)")
     sv.add_argument("--kv-budget", default=None,
                     help="KV-cache capacity in tokens (default: 90%% of the GPU's memory minus the weights; "
                          "with --execute: enough that nothing is preempted)")

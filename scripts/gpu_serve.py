@@ -185,13 +185,14 @@ def step_ceilings(run: Run) -> dict:
 
 def measured_rates(rec: dict, run: Run) -> dict:
     """The copy rate and held matmul rate the rooflines use; the preset's measured ones where a measurement failed."""
-    from packviz.serving.costs import GPUS
+    from packviz.serving.costs import copy_rate, matmul_rate
 
-    gpu = GPUS[run.cfg["serve"]["preset"]]
+    key = run.cfg["serve"]["preset"]
     copy, mm = rec.get("copy", {}), rec.get("matmul", {})
-    return {"bytes_per_s": copy.get("bytes_per_s") or gpu.measured_bytes_per_s,
-            "flops_per_s": mm.get("sustained_flops_per_s") or gpu.measured_flops,
-            "source": "measured in this run" if "bytes_per_s" in copy else f"{gpu.name} preset (copy not measured)"}
+    return {"bytes_per_s": copy.get("bytes_per_s") or copy_rate(key)[0],
+            "flops_per_s": mm.get("sustained_flops_per_s") or matmul_rate(key)[0],
+            "source": "measured in this run" if "bytes_per_s" in copy else
+            f"{key} preset (copy not measured here: {copy_rate(key)[1]})"}
 
 
 # ---------------------------------------------------------------------- step 2: the model

@@ -137,7 +137,7 @@ CASES = [
     (["serve", "--policy", "static", "--trace", "{ok}"], "{ok}: the CSV header ['100'] has no TIMESTAMP"),
     (["serve", "--policy", "static", "--trace", "{missing}"], "trace file not found: {missing}"),
     (["serve", "--policy", "static", "--trace", "{trace_ts}"], "line 2: TIMESTAMP 'yesterday'"),
-    (["serve", "--trace", "{trace}"], "required: --policy"),
+    (["serve", "--trace", "{trace}"], "give --policy (static, static-packed, continuous or chunked) or --config"),
 ]
 
 

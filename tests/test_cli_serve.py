@@ -131,3 +131,48 @@ def test_execute_runs_the_engine_and_prints_the_same_contract(capsys, trace_file
 def test_execute_bad_input_one_line(capsys, trace_file, argv, message):
     rc, out, err = run(capsys, "--trace", trace_file, "--policy", "continuous", *argv)
     assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1
+
+
+# ---------------------------------------------------------------------- named engines and capacity (issue 20)
+def test_config_names_an_engine(capsys, trace_file):
+    rc, out, _ = run(capsys, "--trace", trace_file, "--config", "vllm-v1-like", "--json")
+    s = json.loads(out)
+    assert rc == 0 and (s["policy"], s["max_batch"], s["token_budget"]) == ("chunked", 1024, 8192)
+
+
+@pytest.fixture
+def window_file(tmp_path):
+    """300 consecutive requests of the shipped trace as a CSV (a capacity search replays it a dozen times)."""
+    import datetime
+
+    from packviz.trace import azure_conv
+
+    w, t0 = azure_conv().window(300, seed=5), datetime.datetime(2023, 11, 16, 18, 0, 0)
+    rows = [f"{t0 + datetime.timedelta(seconds=float(a))},{p},{g}"
+            for a, p, g in zip(w.arrival_s, w.prompt_tokens, w.generated_tokens)]
+    path = tmp_path / "window.csv"
+    path.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_capacity_under_two_slos(capsys, window_file):
+    rc, out, err = run(capsys, "--trace", window_file, "--policy", "continuous", "--capacity", "--slo-itl-p99", "0.1",
+                       "--json")
+    c = json.loads(out)
+    assert rc == 0 and err == "" and c["capacity"] and c["slo"] == {"ttft_p99_s": 5.0, "itl_p99_s": 0.1}
+    assert c["rate_scale"] > 1 and c["itl_p99_s"] <= 0.1 and c["ttft_p99_s"] <= 5.0
+    rc, out, _ = run(capsys, "--trace", window_file, "--policy", "static", "--capacity")
+    assert rc == 0 and out.startswith("static: capacity ") and "under TTFT p99 <= 5 s" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--config", "sglang"), "--config must be one of orca-like, vllm-v1-like, got 'sglang'"),
+    (("--config", "vllm-v1-like", "--policy", "static"), "--config vllm-v1-like sets the policy"),
+    (("--policy", "static", "--slo-itl-p99", "0.1"), "--slo-itl-p99 is an SLO of --capacity; add --capacity"),
+    (("--policy", "static", "--capacity", "--rate-scale", "2"), "--capacity searches the arrival rate itself"),
+    (("--policy", "static", "--capacity", "--execute"), "--capacity searches rates with the simulator"),
+    (("--policy", "static", "--capacity", "--slo-itl-p99", "-1"), "slo_itl_p99_s must be a finite number > 0"),
+])
+def test_config_and_capacity_bad_input(capsys, trace_file, argv, message):
+    rc, out, err = run(capsys, "--trace", trace_file, *argv)
+    assert rc == 2 and out == "" and message in err and len(err.strip().splitlines()) == 1

@@ -23,7 +23,7 @@ def test_decode_work_by_hand():
 def test_intensity_by_hand_and_as_the_pricer_counts():
     w = decode_work(3, 4)
     flops = 3 * 68 + 3 * 20 + 15 * 8                    # linear, lm_head rows, pairs
-    weights = TOY.weight_bytes()                          # every stored weight, bf16
+    weights = TOY.weight_bytes() - 5 * 2 * 2              # every stored weight but the embedding table, bf16
     kv = (12 + 3) * 2 * 1 * 1 * 2 * 2                    # tokens × K and V × layers × kv_heads × head_dim × 2 bytes
     assert arithmetic_intensity(w, TOY) == pytest.approx(flops / (weights + kv))
     assert arithmetic_intensity(w, TOY, weights=False) == pytest.approx(flops / kv)
@@ -33,8 +33,8 @@ def test_intensity_by_hand_and_as_the_pricer_counts():
 
 
 def test_prefill_is_compute_bound_and_decode_memory_bound_on_an_h100():
-    ridge = ridge_point("h100")
-    assert ridge == pytest.approx(GPUS["h100"].measured_flops / GPUS["h100"].measured_bytes_per_s)
+    ridge = ridge_point("h100")          # the lent H100's measured matmul over the datasheet bandwidth (none recorded)
+    assert ridge == pytest.approx(GPUS["h100"].measured_flops.value / GPUS["h100"].peak_bytes_per_s)
     llama = get_shape("llama-3-8b")
     assert arithmetic_intensity(varlen_prefill_work([2048]), llama) > ridge
     # decode: intensity grows with the batch, but at a 1,024-token context it never reaches the
@@ -46,7 +46,30 @@ def test_prefill_is_compute_bound_and_decode_memory_bound_on_an_h100():
 
 
 def test_ridge_point_datasheet_and_bad_gpu():
-    g = GPUS["a100"]  # nothing measured: the datasheet either way
-    assert ridge_point("a100") == ridge_point("a100", measured=False) == g.peak_flops / g.peak_bytes_per_s
+    g, h = GPUS["a100"], GPUS["h100"]    # nothing measured on an A100: its datasheet, scaled as the H100 measured
+    assert ridge_point("a100", measured=False) == g.peak_flops / g.peak_bytes_per_s
+    assert ridge_point("a100") == pytest.approx(g.peak_flops * h.measured_flops.value / h.peak_flops / g.peak_bytes_per_s)
     with pytest.raises(ValueError, match="unknown GPU 'tpu'"):
         ridge_point("tpu")
+
+
+def test_every_measured_preset_value_is_in_a_recorded_file():
+    """A preset rate called measured names the file and key that hold it (and the value is there)."""
+    import json
+
+    from packviz.serving.calibration import RESULTS_DIR
+    from packviz.serving.costs import copy_rate, matmul_rate, preset_cost_model
+
+    found = 0
+    for key, gpu in GPUS.items():
+        for m in (gpu.measured_flops, gpu.measured_bytes_per_s):
+            if m is None:
+                continue
+            data = json.loads((RESULTS_DIR / m.source).read_text())
+            assert data[m.key] * m.scale == pytest.approx(m.value, rel=1e-12), (key, m)
+            found += 1
+        note = preset_cost_model(key).note
+        assert ("measured (" in note) == (gpu.measured_flops is not None or gpu.measured_bytes_per_s is not None)
+    assert found >= 1
+    assert matmul_rate("h100")[1] == "measured (2026-11-26-h100-b/bench.json)"
+    assert copy_rate("h100")[1] == "datasheet (no copy rate recorded yet)"

@@ -98,7 +98,8 @@ def test_idle_server_waits_for_the_next_arrival():
     r = run(three((0.0, 10.0, 20.0)), "continuous")
     assert r.start_s.tolist() == [0, 10, 20]
     assert r.finish_s.tolist() == [3, 11, 22]
-    assert r.ledger.busy_s == 3 + 1 + 2
+    # the unit cost model's steps are all overhead: host time between kernels, not busy time
+    assert (r.ledger.busy_s, r.ledger.host_s) == (0.0, 3 + 1 + 2)
 
 
 def test_preemption_by_hand():
@@ -155,10 +156,11 @@ def test_masked_pricing_makes_static_slower_than_causal():
 
 def test_roofline_step_on_an_h100():
     # One decode step of one request with 1,000 tokens of context on Llama-3-8B: memory-bound,
-    # weights (16.06 GB) + KV (1,000 × 128 KiB) at 0.9 × 3.0 TB/s, plus 2 ms.
+    # the weights a step reads (16.06 GB less the 1.05 GB embedding table, of which it gathers a row) + KV
+    # (1,000 read and 1 written × 128 KiB) at 0.8 × 3.35 TB/s (the datasheet: no copy rate recorded), plus 2 ms.
     p = costs.Pricer("llama-3-8b", costs.preset_cost_model("h100"))
     w = costs.Work(1, 1, 1001, 1000, 1)
-    expect = (16_060_522_496 + 1001 * 131072) / 2.7e12 + 0.002
+    expect = (16_060_522_496 - 128256 * 4096 * 2 + 1001 * 131072) / 2.68e12 + 0.002
     assert p.seconds(w) == pytest.approx(expect, rel=1e-9)
     assert p.flops(w) / p.cost.flop_rate < p.bytes(w) / p.cost.byte_rate
 
@@ -312,13 +314,17 @@ def test_summary_has_the_cli_contract_and_consistent_numbers():
     assert s["makespan_s"] == 5 and s["output_tokens_per_s"] == 6 / 5
     assert s["ttft_s"] == metrics.percentiles([1, 1, 4])
     assert s["tpot_s"]["p50"] == pytest.approx(1.0)           # r0: 2 s for 2 tokens, r2: 1 s for 1
-    assert s["gpu_busy_fraction"] == 1.0
+    assert s["itl_s"] == {"p50": 1.0, "p90": 1.0, "p99": 1.0}  # every gap is one 1-s step
+    assert (s["gpu_busy_fraction"], s["host_fraction"]) == (0.0, 1.0)   # unit steps: all overhead, no kernel
 
 
 def test_busy_high_useful_low_under_static():
-    s = summary(simulate(azure_conv().window(300, seed=2), "static", arrivals="offline"))
-    assert s["gpu_busy_fraction"] > 0.99
-    assert s["useful_flop_fraction"] < 0.15
+    """Saturated (offline), same requests: both policies keep the GPU busy; MFU and MBU tell them apart."""
+    tr = azure_conv().window(300, seed=2)
+    st, co = (summary(simulate(tr, p, arrivals="offline")) for p in ("static", "continuous"))
+    assert st["gpu_busy_fraction"] > 0.8 and co["gpu_busy_fraction"] > 0.8
+    assert st["mfu"] < 0.1 and co["mfu"] > 3 * st["mfu"] and co["mbu"] > 1.5 * st["mbu"]
+    assert st["time_split_s"]["padding"] > 0 and co["time_split_s"]["padding"] == 0
 
 
 def test_format_table_one_row_per_summary():
@@ -401,3 +407,108 @@ def test_a_device_fit_uses_the_kernels_own_time(tmp_path):
     assert C.calibrated_cost_model(f).overhead_s == split.overhead_s  # auto: split when kernel times exist
     with pytest.raises(ValueError, match="costs must be one of"):
         C.calibrated_cost_model(f, "median")
+
+
+# ---------------------------------------------------------------------- issue 20: latency SLOs, busy vs useful
+def test_tpot_and_itl_by_hand():
+    """Mixed steps take 1 s, decode-only steps 0.5 s. r0 (P 2, G 4) at t = 0; r1 (P 3, G 2) at 0.6 s.
+    step 0 prefill r0 (1 s) | 1 decode r0 + prefill r1 (1 s) | 2 decode r0 r1 (0.5 s) | 3 decode r0 (0.5 s)."""
+    cost = CostModel("halves", 1e30, 1e30, 1.0, 1.0, 1e12, decode_overhead_s=0.5)
+    tr = Trace(np.array([0.0, 0.6]), np.array([2, 3]), np.array([4, 2]))
+    r = simulate(tr, "continuous", model="tiny", gpu=cost, max_batch=2, kv_budget_tokens=64, fast_forward=False)
+    assert [p.describe() for p in r.plans] == ["prefill r0[0:2]", "decode r0 | prefill r1[0:3]", "decode r0 r1",
+                                               "decode r0"]
+    s = summary(r)
+    # gaps between tokens: r0 1 s, 0.5 s, 0.5 s; r1 0.5 s -> 0.5 s three times, 1 s once
+    assert s["itl_s"] == {"p50": 0.5, "p90": 1.0, "p99": 1.0}
+    assert metrics.latencies(r)["tpot_s"].tolist() == [(3.0 - 1.0) / 3, (2.5 - 2.0) / 1]
+    fast = summary(simulate(tr, "continuous", model="tiny", gpu=cost, max_batch=2, kv_budget_tokens=64))
+    assert fast["itl_s"] == s["itl_s"]                      # the closed-form spans give the same samples
+
+
+def test_busy_mfu_mbu_and_the_time_split_by_hand():
+    """Static, B = 2, offline: r0 (P 2, G 3), r1 (P 3, G 1). Compute at exactly peak FLOP/s, memory free,
+    0.25 s of host time per step. Counted on paper (module docstring of costs: linear per token L,
+    lm_head per row H, attention per pair A):
+      step 0  prefill padded to W = 3, masked: 6 token slots, 2 rows, 2 × 9 pairs
+      step 1  decode r0 (context 2) and idle r1 (context 3), 1 pad KV: 2 tokens, 2 rows, 2 + 3 + 1 + 2 pairs
+      step 2  the same one token later: 3 + 4 + 1 + 2 pairs
+    useful: 7 tokens, 4 rows, 16 pairs; padding: 1 token, 9 + 1 + 1 pairs; idle slots: 2 tokens and
+    rows, 4 + 5 pairs."""
+    peak, bandwidth = 1e9, 2e9
+    cost = CostModel("at-peak", peak, 1e30, 0.25, peak, 1e12, peak_bytes_per_s=bandwidth)
+    r = simulate(Trace(np.zeros(2), np.array([2, 3]), np.array([3, 1])), "static",
+                 model="tiny", gpu=cost, arrivals="offline", max_batch=2, kv_budget_tokens=64)
+    p = costs.Pricer("tiny", cost)
+    L, H, A = p.linear, p.lm_head, p.attn
+    useful, pad, idle = 7 * L + 4 * H + 16 * A, 1 * L + 11 * A, 2 * (L + H) + 9 * A
+    assert r.useful_flops == pytest.approx(useful)
+    assert r.ledger.flops == pytest.approx(useful + pad + idle)
+    s = summary(r)
+    busy, host = (useful + pad + idle) / peak, 3 * 0.25
+    assert s["makespan_s"] == pytest.approx(busy + host)
+    assert s["time_split_s"] == pytest.approx({"useful": useful / peak, "padding": pad / peak,
+                                               "idle_slots": idle / peak, "recompute": 0.0, "dense_attention": 0.0,
+                                               "below_peak": 0.0, "host": host, "waiting": 0.0}, abs=1e-12)
+    assert s["gpu_busy_fraction"] == pytest.approx(busy / (busy + host))
+    assert s["mfu"] == pytest.approx(useful / (peak * (busy + host)))
+    # bytes that had to move: the weights in each of 3 steps, and live KV: 5 written, then r0's 2 + 1, 3 + 1
+    live = 3 * p.weight_bytes + (5 + 3 + 4) * p.kv_bytes
+    assert s["mbu"] == pytest.approx(live / (bandwidth * (busy + host)))
+
+
+def test_recomputation_and_dense_attention_are_their_own_slices():
+    tr = Trace(np.zeros(2), np.array([3, 3]), np.array([4, 3]))           # the preemption example above
+    r = run(tr, "continuous", kv_budget_tokens=8, page_size=1, fast_forward=False)
+    assert r.ledger.recomputed_tokens == 4
+    assert sum(x.recomputed for plan in r.plans for x in plan.prefills) == r.ledger.recomputed_tokens == 4
+    p = costs.Pricer("tiny", UNIT)
+    assert r.ledger.waste_flops["recompute"] == pytest.approx(4 * p.linear + (4 * 5 // 2) * p.attn)
+    assert r.ledger.flops == pytest.approx(r.useful_flops + sum(r.ledger.waste_flops.values()))
+    dense = run(azure_conv().window(6, seed=1), "continuous", ragged_attention="dense", kv_budget_tokens=10**6)
+    assert dense.ledger.waste_flops["dense_attention"] > 0
+    assert dense.ledger.flops == pytest.approx(dense.useful_flops + sum(dense.ledger.waste_flops.values()), rel=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(small_runs())
+def test_spent_flops_are_useful_plus_every_waste(case):
+    tr, policy, cost, kw = case
+    for ff in (True, False):
+        r = simulate(tr, policy, model="tiny", gpu=cost, fast_forward=ff, **kw)
+        assert r.ledger.flops == pytest.approx(r.useful_flops + sum(r.ledger.waste_flops.values()), rel=1e-9)
+    # stepwise: every step's seconds are kernel time plus host time; every discarded KV token is recomputed once
+    assert r.ledger.busy_s + r.ledger.host_s == pytest.approx(sum(r.step_seconds), rel=1e-9)
+    assert sum(x.recomputed for plan in r.plans for x in plan.prefills) == r.ledger.recomputed_tokens
+
+
+def test_capacity_under_an_itl_slo():
+    """An inter-token SLO binds a policy whose long prefills stall the decodes; chunking relieves it."""
+    tr = azure_conv().window(400, seed=5)
+    kw = dict(hi=8.0, rel_tol=0.05, max_batch=32)
+    ttft = sweep.capacity(tr, "continuous", **kw)
+    both = sweep.capacity(tr, "continuous", slo_itl_p99_s=0.05, **kw)
+    assert both["rate_scale"] <= ttft["rate_scale"] and both["itl_p99_s"] <= 0.05
+    assert both["slo"] == {"ttft_p99_s": 5.0, "itl_p99_s": 0.05}
+    chunk = sweep.capacity(tr, "chunked", slo_itl_p99_s=0.05, token_budget=512, **kw)
+    assert chunk["rate_scale"] > both["rate_scale"]
+    none = sweep.capacity(tr, "continuous", slo_itl_p99_s=1e-6, **kw)
+    assert none["rate_scale"] == 0.0 and "misses the SLO" in none["note"]
+    with pytest.raises(ValueError, match="no SLO given"):
+        sweep.capacity(tr, "continuous", slo_ttft_p99_s=None)
+
+
+def test_a_smaller_token_budget_shortens_the_inter_token_gaps():
+    rows = sweep.budget_sweep(azure_conv().window(400, seed=5), rate_scale=2.0, budgets=(512, 2048, 16384),
+                              max_batch=32)
+    assert [r["token_budget"] for r in rows] == [512, 2048, 16384]
+    itl = [r["itl_s"]["p99"] for r in rows]
+    assert itl == sorted(itl) and itl[0] < itl[-1] / 3          # a long prompt no longer stalls every decode
+
+
+def test_engine_configs_are_serve_configs():
+    from packviz.serving import ENGINE_CONFIGS, ServeConfig
+
+    assert ENGINE_CONFIGS["vllm-v1-like"] == {"policy": "chunked", "max_batch": 1024, "token_budget": 8192}
+    for kw in ENGINE_CONFIGS.values():
+        ServeConfig(**kw)

@@ -26,9 +26,9 @@ With torch (imported only when used):
 from .calibration import cost_model
 from .costs import GPU_CHOICES, GPUS, CostModel, preset_cost_model
 from .metrics import format_table, summary
-from .scheduler import POLICIES, ServeConfig, StepPlan, make_scheduler
+from .scheduler import ENGINE_CONFIGS, POLICIES, ServeConfig, StepPlan, make_scheduler
 from .simulator import ARRIVALS, SimResult, simulate
-from .sweep import SLO_TTFT_P99_S, capacity, load_sweep, saturation_rate_scale
+from .sweep import SLO_ITL_P99_S, SLO_TTFT_P99_S, budget_sweep, capacity, load_sweep, saturation_rate_scale
 
 
 def run_engine(model, trace, policy: str = "continuous", seed: int = 0, **serve_config):
@@ -39,6 +39,7 @@ def run_engine(model, trace, policy: str = "continuous", seed: int = 0, **serve_
     return run(model, trace, policy, seed=seed, **serve_config)
 
 
-__all__ = ["ARRIVALS", "GPUS", "GPU_CHOICES", "POLICIES", "SLO_TTFT_P99_S", "CostModel", "ServeConfig",
-           "SimResult", "StepPlan", "capacity", "cost_model", "format_table", "load_sweep", "make_scheduler",
+__all__ = ["ARRIVALS", "ENGINE_CONFIGS", "GPUS", "GPU_CHOICES", "POLICIES", "SLO_ITL_P99_S", "SLO_TTFT_P99_S",
+           "CostModel", "ServeConfig", "SimResult", "StepPlan", "budget_sweep", "capacity", "cost_model",
+           "format_table", "load_sweep", "make_scheduler",
            "preset_cost_model", "run_engine", "saturation_rate_scale", "simulate", "summary"]

@@ -296,7 +296,8 @@ def calibrated_cost_model(path=None, costs: str = "auto") -> CostModel:
             f"{fit['points']} points; roofline relative RMS error {fit['rel_rms']:.1%}; overhead "
             f"{overhead * 1e3:.2f} ms per step, {decode * 1e3:.2f} ms per decode step)")
     name = "calibrated" if costs in ("wall", "split") else "calibrated-device"
-    return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note, decode)
+    return CostModel(name, fit["flop_rate"], fit["byte_rate"], overhead, peak, memory, note, decode,
+                     GPUS[key].peak_bytes_per_s if key else 0.0)
 
 
 SERVED_AS = {"static": ("static", {"padded_attention": "masked"}),

@@ -59,36 +59,49 @@ RAGGED_ATTENTION = ("varlen", "dense")
 
 # ---------------------------------------------------------------------- GPUs
 @dataclass(frozen=True)
+class Measured:
+    """A rate measured on a lent GPU: its value and where it is recorded (a file under
+    ``packviz/data/results/`` and the JSON key holding it; a test reads it back)."""
+
+    value: float
+    source: str
+    key: str
+    scale: float = 1.0           # the file holds value / scale (e.g. TFLOP/s: scale 1e12)
+
+
+@dataclass(frozen=True)
 class GPU:
-    """A GPU's datasheet rates, and the rates measured on one, with sources."""
+    """A GPU's datasheet rates (dense, no 2:4 sparsity), and what was measured on one, with sources."""
 
     name: str
     peak_flops: float            # dense bf16 tensor-core FLOP/s, datasheet
     peak_bytes_per_s: float      # HBM bandwidth, datasheet
     memory_bytes: float          # HBM capacity, datasheet
-    measured_flops: float | None         # bf16 8192³ matmul, measured
-    measured_bytes_per_s: float | None   # device-to-device copy, measured
-    source: str
+    datasheet: str
+    measured_flops: Measured | None = None          # bf16 8192³ matmul held >= 1 s
+    measured_bytes_per_s: Measured | None = None    # device-to-device copy
 
 
 GPUS: dict[str, GPU] = {
-    "h100": GPU("H100 SXM 80GB", 989e12, 3.35e12, 80e9, 798e12, 3.0e12,
-                "NVIDIA H100 datasheet (SXM5: 989 TFLOP/s dense BF16, 3.35 TB/s HBM3, 80 GB); measured on "
-                "this project's lent H100: 798 TFLOP/s bf16 8192³ matmul, about 3.0 TB/s device copy"),
-    "h200": GPU("H200 SXM 141GB", 989e12, 4.8e12, 141e9, 788e12, 4.3e12,
-                "NVIDIA H200 datasheet (989 TFLOP/s dense BF16, 4.8 TB/s HBM3e, 141 GB); measured on this "
-                "project's lent H200: 788 TFLOP/s bf16 8192³ matmul, about 4.3 TB/s device copy"),
-    "a100": GPU("A100 SXM 80GB", 312e12, 2.039e12, 80e9, None, None,
-                "NVIDIA A100 datasheet (SXM 80GB: 312 TFLOP/s dense BF16, 2.039 TB/s HBM2e, 80 GB); "
-                "not measured here: achievable rates scaled by the H100's measured/datasheet ratios"),
+    "h100": GPU("H100 SXM 80GB", 989e12, 3.35e12, 80e9,
+                "NVIDIA H100 datasheet (SXM5: 989 TFLOP/s dense BF16, 3.35 TB/s HBM3, 80 GB)",
+                measured_flops=Measured(676.6776801372629e12, "2026-11-26-h100-b/bench.json", "ceiling_tflops", 1e12)),
+    "h200": GPU("H200 SXM 141GB", 989e12, 4.8e12, 141e9,
+                "NVIDIA H200 datasheet (SXM: 989 TFLOP/s dense BF16, 4.8 TB/s HBM3e, 141 GB)"),
+    "a100": GPU("A100 SXM 80GB", 312e12, 2.039e12, 80e9,
+                "NVIDIA A100 datasheet (SXM 80GB: 312 TFLOP/s dense BF16, 2.039 TB/s HBM2e, 80 GB)"),
 }
-"""GPU presets. Datasheet numbers are dense (no 2:4 sparsity)."""
+"""GPU presets: datasheet rates, and rates measured on this project's lent GPUs only where a
+recorded file holds them (the lent H100's matmul ran at 677-692 TFLOP/s, power-capped at about
+1,350 MHz; no copy rate has been recorded yet)."""
 
 FLOP_EFFICIENCY = 0.8
-"""Assumption: a forward step reaches 80% of the measured matmul rate (its big GEMMs run near
-it; attention, norms and small GEMMs pull the mix down)."""
-BYTE_EFFICIENCY = 0.9
-"""Assumption: a memory-bound step streams weights and KV at 90% of the measured copy rate."""
+"""Assumption: a forward step reaches 80% of the matmul rate (its big GEMMs run near it;
+attention, norms and small GEMMs pull the mix down)."""
+BYTE_EFFICIENCY = 0.8
+"""Assumption: a memory-bound step streams weights and KV at 80% of the datasheet bandwidth (no
+copy rate is recorded yet; PyTorch's CI target for gpt-fast decoding is 81% of an A100's, and
+gpt-fast reports 69%)."""
 OVERHEAD_S = 0.002
 """Assumption: 2 ms per step outside the roofline (kernel launches, scheduler, sampling) -- an
 engine that replays CUDA graphs. Python-eager transformers pays more; a calibration measures it."""
@@ -100,7 +113,7 @@ MEMORY_UTILIZATION = 0.9
 class CostModel:
     """Achievable rates of one GPU and the per-step overhead: ``seconds(flops, bytes)``.
 
-    ``peak_flops`` is the datasheet rate that "share of peak turned into useful work" divides by.
+    ``peak_flops`` / ``peak_bytes_per_s`` are the datasheet rates MFU and MBU divide by (0: none known).
     """
 
     name: str
@@ -111,6 +124,7 @@ class CostModel:
     memory_bytes: float
     note: str = ""
     decode_overhead_s: float | None = None
+    peak_bytes_per_s: float = 0.0
 
     @property
     def decode_overhead(self) -> float:
@@ -118,41 +132,60 @@ class CostModel:
         from CUDA graphs has a far smaller host gap there than in its eager steps), else ``overhead_s``."""
         return self.overhead_s if self.decode_overhead_s is None else self.decode_overhead_s
 
+    def overhead(self, decode: bool = False) -> float:
+        return self.decode_overhead if decode else self.overhead_s
+
     def seconds(self, flops: float, nbytes: float, decode: bool = False) -> float:
         """max(flops / flop_rate, nbytes / byte_rate) + the overhead (of a decode-only step, if ``decode``)."""
-        return max(flops / self.flop_rate, nbytes / self.byte_rate) + (self.decode_overhead if decode
-                                                                        else self.overhead_s)
+        return max(flops / self.flop_rate, nbytes / self.byte_rate) + self.overhead(decode)
 
     def as_dict(self) -> dict:
         return {"name": self.name, "flop_rate": self.flop_rate, "byte_rate": self.byte_rate,
                 "overhead_s": self.overhead_s, "decode_overhead_s": self.decode_overhead,
-                "peak_flops": self.peak_flops, "memory_bytes": self.memory_bytes, "note": self.note}
+                "peak_flops": self.peak_flops, "peak_bytes_per_s": self.peak_bytes_per_s,
+                "memory_bytes": self.memory_bytes, "note": self.note}
 
 
 GPU_CHOICES = tuple(GPUS) + ("calibrated",)
 """What ``--gpu`` accepts: a preset, or ``calibrated`` (the newest recorded calibration)."""
 
 
-def preset_cost_model(name: str = "h100", overhead_s: float | None = None) -> CostModel:
-    """Achievable rates for a preset: FLOP_EFFICIENCY × measured matmul rate, BYTE_EFFICIENCY × measured copy.
+def matmul_rate(key: str) -> tuple[float, str]:
+    """(FLOP/s, where it comes from): measured on the lent GPU, or its datasheet scaled by the
+    lent H100's measured ÷ datasheet ratio (the same power cap and clocks assumed)."""
+    gpu, ref = GPUS[key], GPUS["h100"]
+    if gpu.measured_flops:
+        return gpu.measured_flops.value, f"measured ({gpu.measured_flops.source})"
+    ratio = ref.measured_flops.value / ref.peak_flops
+    return gpu.peak_flops * ratio, f"datasheet x {ratio:.3f} (the lent H100's measured / datasheet)"
 
-    A GPU without measurements (A100) is scaled by the H100's measured/datasheet ratios.
+
+def copy_rate(key: str) -> tuple[float, str]:
+    """(bytes/s, where it comes from): measured on the lent GPU, else the datasheet's bandwidth."""
+    gpu = GPUS[key]
+    if gpu.measured_bytes_per_s:
+        return gpu.measured_bytes_per_s.value, f"measured ({gpu.measured_bytes_per_s.source})"
+    return gpu.peak_bytes_per_s, "datasheet (no copy rate recorded yet)"
+
+
+def preset_cost_model(name: str = "h100", overhead_s: float | None = None) -> CostModel:
+    """Achievable rates for a preset: FLOP_EFFICIENCY × its matmul rate, BYTE_EFFICIENCY × its copy rate
+    (:func:`matmul_rate`, :func:`copy_rate`: measured where a recorded file holds it).
 
     >>> c = preset_cost_model("h100")
     >>> round(c.flop_rate / 1e12), round(c.byte_rate / 1e12, 2), c.overhead_s
-    (638, 2.7, 0.002)
+    (541, 2.68, 0.002)
     """
     key = str(name).strip().lower()
     if key not in GPUS:
         raise ValueError(f"unknown GPU {name!r}; choose one of {', '.join(GPU_CHOICES)}")
-    gpu, ref = GPUS[key], GPUS["h100"]
-    flops = gpu.measured_flops or gpu.peak_flops * ref.measured_flops / ref.peak_flops
-    nbytes = gpu.measured_bytes_per_s or gpu.peak_bytes_per_s * ref.measured_bytes_per_s / ref.peak_bytes_per_s
+    gpu = GPUS[key]
+    (flops, flops_from), (nbytes, bytes_from) = matmul_rate(key), copy_rate(key)
     overhead = OVERHEAD_S if overhead_s is None else positive_float("overhead_s", overhead_s)
-    note = (f"{gpu.name}: {FLOP_EFFICIENCY:.0%} of {flops / 1e12:.0f} TFLOP/s, {BYTE_EFFICIENCY:.0%} of "
-            f"{nbytes / 1e12:.2f} TB/s, {overhead * 1e3:g} ms per step (assumed)")
+    note = (f"{gpu.name}: {FLOP_EFFICIENCY:.0%} of {flops / 1e12:.0f} TFLOP/s ({flops_from}), {BYTE_EFFICIENCY:.0%} "
+            f"of {nbytes / 1e12:.2f} TB/s ({bytes_from}), {overhead * 1e3:g} ms per step (assumed)")
     return CostModel(key, FLOP_EFFICIENCY * flops, BYTE_EFFICIENCY * nbytes, overhead, gpu.peak_flops,
-                     gpu.memory_bytes, note)
+                     gpu.memory_bytes, note, peak_bytes_per_s=gpu.peak_bytes_per_s)
 
 
 # ---------------------------------------------------------------------- work of a step
@@ -229,6 +262,66 @@ def plan_work(plan, padded_attention: str = "masked", ragged_attention: str = "v
     return Work(tokens, lm_rows, pairs, kv_read, tokens)
 
 
+class Waste(NamedTuple):
+    """Work of one step that no request needed, by cause (counts; :func:`plan_waste`)."""
+
+    pad_tokens: int = 0          # pad token slots of a padded prefill
+    pad_pairs: int = 0           # attention pairs a padded batch computes beyond each real token's own
+    idle_tokens: int = 0         # decodes of finished requests (a token and a logits row each)
+    idle_pairs: int = 0
+    recomputed_tokens: int = 0   # prefill tokens recomputing KV a preemption threw away
+    recomputed_pairs: int = 0
+    dense_pairs: int = 0         # pairs a dense Σq × Σk step computes beyond each sequence's own
+
+
+def plan_waste(plan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Waste:
+    """The :class:`Waste` inside one plan's :func:`plan_work`: everything minus what its requests needed.
+
+    Useful is each real token once, each generated token's logits row once, and each real token's
+    attention over its own sequence up to itself; summed over a run, ``work - waste`` is exactly the
+    requests' own work (a test checks it against :func:`~packviz.serving.simulator.useful_flops`).
+
+    >>> from packviz.serving.scheduler import Piece, StepPlan
+    >>> plan_waste(StepPlan(0, prefills=(Piece(0, 0, 2, pad=1), Piece(1, 0, 3))))   # W = 3, masked: 9 - 3 and 9 - 6
+    Waste(pad_tokens=1, pad_pairs=9, idle_tokens=0, idle_pairs=0, recomputed_tokens=0, recomputed_pairs=0, dense_pairs=0)
+    """
+    idle = set(plan.idle)
+    idle_ctx = [c for r, c in zip(plan.decodes, plan.contexts) if r in idle]
+    masked = padded_attention == "masked" and any(p.pad for p in plan.prefills)
+    pad_pairs = plan.kv_pad
+    for p in plan.prefills:
+        w = p.tokens + p.pad
+        if p.pad or masked:
+            pad_pairs += (w * w if masked else chunk_pairs(p.done, w)) - chunk_pairs(p.done, p.tokens)
+    dense = 0
+    if ragged_attention == "dense":
+        dense = plan_work(plan, padded_attention, "dense").pairs - plan_work(plan, padded_attention).pairs
+    return Waste(sum(p.pad for p in plan.prefills), pad_pairs, len(idle_ctx), sum(idle_ctx) + len(idle_ctx),
+                 sum(p.recomputed for p in plan.prefills),
+                 sum(chunk_pairs(p.done, p.recomputed) for p in plan.prefills), dense)
+
+
+def plan_live_kv(plan) -> int:
+    """KV tokens of live requests a plan reads and writes: non-idle decodes' contexts and new tokens,
+    pieces' cached prefixes and real tokens (no pads, no idle slots)."""
+    idle = set(plan.idle)
+    decodes = sum(c + 1 for r, c in zip(plan.decodes, plan.contexts) if r not in idle)
+    return decodes + sum(p.done + p.tokens for p in plan.prefills)
+
+
+def streamed_weight_bytes(shape, bytes_per_param: int = 2) -> int:
+    """Weight bytes a forward step reads: all of them but an untied input embedding table, of which
+    a step gathers only its tokens' rows (a tied one is read whole, as the lm_head).
+
+    >>> from packviz.shapes import get_shape
+    >>> get_shape("llama-3-8b").weight_bytes() - streamed_weight_bytes("llama-3-8b")    # 128,256 × 4,096 × 2
+    1050673152
+    """
+    shape = get_shape(shape)
+    embedding = 0 if shape.tied_embeddings else shape.vocab * shape.hidden * bytes_per_param
+    return shape.weight_bytes(bytes_per_param) - embedding
+
+
 class Pricer:
     """A model shape and a cost model, reduced to the constants a step's price needs.
 
@@ -242,11 +335,23 @@ class Pricer:
         self.linear = float(self.shape.linear_flops_per_token)
         self.lm_head = float(self.shape.lm_head_flops_per_token)
         self.attn = float(self.shape.attention_flops_per_pair)
-        self.weight_bytes = float(self.shape.weight_bytes(bytes_per_param))
+        self.weight_bytes = float(streamed_weight_bytes(self.shape, bytes_per_param))
         self.kv_bytes = float(self.shape.kv_bytes_per_token(bytes_per_param))
 
     def flops(self, w: Work) -> float:
         return w.tokens * self.linear + w.lm_rows * self.lm_head + w.pairs * self.attn
+
+    def waste_flops(self, w: "Waste") -> dict:
+        """FLOPs of a :class:`Waste`, by cause."""
+        return {"padding": w.pad_tokens * self.linear + w.pad_pairs * self.attn,
+                "idle_slots": w.idle_tokens * (self.linear + self.lm_head) + w.idle_pairs * self.attn,
+                "recompute": w.recomputed_tokens * self.linear + w.recomputed_pairs * self.attn,
+                "dense_attention": w.dense_pairs * self.attn}
+
+    def live_bytes(self, live_kv: float, steps: float = 1) -> float:
+        """Bytes that must move for ``steps`` steps holding ``live_kv`` KV tokens of live requests read
+        or written in all (the MBU numerator): the weights once per step, and that KV."""
+        return steps * self.weight_bytes + live_kv * self.kv_bytes
 
     def bytes(self, w: Work) -> float:
         return self.weight_bytes + (w.kv_read + w.kv_write) * self.kv_bytes
@@ -377,30 +482,30 @@ def arithmetic_intensity(work: Work, shape, weights: bool = True, bytes_per_para
     the GPU's :func:`ridge_point` the step is compute-bound, below it memory-bound.
 
     >>> round(arithmetic_intensity(decode_work(1, 0), "llama-3-8b"), 2)     # decode, batch 1
-    0.93
+    1.0
     >>> round(arithmetic_intensity(varlen_prefill_work([1024]), "llama-3-8b"))  # one 1,024-token prompt
-    900
+    962
     """
     shape = get_shape(shape)
     flops = (work.tokens * shape.linear_flops_per_token + work.lm_rows * shape.lm_head_flops_per_token
              + work.pairs * shape.attention_flops_per_pair)
     kv = (work.kv_read + work.kv_write) * shape.kv_bytes_per_token(bytes_per_param)
-    nbytes = kv + (shape.weight_bytes(bytes_per_param) if weights else 0)
+    nbytes = kv + (streamed_weight_bytes(shape, bytes_per_param) if weights else 0)
     return flops / nbytes if nbytes else math.inf
 
 
 def ridge_point(gpu: str = "h100", measured: bool = True) -> float:
     """FLOPs per byte at which a GPU's compute and memory times are equal: FLOP rate ÷ byte rate.
 
-    ``measured``: the rates measured on the lent GPU (bf16 matmul, device copy); else the datasheet's.
+    ``measured``: the lent GPU's rates where recorded (:func:`matmul_rate`, :func:`copy_rate`:
+    the H100's matmul is measured, its bandwidth not yet, so the datasheet's); else the datasheet's.
 
-    >>> round(ridge_point("h100")), round(ridge_point("h100", measured=False))   # 798 / 3.0, 989 / 3.35
-    (266, 295)
+    >>> round(ridge_point("h100")), round(ridge_point("h100", measured=False))   # 677 / 3.35, 989 / 3.35
+    (202, 295)
     """
     key = str(gpu).strip().lower()
     if key not in GPUS:
         raise ValueError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
-    g = GPUS[key]
-    if measured and g.measured_flops and g.measured_bytes_per_s:
-        return g.measured_flops / g.measured_bytes_per_s
-    return g.peak_flops / g.peak_bytes_per_s
+    if measured:
+        return matmul_rate(key)[0] / copy_rate(key)[0]
+    return GPUS[key].peak_flops / GPUS[key].peak_bytes_per_s

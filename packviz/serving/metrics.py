@@ -1,22 +1,33 @@
-"""What a replay measured: throughput, latency percentiles, the waste, and the two utilisations.
+"""What a replay measured: throughput, latency percentiles, the waste, and where the time went.
 
-numpy only. :func:`summary` turns a :class:`~packviz.serving.simulator.SimResult` into one
-JSON-ready dict (the ``python -m packviz serve --json`` contract); :func:`format_table`
-prints several side by side.
+numpy only. :func:`summary` turns a :class:`~packviz.serving.simulator.SimResult` (or an engine's
+:class:`~packviz.serving.simulator.EngineResult`) into one JSON-ready dict (the ``python -m
+packviz serve --json`` contract); :func:`format_table` prints several side by side.
 
-Latency, per request (seconds; ``p50``/``p90``/``p99`` over requests):
+Latency (seconds; ``p50``/``p90``/``p99``):
 
-* TTFT -- first token - arrival (queueing + its prefill step);
-* TPOT -- (finish - first token) / (G - 1), requests with G > 1;
+* TTFT -- per request, first token - arrival (queueing + its prefill step);
+* TPOT -- per request, (finish - first token) / (G - 1): its mean time per output token after the
+  first, requests with G > 1;
+* ITL -- per token: every gap between two tokens of a request, i.e. each decode step's duration
+  once for every request it gave a token (a chunk of a long prompt in the same step shows here);
 * e2e -- finish - arrival; queue -- first scheduled - arrival.
 
-The two numbers that answer "utilisation high, throughput low":
+The numbers behind "GPU utilization is high, but throughput is low":
 
-* ``gpu_busy_fraction`` -- the share of the makespan during which some step runs: what
-  ``nvidia-smi``'s "GPU utilization" reports (the share of time one or more kernels ran); for
-  an engine run, the device time between CUDA events around each step's forward (``None`` on a CPU);
-* ``useful_flop_fraction`` -- FLOPs the requests needed ÷ (datasheet peak FLOP/s × makespan):
-  the share of the peak turned into useful work (pads, junk decodes and recomputation excluded).
+* ``gpu_busy_fraction`` -- the share of the makespan in which some kernel runs: what
+  ``nvidia-smi`` reports as "GPU utilization". Priced: each step's roofline time (its per-step
+  host overhead is a gap between kernels, not busy); an engine run: CUDA events around each
+  step's forward (``None`` on a CPU);
+* ``mfu`` -- model FLOPs utilization: FLOPs the requests needed ÷ (datasheet peak FLOP/s ×
+  makespan) (``useful_flop_fraction``, its older name);
+* ``mbu`` -- model bandwidth utilization: bytes that had to move (the weights once per step, and
+  the KV cache of live requests, read and written) ÷ (datasheet bandwidth × makespan);
+* ``time_split_s`` -- the makespan cut into slices that add up to it: ``useful`` (the requests'
+  FLOPs at peak), then what was computed for nothing, each at peak -- ``padding``,
+  ``idle_slots``, ``recompute``, ``dense_attention`` -- then ``below_peak`` (the rest of the busy
+  time: memory-bound steps and kernels below peak), ``host`` (gaps between steps) and
+  ``waiting`` (no request to run: the arrivals set the pace).
 """
 
 from __future__ import annotations
@@ -38,6 +49,36 @@ def percentiles(x) -> dict:
         return {"p50": None, "p90": None, "p99": None}
     q = np.percentile(x, [50, 90, 99])
     return {"p50": round(float(q[0]), 12), "p90": round(float(q[1]), 12), "p99": round(float(q[2]), 12)}
+
+
+def weighted_percentiles(values, weights) -> dict:
+    """``{"p50", "p90", "p99"}`` of ``values`` where value i counts ``weights[i]`` times: the smallest
+    value whose cumulative weight reaches q of the total (all ``None`` without weight).
+
+    >>> weighted_percentiles([0.02, 0.5], [99, 1])           # 99 gaps of 20 ms and one of 500 ms
+    {'p50': 0.02, 'p90': 0.02, 'p99': 0.02}
+    >>> weighted_percentiles([0.02, 0.5], [98, 2])["p99"]
+    0.5
+    """
+    v, w = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    if not v.size or w.sum() <= 0:
+        return {"p50": None, "p90": None, "p99": None}
+    order = np.argsort(v, kind="stable")
+    v, cum = v[order], np.cumsum(w[order])
+    idx = np.searchsorted(cum, np.array([0.5, 0.9, 0.99]) * cum[-1] * (1 - 1e-12), side="left")
+    return {q: round(float(v[i]), 12) for q, i in zip(("p50", "p90", "p99"), idx)}
+
+
+def time_split(r: SimResult, makespan: float) -> dict | None:
+    """The makespan in seconds by where it went (module docstring); ``None`` when the busy time or the
+    peak is unknown. ``below_peak`` is what remains of the busy time once the FLOPs run at peak: at
+    least 0 whenever the clock's rates do not exceed the datasheet's."""
+    led, peak = r.ledger, r.cost.peak_flops
+    if led.busy_s is None or peak <= 0:
+        return None
+    at_peak = {"useful": r.useful_flops / peak, **{k: v / peak for k, v in led.waste_flops.items()}}
+    return {**at_peak, "below_peak": led.busy_s - sum(at_peak.values()), "host": led.host_s,
+            "waiting": makespan - led.busy_s - led.host_s}
 
 
 def latencies(r: SimResult) -> dict:
@@ -82,11 +123,14 @@ def summary(r: SimResult) -> dict:
         "decode_wasted_slot_steps": led.decode_idle_slot_steps,
         "output_tokens_per_s": g_sum / makespan, "total_tokens_per_s": (p_sum + g_sum) / makespan,
         "requests_per_s": len(tr) / makespan, "makespan_s": makespan,
-        **{k: percentiles(v) for k, v in lat.items()},
-        "gpu_busy_fraction": led.busy_s / makespan,
+        **{k: percentiles(v) for k, v in lat.items()}, "itl_s": weighted_percentiles(*led.itl_samples()),
+        "gpu_busy_fraction": None if led.busy_s is None else led.busy_s / makespan,
+        "host_fraction": led.host_s / makespan,
+        "mfu": share(r.useful_flops, r.cost.peak_flops * makespan),
+        "mbu": share(led.live_bytes, r.cost.peak_bytes_per_s * makespan),
         "useful_flop_fraction": share(r.useful_flops, r.cost.peak_flops * makespan),
-        "useful_flop_fraction_busy": share(r.useful_flops, r.cost.peak_flops * led.busy_s),
-        "flops_spent": led.flops, "flops_useful": r.useful_flops, "steps": led.steps,
+        "time_split_s": time_split(r, makespan), "waste_flops": dict(led.waste_flops),
+        "flops_spent": led.flops, "flops_useful": r.useful_flops, "bytes_live": led.live_bytes, "steps": led.steps,
         "kv_budget_tokens": r.kv_budget_tokens,
         "kv_reserved_mean_tokens": led.kv_reserved_token_s / makespan,
         "kv_used_mean_tokens": led.kv_used_token_s / makespan,
@@ -98,9 +142,8 @@ def summary(r: SimResult) -> dict:
         "padded_attention": r.config.padded_attention, "ragged_attention": r.config.ragged_attention,
         "model": r.model, "gpu": r.cost.as_dict(), "trace": tr.name, "seconds": r.seconds, "clock": r.clock,
     }
-    if isinstance(r, EngineResult):       # busy: kernel time from CUDA events, not the steps' wall time
+    if isinstance(r, EngineResult):       # busy there: kernel time from CUDA events, not the steps' wall time
         out["engine"] = engine_summary(r, makespan)
-        out["gpu_busy_fraction"] = out["engine"]["gpu_event_fraction"]
     return out
 
 
@@ -115,11 +158,13 @@ COLUMNS = (
     ("TTFT p50", 9, _pct("ttft_s", "p50"), "{:,.2f}"),
     ("TTFT p99", 9, _pct("ttft_s", "p99"), "{:,.2f}"),
     ("TPOT p50 ms", 11, _pct("tpot_s", "p50", 1e3), "{:,.1f}"),
+    ("ITL p99 ms", 10, _pct("itl_s", "p99", 1e3), "{:,.1f}"),
     ("pad tokens", 12, lambda s: s["prefill_pad_tokens"], "{:,}"),
     ("slot waste", 10, lambda s: s["decode_wasted_slot_steps"] / max(1, s["decode_slot_steps"]), "{:.1%}"),
     ("KV used", 8, lambda s: s["kv_used_over_reserved"], "{:.1%}"),
     ("busy", 6, lambda s: s["gpu_busy_fraction"], "{:.1%}"),
-    ("useful", 7, lambda s: s["useful_flop_fraction"], "{:.1%}"),
+    ("MFU", 6, lambda s: s["mfu"], "{:.1%}"),
+    ("MBU", 6, lambda s: s["mbu"], "{:.1%}"),
     ("sim s", 6, lambda s: s["seconds"], "{:.2f}"),
 )
 """The columns of :func:`format_table`: header, width, value from a summary, format."""
@@ -169,14 +214,18 @@ def format_summary(s: dict) -> str:
         f"throughput: {s['output_tokens_per_s']:,.0f} output tokens/s, {s['total_tokens_per_s']:,.0f} total tokens/s",
         f"TTFT s:     {pct('ttft_s')}",
         f"TPOT s:     {pct('tpot_s')}",
+        f"ITL s:      {pct('itl_s')}",
         f"e2e s:      {pct('e2e_s')}",
         f"queue s:    {pct('queue_s')}",
         f"waste:      {s['prefill_pad_tokens']:,} prompt pad tokens; {s['decode_slot_steps']:,} decode slot-steps for "
         f"{s['decode_useful_steps']:,} needed ({waste:.1%} idle); KV used/reserved {s['kv_used_over_reserved']:.1%}"
         + (f"; {s['preemptions']:,} preemptions" if s["preemptions"] else ""),
-        f"GPU busy:   {ratio('gpu_busy_fraction')} of the time (what nvidia-smi calls utilization); useful work "
-        f"{ratio('useful_flop_fraction')} of peak FLOP/s",
+        f"GPU busy:   {ratio('gpu_busy_fraction')} of the time (what nvidia-smi calls utilization); MFU "
+        f"{ratio('mfu')} (useful FLOPs / peak), MBU {ratio('mbu')} (bytes that had to move / peak bandwidth)",
     ]
+    if s.get("time_split_s"):
+        t = s["time_split_s"]
+        lines.append("time went:  " + ", ".join(f"{k.replace('_', ' ')} {v / s['makespan_s']:.1%}" for k, v in t.items()))
     e = s.get("engine")
     if e:
         gpu_ms = "" if e["gpu_event_seconds"] is None else f"; CUDA events {e['gpu_event_seconds']:.2f} s in all"

@@ -83,6 +83,21 @@ MAX_PAGE_SIZE = 2**16
 """The largest page size accepted (the simulator keeps a counter per token of a page)."""
 
 
+ENGINE_CONFIGS = {
+    "orca-like": {"policy": "continuous", "max_batch": 1024},
+    "vllm-v1-like": {"policy": "chunked", "max_batch": 1024, "token_budget": 8192},
+}
+"""Named configurations close to engines, for an H100-class GPU (≥ 70 GiB, not an A100).
+
+``vllm-v1-like``: vLLM v1 always chunks prefill and schedules running requests (decodes, then
+unfinished chunks) before waiting ones under a per-step token budget -- this suite's ``chunked``
+-- and its API server defaults on such a GPU to ``max_num_batched_tokens`` 8,192 and
+``max_num_seqs`` 1,024 (``vllm/engine/arg_utils.py``, ``EngineArgs.get_batch_defaults``; the
+offline ``LLM`` class uses 16,384 tokens); KV in blocks of 16 with 90% of the GPU's memory, as here.
+``orca-like``: iteration-level scheduling without a token budget (Orca, OSDI '22): a whole prompt
+joins the step of everyone's decodes; the same running cap, so only the chunking differs."""
+
+
 @dataclass(frozen=True)
 class ServeConfig:
     """How the server schedules.
@@ -102,6 +117,12 @@ class ServeConfig:
     page_size: int = PAGE_SIZE
     padded_attention: str = "masked"
     ragged_attention: str = "varlen"
+
+    @property
+    def ragged_pricing(self) -> str:
+        """How ragged steps are priced: ``ragged_attention`` for the iteration-level policies; a static
+        batch's steps are padded (``padded_attention``), never dense-ragged."""
+        return "varlen" if self.policy in ("static", "static-packed") else self.ragged_attention
 
     def __post_init__(self) -> None:
         one_of("policy", self.policy, POLICIES)
@@ -123,6 +144,7 @@ class Piece:
 
     ``pad``: pad tokens computed after them (a static padded prefill: W - P). ``last``: the
     piece completes the (re)prefill, so the step samples a token from its last real position.
+    ``recomputed``: how many of its tokens recompute KV a preemption threw away.
     """
 
     request: int
@@ -130,6 +152,7 @@ class Piece:
     tokens: int
     pad: int = 0
     last: bool = True
+    recomputed: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,7 +218,8 @@ class StepPlan:
 class Span:
     """The next ``k_max`` steps are pure decodes of the same ``n`` slots (``idle`` of them finished).
 
-    Step j (1 .. k_max) reads ``kv_before + n (j - 1)`` KV tokens (pads included) and writes n.
+    Step j (1 .. k_max) reads ``kv_before + n (j - 1)`` KV tokens (pads included) and writes n;
+    of those, ``kv_pad`` are prompt pads and ``idle_kv_before + idle (j - 1)`` belong to idle slots.
     ``until_arrival``: a request arriving meanwhile could join, so the span must stop there.
     """
 
@@ -204,6 +228,8 @@ class Span:
     kv_before: int
     k_max: int
     until_arrival: bool
+    kv_pad: int = 0
+    idle_kv_before: int = 0
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -330,8 +356,10 @@ class StaticScheduler(Scheduler):
         k = self.k + 1
         nxt = min((self.g[r] - 1 for r in self.batch if self.g[r] - 1 >= k), default=self.gmax - 1)
         n = len(self.batch)
-        idle = sum(1 for r in self.batch if self.g[r] - 1 < k)
-        return Span(n, idle, self.kv0 + n * (k - 1), nxt - k + 1, until_arrival=False)
+        idle = [r for r in self.batch if self.g[r] - 1 < k]
+        return Span(n, len(idle), self.kv0 + n * (k - 1), nxt - k + 1, until_arrival=False,
+                    kv_pad=self.kv0 - sum(self.p[r] for r in self.batch),
+                    idle_kv_before=sum(self.p[r] + k - 1 for r in idle))
 
     def span_kv(self, k: int, total: float, ktotal: float) -> tuple[float, float, int, int]:
         """(∫ KV used dt, ∫ KV reserved dt, used at the end, reserved) over the next k decode steps,
@@ -372,6 +400,7 @@ class IterationScheduler(Scheduler):
         self.prefill: dict[int, list[int]] = {}
         self.emitted = [0] * n
         self.free_slots = list(range(cfg.max_batch))
+        self.lost = [0] * n                     # the furthest a request's KV got before a preemption: recomputed
         self.residue = [0] * cfg.page_size      # decoding requests by (-base) mod page_size: exact page counts
 
     def queue(self, i: int) -> None:
@@ -448,6 +477,7 @@ class IterationScheduler(Scheduler):
         self.waiting.appendleft(i)
         self.preemptions += 1
         self.recomputed_tokens += done
+        self.lost[i] = max(self.lost[i], done)       # every token computed before, however often it was preempted
         return i
 
     def retire(self) -> None:
@@ -509,7 +539,8 @@ class IterationScheduler(Scheduler):
     def plan(self) -> StepPlan:
         """The next step: every decoding request's token plus the prefill pieces that fit."""
         raw, admitted, preempted, held = self.plan_prefills()
-        pieces = tuple(Piece(i, d, c, last=d + c == self.prefill[i][1]) for i, d, c in raw)
+        pieces = tuple(Piece(i, d, c, last=d + c == self.prefill[i][1],
+                             recomputed=max(0, min(d + c, self.lost[i]) - d)) for i, d, c in raw)
         decodes = tuple(self.base)
         ended = tuple(i for i in decodes if self.last[i] == self.s)
         ended += tuple(p.request for p in pieces if p.last and self.emitted[p.request] + 1 >= self.g[p.request])

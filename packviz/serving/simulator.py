@@ -35,18 +35,34 @@ from ..checks import one_of, positive_float
 from ..shapes import get_shape
 from ..trace import Trace
 from .calibration import cost_model
-from .costs import MEMORY_UTILIZATION, CostModel, Pricer, Work, plan_work, span_sums, steps_to_reach
+from .costs import (MEMORY_UTILIZATION, CostModel, Pricer, Waste, Work, plan_live_kv, plan_waste, plan_work,
+                    span_sums, steps_to_reach)
 from .scheduler import PAGE_SIZE, Scheduler, ServeConfig, StepPlan, make_scheduler
 
 ARRIVALS = ("trace", "offline")
 
 
+WASTES = ("padding", "idle_slots", "recompute", "dense_attention")
+"""Work no request needed, by cause: prompt pads (and the masked squares of a padded batch), decode
+slots of finished requests, prefill recomputing KV a preemption threw away, the masked-out pairs of a
+dense Σq × Σk ragged step."""
+
+
 @dataclass
 class Ledger:
-    """Totals of a run, charged step by step (every count over all steps)."""
+    """Totals of a run, charged step by step (every count over all steps).
+
+    ``busy_s``: time some kernel runs (what ``nvidia-smi`` reports as utilization): a priced step's
+    roofline time, an engine step's CUDA-event time; ``None`` when a clock does not say (a CPU, a
+    recorded clock). ``host_s``: per-step overhead between kernels (priced clocks). ``waste_flops``:
+    FLOPs no request needed, by cause (:data:`WASTES`). ``live_bytes``: bytes that had to move
+    (weights once per step and live requests' KV): the MBU numerator. ``itl_steps`` / ``itl_spans``:
+    each decode step's seconds and how many requests it gave a token (inter-token latency samples).
+    """
 
     steps: int = 0
-    busy_s: float = 0.0                 # time some step was running
+    busy_s: float | None = 0.0
+    host_s: float = 0.0
     flops: float = 0.0                  # FLOPs computed (pads, junk decodes, recomputation included)
     prefill_tokens: int = 0             # token slots computed by prefills (pads and recomputation included)
     prefill_pad_tokens: int = 0
@@ -59,13 +75,25 @@ class Ledger:
     prefill_emissions: int = 0          # tokens emitted by prefills (first tokens, and after a recomputation)
     preemptions: int = 0
     recomputed_tokens: int = 0          # KV tokens discarded by preemptions (computed again later)
+    waste_flops: dict = field(default_factory=lambda: dict.fromkeys(WASTES, 0.0))
+    live_bytes: float = 0.0
+    itl_steps: list = field(default_factory=list)      # (seconds, requests given a token)
+    itl_spans: list = field(default_factory=list)      # (Line, steps, requests given a token each step)
 
-    def charge(self, plan: StepPlan, work: Work, flops: float, seconds: float) -> None:
-        """One step: its plan, its work and FLOPs, and the seconds it took."""
+    def add_busy(self, seconds: float | None) -> None:
+        self.busy_s = None if self.busy_s is None or seconds is None else self.busy_s + seconds
+
+    def charge(self, plan: StepPlan, work: Work, pricer: Pricer, waste: Waste, seconds: float,
+               busy: float | None) -> None:
+        """One step: its plan, its work and waste, the seconds it took and how many of them kernels ran."""
         n = len(plan.decodes)
         self.steps += 1
-        self.busy_s += seconds
-        self.flops += flops
+        self.add_busy(busy)
+        self.host_s += seconds - busy if busy is not None else 0.0
+        self.flops += pricer.flops(work)
+        for key, value in pricer.waste_flops(waste).items():
+            self.waste_flops[key] += value
+        self.live_bytes += pricer.live_bytes(plan_live_kv(plan))
         self.prefill_tokens += work.tokens - n
         self.prefill_pad_tokens += sum(p.pad for p in plan.prefills)
         self.decode_slot_steps += n
@@ -75,6 +103,22 @@ class Ledger:
         self.kv_reserved_token_s += plan.kv_reserved * seconds
         self.kv_used_peak = max(self.kv_used_peak, plan.kv_used)
         self.kv_reserved_peak = max(self.kv_reserved_peak, plan.kv_reserved)
+        if n > len(plan.idle):
+            self.itl_steps.append((seconds, n - len(plan.idle)))
+
+    def itl_samples(self) -> tuple[np.ndarray, np.ndarray]:
+        """(values, weights): every decode step's seconds, weighted by the requests it gave a token --
+        the inter-token gaps of the run (a span's steps expanded from its closed form)."""
+        steps = np.array(self.itl_steps, dtype=np.float64).reshape(-1, 2)
+        if not self.itl_spans:
+            return steps[:, 0], steps[:, 1]
+        spans = np.array([(*line, k, count) for line, k, count in self.itl_spans], dtype=np.float64)
+        u0, u1, v0, v1, o, k, count = spans.T
+        k = k.astype(np.int64)
+        row = np.repeat(np.arange(len(k)), k)                          # the span of each expanded step
+        j = np.arange(k.sum()) - np.repeat(np.cumsum(k) - k, k) + 1     # its number within the span, 1 ..
+        values = np.maximum(u0[row] + u1[row] * j, v0[row] + v1[row] * j) + o[row]
+        return np.concatenate([steps[:, 0], values]), np.concatenate([steps[:, 1], count[row]])
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,12 +231,13 @@ def useful_flops(trace: Trace, pricer: Pricer) -> float:
 # ---------------------------------------------------------------------- the driver: one scheduler, any clock
 def replay(sched: Scheduler, clock, ledger: Ledger, pricer: Pricer, cfg: ServeConfig, fast_forward: bool = False,
            plans: list | None = None, step_seconds: list | None = None) -> None:
-    """Run ``sched`` to the end. ``clock(plan, work) -> seconds`` prices or executes one step.
+    """Run ``sched`` to the end. ``clock(plan, work)`` prices or executes one step and returns its
+    seconds, or ``(seconds, busy)``: how many of them kernels ran (``None``: unknown).
 
     ``fast_forward``: advance spans of pure-decode steps in closed form (a priced clock only).
     ``plans`` / ``step_seconds``: lists that collect every step's plan and seconds.
     """
-    dense = cfg.ragged_attention == "dense"
+    ragged = cfg.ragged_pricing
     while not sched.done:
         sched.arrive()
         if sched.idle:                                  # nothing to run: the server waits for the next arrival
@@ -200,17 +245,27 @@ def replay(sched: Scheduler, clock, ledger: Ledger, pricer: Pricer, cfg: ServeCo
             continue
         span = sched.span() if fast_forward else None
         if span is not None:
-            advance_span(sched, span, ledger, pricer, dense)
+            advance_span(sched, span, ledger, pricer, ragged == "dense")
             continue
         plan = sched.plan()
-        work = plan_work(plan, cfg.padded_attention, cfg.ragged_attention)
-        seconds = float(clock(plan, work))
-        ledger.charge(plan, work, pricer.flops(work), seconds)
+        work = plan_work(plan, cfg.padded_attention, ragged)
+        out = clock(plan, work)
+        seconds, busy = (float(out), None) if not isinstance(out, tuple) else (float(out[0]), out[1])
+        ledger.charge(plan, work, pricer, plan_waste(plan, cfg.padded_attention, ragged), seconds, busy)
         if plans is not None:
             plans.append(plan)
             step_seconds.append(seconds)
         sched.commit(plan, seconds)
     ledger.preemptions, ledger.recomputed_tokens = sched.preemptions, sched.recomputed_tokens
+
+
+def priced_clock(pricer: Pricer):
+    """The simulator's clock: a step's roofline time plus its overhead; busy is the roofline part."""
+    def clock(plan, work):
+        decode = not plan.prefills
+        seconds = pricer.seconds(work, decode)
+        return seconds, seconds - pricer.cost.overhead(decode)
+    return clock
 
 
 def advance_span(sched: Scheduler, span, ledger: Ledger, pricer: Pricer, dense: bool) -> None:
@@ -222,16 +277,37 @@ def advance_span(sched: Scheduler, span, ledger: Ledger, pricer: Pricer, dense: 
         k = k if reach is None else max(1, reach)
     total, ktotal = span_sums(line, k)
     used_s, reserved_s, used_end, reserved_end = sched.span_kv(k, total, ktotal)
-    ledger.steps += k
-    ledger.busy_s += total
-    ledger.flops += pricer.cost.flop_rate * (line.u0 * k + line.u1 * k * (k + 1) / 2)
-    ledger.decode_slot_steps += span.n * k
-    ledger.decode_idle_slot_steps += span.idle * k
+    charge_span(ledger, pricer, span, line, k, total, dense)
     ledger.kv_used_token_s += used_s
     ledger.kv_reserved_token_s += reserved_s
     ledger.kv_used_peak = max(ledger.kv_used_peak, used_end)
     ledger.kv_reserved_peak = max(ledger.kv_reserved_peak, reserved_end)
     sched.commit_span(k, total)
+
+
+def charge_span(ledger: Ledger, pricer: Pricer, span, line, k: int, total: float, dense: bool) -> None:
+    """A span's steps, FLOPs, waste, live bytes and inter-token samples, in closed form.
+
+    Step j (1 .. k) of n slots (``idle`` of them finished) reads ``kv_before + n (j - 1)`` KV tokens,
+    ``kv_pad`` of them pads and ``idle_kv_before + idle (j - 1)`` idle slots'.
+    """
+    n, idle = span.n, span.idle
+    tri = k * (k + 1) / 2                               # Σ j over the span
+    ledger.steps += k
+    ledger.add_busy(total - k * line.overhead)
+    ledger.host_s += k * line.overhead
+    ledger.flops += pricer.cost.flop_rate * (line.u0 * k + line.u1 * tri)
+    dense_pairs = (n - 1) * (k * span.kv_before + n * tri) if dense else 0
+    waste = Waste(pad_pairs=span.kv_pad * k, idle_tokens=idle * k, idle_pairs=k * span.idle_kv_before + idle * tri,
+                  dense_pairs=dense_pairs)
+    for key, value in pricer.waste_flops(waste).items():
+        ledger.waste_flops[key] += value
+    live = k * (span.kv_before - span.kv_pad - span.idle_kv_before) + (n - idle) * tri
+    ledger.live_bytes += pricer.live_bytes(live, steps=k)
+    ledger.decode_slot_steps += n * k
+    ledger.decode_idle_slot_steps += idle * k
+    if n > idle:
+        ledger.itl_spans.append((line, k, n - idle))
 
 
 def recorded_clock(step_seconds):
@@ -273,7 +349,7 @@ def simulate(trace: Trace | None = None, policy: str = "continuous", *, model="l
     sched = make_scheduler(served, cfg, budget)
     stepwise = clock is not None or not fast_forward
     plans, step_seconds = ([], []) if stepwise else (None, None)
-    tick = recorded_clock(clock) if clock is not None else (lambda plan, work: pricer.seconds(work, not plan.prefills))
+    tick = recorded_clock(clock) if clock is not None else priced_clock(pricer)
     replay(sched, tick, ledger, pricer, cfg, fast_forward=not stepwise, plans=plans, step_seconds=step_seconds)
     out = sched.results()
     return SimResult(served, cfg, shape.name, cost, budget, out["start_s"], out["first_token_s"], out["finish_s"],

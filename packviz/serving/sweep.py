@@ -29,9 +29,15 @@ from .scheduler import POLICIES
 from .simulator import simulate
 
 SLO_TTFT_P99_S = 5.0
-"""The SLO capacity is measured against: p99 time to first token ≤ 5 s. A choice, stated: a
-static server cannot go much lower at any load, because a request that arrives while a
-batch decodes waits for that batch's longest generation."""
+"""The TTFT SLO capacity is measured against: p99 time to first token ≤ 5 s. A choice, stated: a
+static server cannot go much lower at any load, because a request that arrives while a batch
+decodes waits for that batch's longest generation."""
+SLO_ITL_P99_S = 0.1
+"""The inter-token SLO: p99 gap between two tokens of a stream ≤ 100 ms (10 tokens/s for 99% of the
+gaps, faster than anyone reads). A choice, stated. Only an inter-token SLO sees a long prompt's
+prefill stalling everyone's decode in the same step -- what chunked prefill exists to prevent."""
+BUDGETS = (512, 1024, 2048, 4096, 8192, 16384)
+"""Token budgets (vLLM's ``max_num_batched_tokens``) of :func:`budget_sweep`."""
 
 
 def load_sweep(trace=None, policies=POLICIES, rate_scales=(0.25, 0.5, 1.0, 2.0, 4.0), **kwargs) -> list[dict]:
@@ -40,6 +46,14 @@ def load_sweep(trace=None, policies=POLICIES, rate_scales=(0.25, 0.5, 1.0, 2.0, 
     ``kwargs`` go to :func:`~packviz.serving.simulator.simulate` (model, gpu, max_batch, ...).
     """
     return [summary(simulate(trace, policy, rate_scale=r, **kwargs)) for policy in policies for r in rate_scales]
+
+
+def budget_sweep(trace=None, rate_scale: float = 1.0, budgets=BUDGETS, **kwargs) -> list[dict]:
+    """``chunked`` at one rate under each token budget: the trade-off between TTFT (a larger budget
+    prefills a prompt in fewer steps) and ITL (a larger budget makes a decode step wait for more
+    prefill). ``kwargs`` go to :func:`~packviz.serving.simulator.simulate` (``max_batch``, ...)."""
+    positive_int("number of budgets", len(tuple(budgets)))
+    return [summary(simulate(trace, "chunked", rate_scale=rate_scale, token_budget=b, **kwargs)) for b in budgets]
 
 
 def saturation_rate_scale(trace=None, policy: str = "static", **kwargs) -> float:
@@ -56,47 +70,62 @@ def saturation_rate_scale(trace=None, policy: str = "static", **kwargs) -> float
     return offline["requests_per_s"] / trace.rate_per_s
 
 
-def capacity(trace=None, policy: str = "continuous", slo_ttft_p99_s: float = SLO_TTFT_P99_S, lo: float = 0.01,
-             hi: float = 16.0, rel_tol: float = 0.02, **kwargs) -> dict:
-    """The highest ``rate_scale`` in [lo, hi] whose p99 TTFT ≤ ``slo_ttft_p99_s``, by bisection (log scale).
+def slos(slo_ttft_p99_s=SLO_TTFT_P99_S, slo_itl_p99_s=None, slo_tpot_p99_s=None) -> dict:
+    """The SLOs asked for, ``{"ttft_s": s, "itl_s": s, "tpot_s": s}`` (p99 bounds; ``None`` left out)."""
+    given = {"ttft_s": slo_ttft_p99_s, "itl_s": slo_itl_p99_s, "tpot_s": slo_tpot_p99_s}
+    out = {k: positive_float(f"slo_{k[:-2]}_p99_s", v) for k, v in given.items() if v is not None}
+    if not out:
+        raise ValueError("no SLO given: set slo_ttft_p99_s, slo_itl_p99_s or slo_tpot_p99_s")
+    return out
 
-    Returns ``{"policy", "slo_ttft_p99_s", "rate_scale", "requests_per_s", "output_tokens_per_s",
-    "ttft_p99_s", "evaluations", "note"}``; ``rate_scale`` is ``0.0`` when even ``lo`` misses the
-    SLO and ``hi`` when ``hi`` meets it (the note says which).
+
+def meets(s: dict, bounds: dict) -> bool:
+    """Does summary ``s`` meet every p99 bound? (A latency with no sample -- no decode -- meets it.)"""
+    return all((s[key]["p99"] or 0.0) <= bound for key, bound in bounds.items())
+
+
+def capacity(trace=None, policy: str = "continuous", slo_ttft_p99_s: float | None = SLO_TTFT_P99_S,
+             lo: float = 0.01, hi: float = 16.0, rel_tol: float = 0.02, *, slo_itl_p99_s: float | None = None,
+             slo_tpot_p99_s: float | None = None, **kwargs) -> dict:
+    """The highest ``rate_scale`` in [lo, hi] whose run meets every SLO given (p99 TTFT, ITL, TPOT),
+    by bisection on a log scale.
+
+    Returns ``{"policy", "slo", "rate_scale", "requests_per_s", "output_tokens_per_s", "ttft_p99_s",
+    "itl_p99_s", "tpot_p99_s", "evaluations", "note"}`` (``slo_ttft_p99_s`` too, the older key);
+    ``rate_scale`` is ``0.0`` when even ``lo`` misses and ``hi`` when ``hi`` meets them (the note says which).
     """
-    slo = positive_float("slo_ttft_p99_s", slo_ttft_p99_s)
+    bounds = slos(slo_ttft_p99_s, slo_itl_p99_s, slo_tpot_p99_s)
     lo, hi, rel_tol = positive_float("lo", lo), positive_float("hi", hi), positive_float("rel_tol", rel_tol)
     if lo >= hi:
         raise ValueError(f"lo ({lo:g}) must be below hi ({hi:g})")
     runs = []
 
     def run(rate):
-        s = summary(simulate(trace, policy, rate_scale=rate, **kwargs))
-        runs.append(s)
-        return s
+        runs.append(summary(simulate(trace, policy, rate_scale=rate, **kwargs)))
+        return runs[-1]
 
     best, note = None, ""
-    top = run(hi)
-    if top["ttft_s"]["p99"] <= slo:
+    if meets(top := run(hi), bounds):
         best, note = top, f"meets the SLO even at the top of the bracket ({hi:g}x)"
-    elif (bottom := run(lo))["ttft_s"]["p99"] > slo:
+    elif not meets(bottom := run(lo), bounds):
         note = f"misses the SLO even at {lo:g}x"
     else:
         best = bottom
         while hi / lo > 1 + rel_tol:
             mid = math.sqrt(lo * hi)
-            s = run(mid)
-            if s["ttft_s"]["p99"] <= slo:
+            if meets(s := run(mid), bounds):
                 lo, best = mid, s
             else:
                 hi = mid
-    return {"policy": policy, "slo_ttft_p99_s": slo, "rate_scale": best["rate_scale"] if best else 0.0,
+    return {"policy": policy, "slo": {f"{k[:-2]}_p99_s": v for k, v in bounds.items()},
+            "slo_ttft_p99_s": bounds.get("ttft_s"), "rate_scale": best["rate_scale"] if best else 0.0,
             "requests_per_s": best["offered_requests_per_s"] if best else 0.0,
             "output_tokens_per_s": best["output_tokens_per_s"] if best else 0.0,
-            "ttft_p99_s": best["ttft_s"]["p99"] if best else None, "evaluations": len(runs), "note": note}
+            **{f"{k[:-2]}_p99_s": best[k]["p99"] if best else None for k in ("ttft_s", "itl_s", "tpot_s")},
+            "evaluations": len(runs), "note": note}
 
 
-def capacities(trace=None, policies=POLICIES, slo_ttft_p99_s: float = SLO_TTFT_P99_S, **kwargs) -> list[dict]:
-    """:func:`capacity` of each policy under the same SLO."""
+def capacities(trace=None, policies=POLICIES, slo_ttft_p99_s: float | None = SLO_TTFT_P99_S, **kwargs) -> list[dict]:
+    """:func:`capacity` of each policy under the same SLOs."""
     positive_int("number of policies", len(tuple(policies)))
     return [capacity(trace, p, slo_ttft_p99_s, **kwargs) for p in policies]

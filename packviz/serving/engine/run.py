@@ -246,7 +246,9 @@ def run_engine(model, trace: Trace, policy: str = "continuous", seed: int = 0, *
     sched = make_scheduler(served, cfg, budget)
     plans, step_seconds = [], []
     engine.mark = time.perf_counter()
-    replay(sched, engine.execute, ledger, pricer, cfg, plans=plans, step_seconds=step_seconds)
+    def clock(plan, work):             # wall seconds, and the device time CUDA events saw (None on a CPU)
+        return engine.execute(plan), engine.gpu_seconds[-1]
+    replay(sched, clock, ledger, pricer, cfg, plans=plans, step_seconds=step_seconds)
     if engine.cache.regions:
         raise RuntimeError(f"KV regions still held after the run: {sorted(engine.cache.regions)}")
     out = sched.results()
