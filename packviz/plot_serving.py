@@ -143,7 +143,8 @@ def load_curves(rows, axes=None, slo_s=None, figsize=(11, 3.6)):
 
 
 def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3)):
-    """Per policy: share of time the GPU is busy (nvidia-smi) beside the share of peak FLOP/s doing useful work."""
+    """Per policy: share of time the GPU is busy (nvidia-smi) beside the share of peak FLOP/s doing useful work
+    (MFU). :func:`time_split_bars` shows where the rest went."""
     from matplotlib.ticker import PercentFormatter
 
     ax = _new_ax(ax, figsize)
@@ -153,6 +154,67 @@ def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3))
     ax.set_ylim(0, 1.3)
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     ax.set_title(title, fontsize=10)
+    return ax
+
+
+SPLIT_SLICES = ("useful", "padding", "idle_slots", "recompute", "dense_attention", "below_peak", "host", "waiting")
+"""The slices of :func:`~packviz.serving.metrics.time_split`, in the order :func:`time_split_bars` stacks them."""
+SPLIT_COLORS = {"useful": OKABE_ITO[2], "padding": PAD_COLOR, "idle_slots": OKABE_ITO[5], "recompute": OKABE_ITO[6],
+                "dense_attention": OKABE_ITO[3], "below_peak": OKABE_ITO[4], "host": "#555555",
+                "waiting": "#E8E8E8"}
+SPLIT_LABELS = {"useful": "useful FLOPs at peak (MFU)", "padding": "prompt padding", "idle_slots": "idle decode slots",
+                "recompute": "recomputation after preemption", "dense_attention": "dense attention (masked pairs)",
+                "below_peak": "busy below peak (memory-bound, kernels)", "host": "host gaps between steps",
+                "waiting": "waiting for arrivals"}
+
+
+def time_split_bars(summaries, ax=None, title="where the time went", labels=None, figsize=(9, 3)):
+    """One horizontal bar per summary: its makespan cut into the slices of ``time_split_s``, as shares.
+
+    Busy time (what ``nvidia-smi`` reports) is every slice but the last two; MFU is the first.
+    ``labels``: one name per bar (default: the policies). Summaries without a split (a CPU engine
+    run, a recorded clock) are refused by name.
+    """
+    from matplotlib.ticker import PercentFormatter
+
+    missing = [s["policy"] for s in summaries if not s.get("time_split_s")]
+    if missing:
+        raise ValueError(f"no time split for {', '.join(missing)}: a run whose busy time or peak is unknown")
+    ax = _new_ax(ax, figsize)
+    names = labels or [s["policy"] for s in summaries]
+    y = np.arange(len(summaries))[::-1]
+    left = np.zeros(len(summaries))
+    for key in SPLIT_SLICES:
+        share = np.array([s["time_split_s"][key] / s["makespan_s"] for s in summaries])
+        if not np.any(share > 1e-4):
+            continue
+        ax.barh(y, share, left=left, color=SPLIT_COLORS[key], label=SPLIT_LABELS[key], height=0.6,
+                edgecolor="white", linewidth=0.5)
+        for yi, li, si in zip(y, left, share):
+            if si >= 0.06:
+                ax.text(li + si / 2, yi, f"{si:.0%}", ha="center", va="center", fontsize=8,
+                        color="white" if key in ("host", "padding", "useful", "below_peak") else "black")
+        left += share
+    ax.set_yticks(y, names, fontsize=9)
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_xlim(0, 1)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False)
+    ax.set_title(title, fontsize=10)
+    return ax
+
+
+def budget_tradeoff(rows, ax=None, title=None, figsize=(5.5, 3.8)):
+    """``chunked`` under several token budgets at one rate (:func:`~packviz.serving.sweep.budget_sweep`):
+    p99 inter-token latency (x) against p99 TTFT (y), each point labelled with its budget."""
+    ax = _new_ax(ax, figsize)
+    itl = np.array([r["itl_s"]["p99"] for r in rows]) * 1e3
+    ttft = np.array([r["ttft_s"]["p99"] for r in rows])
+    ax.plot(itl, ttft, "-o", color=POLICY_COLORS["chunked"], markersize=5)
+    for x, yv, r in zip(itl, ttft, rows):
+        ax.annotate(f"{r['token_budget']:,}", (x, yv), textcoords="offset points", xytext=(5, 4), fontsize=8)
+    ax.set_xlabel("ITL p99 (ms): the longest gaps in a stream")
+    ax.set_ylabel("TTFT p99 (s)")
+    ax.set_title(title or f"token budget per step, at rate x{rows[0]['rate_scale']:g}", fontsize=10)
     return ax
 
 

@@ -1,10 +1,11 @@
 """Serving pictures: what they draw, without pyplot."""
 
 import numpy as np
+import pytest
 
 from packviz import plot_serving
 from packviz.serving import POLICIES, load_sweep, simulate, summary
-from packviz.trace import azure_conv
+from packviz.trace import Trace, azure_conv
 
 
 def test_slot_timeline_draws_prefill_decode_and_idle_bars():
@@ -179,3 +180,35 @@ def test_step_time_scatter_puts_each_point_at_predicted_measured():
     assert ax.get_xscale() == ax.get_yscale() == "log"
     with pytest.raises(ValueError, match="2 predictions for 3 points"):
         plot_serving.step_time_scatter(points, [0.1, 0.2])
+
+
+def test_time_split_bars_stack_to_the_makespan():
+    from packviz.plot_serving import SPLIT_COLORS, time_split_bars
+
+    tr = Trace(np.zeros(4), np.array([10, 300, 20, 40]), np.array([30, 2, 8, 5]))
+    rows = [summary(simulate(tr, p, arrivals="offline", max_batch=2)) for p in ("static", "continuous")]
+    ax = time_split_bars(rows)
+    widths = {}
+    for bar in ax.patches:
+        y = round(bar.get_y() + bar.get_height() / 2)
+        widths[y] = widths.get(y, 0.0) + bar.get_width()
+    assert sorted(widths) == [0, 1] and all(w == pytest.approx(1.0) for w in widths.values())
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "prompt padding" in legend and "useful FLOPs at peak (MFU)" in legend
+    from matplotlib.colors import to_rgba
+
+    pad = [b.get_width() for b in ax.patches if b.get_facecolor() == pytest.approx(to_rgba(SPLIT_COLORS["padding"]))]
+    assert pad[0] > 0 and pad[1] == 0                      # only static pads its prompts
+    with pytest.raises(ValueError, match="no time split for static"):
+        time_split_bars([{**rows[0], "time_split_s": None}])
+
+
+def test_budget_tradeoff_labels_each_budget():
+    from packviz.plot_serving import budget_tradeoff
+    from packviz.serving import budget_sweep
+
+    rows = budget_sweep(azure_conv().window(120, seed=2), rate_scale=2.0, budgets=(512, 4096), max_batch=16)
+    ax = budget_tradeoff(rows)
+    (line,) = ax.get_lines()
+    assert list(line.get_xdata()) == pytest.approx([r["itl_s"]["p99"] * 1e3 for r in rows])
+    assert [t.get_text() for t in ax.texts] == ["512", "4,096"]
