@@ -641,6 +641,46 @@ def bench_figure(res: dict, figsize=(10, 7.2)):
     return bench_speedups(res, ax=top), bench_ceiling_share(res, ax=bottom)
 
 
+def prefill_speedup_spread(speedups: dict, recorded: dict | None = None, ax=None, title=None, bins: int = 40,
+                           figsize=(10, 3.8)):
+    """The FLOP model's ideal prefill speed-up over ``padded``, one value per window: a histogram per method.
+
+    ``speedups``: ``{method: (K,) per-window ideal speed-ups}`` (e.g.
+    :func:`packviz.trace_numbers.prefill_speedups`'s ``"speedup"``), drawn as outlines in the
+    method's colour with a dashed line at the median; the legend gives median and p10–p90.
+    ``recorded``: ``{method: [ideal of each window a run timed]}`` (e.g.
+    :func:`packviz.bench.scenarios.recorded_windows`'s ``"ideal"``), each window a solid line
+    marked ``w1``, ``w2``, … at the top: where the measured windows sit in the trace's spread.
+    With a single method its p10–p90 band is shaded.
+    """
+    ax = _new_ax(ax, figsize)
+    values = np.concatenate([np.asarray(v, dtype=np.float64) for v in speedups.values()])
+    edges = np.linspace(min(1.0, values.min()), values.max(), bins + 1)
+    for m, v in speedups.items():
+        p10, p50, p90 = np.percentile(np.asarray(v, dtype=np.float64), [10, 50, 90])
+        ax.hist(v, bins=edges, histtype="step", linewidth=1.8, color=method_color(m),
+                label=f"{m}: median {p50:.2f}×, p10–p90 {p10:.2f}×–{p90:.2f}×")
+        ax.axvline(p50, color=method_color(m), linewidth=1.0, linestyle="--")
+        if len(speedups) == 1:  # one method: its p10-p90 band shaded (several would hide each other)
+            ax.axvspan(p10, p90, color=method_color(m), alpha=0.08, linewidth=0)
+    top = ax.get_ylim()[1] * 1.5  # headroom: the legend and the window labels sit above the bars
+    for m, ideals in (recorded or {}).items():
+        for i, x in enumerate(ideals):
+            ax.axvline(x, color=method_color(m), linewidth=2.2, alpha=0.9)
+            ax.annotate(f"w{i + 1}", (x, top), xytext=(2, -2), textcoords="offset points", ha="left", va="top",
+                        fontsize=8, color=method_color(m))
+        ax.plot([], [], color=method_color(m), linewidth=2.2,
+                label=f"{m}, the recorded run's windows: " + ", ".join(f"{x:.2f}×" for x in ideals))
+    ax.axvline(1, color="0.5", lw=0.8)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("ideal prefill speed-up over padded (×), one window of consecutive requests")
+    ax.set_ylabel("windows")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.set_title(title or f"the FLOP model's ideal speed-up over {len(values) // max(len(speedups), 1):,} windows",
+                 fontsize=10)
+    return ax
+
+
 # ---------------------------------------------------------------------- training steps
 def step_tokens(series: dict, ax=None, max_steps: int = 120, title=None, ylabel="real tokens per step",
                 figsize=(9, 3.4)):

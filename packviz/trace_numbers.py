@@ -16,7 +16,8 @@ Every notebook that quotes "the trace" takes its number from here, so they agree
   packed priced ``varlen`` (see :mod:`packviz.flops`).
 
 Per-window numbers come with their spread (p10, p50, p90 over the windows): one window is a
-sample, not the trace.
+sample, not the trace. :func:`prefill_speedups` does the same for the FLOP model's ideal prefill
+speed-up of each packed method, priced as the benchmark prices one forward of a window.
 
 >>> s = summary()
 >>> s["windows"], round(s["padded"]["utilization"], 3), round(s["packed_online"]["utilization"], 3)
@@ -31,6 +32,7 @@ import numpy as np
 
 from .checks import positive_int
 from .flops import compare
+from .shapes import get_shape
 from .packing import pack, pack_in_windows, windows
 
 BATCH = 32
@@ -38,6 +40,10 @@ BATCH = 32
 PACK_LEN = 8192
 """C: the rows of packed layouts, and the longest prompt (Llama-3-8B's context)."""
 MODEL = "llama-3-8b"
+TILE = (128, 128)
+"""The (block_q, block_k) tiles the causal kernels are priced in: the benchmark's default (``BenchConfig.tile``)."""
+PREFILL_METHODS = ("dense", "flex", "varlen")
+"""The packed prefill methods of the benchmark, priced as :data:`packviz.flops.PRICING` prices them."""
 
 
 def trace_prompts(pack_len: int = PACK_LEN, trace=None) -> np.ndarray:
@@ -103,3 +109,66 @@ def summary(batch_size: int = BATCH, pack_len: int = PACK_LEN, model: str = MODE
                   "varlen_speedup": c["speedup"]["varlen"],
                   "attention_share_of_padded_waste": wasted.attention / wasted.total if wasted.total else 0.0},
     }
+
+
+# ---------------------------------------------------------------------- prefill, window by window
+def window_prefill_flops(lengths, batch_size: int = BATCH, pack_len: int = PACK_LEN, model=MODEL, tile=TILE,
+                         methods=PREFILL_METHODS) -> dict:
+    """FLOPs of one prefill forward per window of ``batch_size`` consecutive prompts, priced as each kernel runs it.
+
+    ``lengths``: (N,) prompt lengths in arrival order, each at most ``pack_len`` (clip them first:
+    :func:`trace_prompts` does). Returns ``{"padded" | method: float64 array (K,)}``, total FLOPs of
+    each of the K whole windows (the last ``N mod B`` prompts are left out), as the benchmark
+    (:mod:`packviz.bench.scenarios`) prices one forward of a window: ``padded`` the (B, W) rectangle
+    under a causal kernel with no mask (the baseline at its best), ``dense`` the window packed by
+    best-fit decreasing into rows of C under a dense mask, ``flex`` the same rows in 128-blocks,
+    ``varlen`` each prompt's own triangle; the lm_head on each prompt's last token; the causal
+    kernels (``padded``, ``varlen``) in whole ``tile`` tiles (``None``: exact triangles).
+
+    Pitfalls
+    --------
+    * A speed-up is a ratio of sums: the speed-up of several windows run one after another is
+      ``Σ padded ÷ Σ method``, not the mean of their per-window ratios.
+
+    >>> f = window_prefill_flops([100, 100, 50, 200, 7], batch_size=2, pack_len=256, model="tiny", tile=None)
+    >>> len(f["padded"]), [round(float(x), 3) for x in f["padded"] / f["varlen"]]   # [100, 100]: nothing to win
+    (2, [1.0, 1.646])
+    """
+    batch_size = positive_int("batch_size", batch_size)
+    shape = get_shape(model)
+    n = np.asarray(lengths)
+    k = len(n) // batch_size
+    if k == 0:
+        raise ValueError(f"{len(n)} prompts do not fill one window of batch_size {batch_size}; "
+                         "pass at least batch_size lengths or a smaller batch_size")
+    out = {way: np.empty(k) for way in ("padded", *methods)}
+    for i in range(k):
+        w = n[i * batch_size:(i + 1) * batch_size]
+        c = compare(pack(w, pack_len, "pad", batch_size=batch_size), pack(w, pack_len, "bfd"), shape,
+                    lm_head="last", tile=tile)
+        for way in out:
+            out[way][i] = c[way].total
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def prefill_speedups(batch_size: int = BATCH, pack_len: int = PACK_LEN, model: str = MODEL, tile=TILE,
+                     methods=PREFILL_METHODS) -> dict:
+    """The ideal prefill speed-up of each packed method over ``padded``, window by window, over the shipped trace.
+
+    Every request in arrival order (:func:`trace_prompts`), cut into the K whole windows of
+    ``batch_size`` consecutive requests (requests ``kB .. kB + B - 1``), each priced by
+    :func:`window_prefill_flops`. Returns ``{"windows": K, "batch_size", "pack_len", "model",
+    "tile", "speedup": {method: (K,) array}, "spread": {method: spread}, "pooled": {method: Σ
+    padded ÷ Σ method over all K}}``. Cached: pure, about half a second.
+
+    >>> s = prefill_speedups()
+    >>> s["windows"], {m: round(s["spread"][m]["p50"], 2) for m in s["spread"]}
+    (605, {'dense': 2.63, 'flex': 3.27, 'varlen': 3.52})
+    """
+    f = window_prefill_flops(trace_prompts(pack_len), batch_size, pack_len, model, tile, methods)
+    speedup = {m: f["padded"] / f[m] for m in methods}
+    return {"windows": len(f["padded"]), "batch_size": batch_size, "pack_len": pack_len, "model": model,
+            "tile": None if tile is None else list(tile), "speedup": speedup,
+            "spread": {m: spread(v) for m, v in speedup.items()},
+            "pooled": {m: float(f["padded"].sum() / f[m].sum()) for m in methods}}

@@ -214,6 +214,38 @@ def test_targets_and_tables(smoke_run):
     assert "kernel   padded " in table and results.sanity(res) == []  # no GPU sanity rules on a CPU run
 
 
+def test_recorded_windows_price_each_window_of_a_run_as_the_run_priced_them_all(smoke_run):
+    _, res = smoke_run  # tiny model, lengths scaled by 1/16, windows of 4, tiles of 16 x 16
+    rec = scenarios.recorded_windows(res)
+    cfg = res["config"]
+    assert len(rec["windows"]) == cfg["trace_n"] // cfg["batch_size"]
+    assert all(b - a == cfg["batch_size"] for a, b in rec["windows"])
+    assert all(w[1] == nxt[0] for w, nxt in zip(rec["windows"], rec["windows"][1:]))  # consecutive
+    for m in ("dense", "flex", "varlen"):  # both windows together: exactly the ideal the run recorded
+        assert rec["ideal_pooled"][m] == pytest.approx(rec["recorded_ideal"][m], rel=1e-12)
+        assert min(rec["ideal"][m]) <= rec["ideal_pooled"][m] <= max(rec["ideal"][m])
+    assert rec["recorded_ideal"]["varlen"] == res["scenarios"][0]["methods"]["varlen"]["ideal_speedup_tiled"]
+    with pytest.raises(ValueError, match="no 'trace' scenario"):
+        scenarios.recorded_windows(dict(res, scenarios=res["scenarios"][2:]))
+
+
+def test_the_recorded_h100_windows_sit_in_the_trace_spread():
+    from packviz import trace_numbers
+
+    res = results.load_results(results.RESULTS_DIR)
+    rec = scenarios.recorded_windows(res)
+    for m in ("dense", "flex", "varlen"):
+        assert rec["ideal_pooled"][m] == pytest.approx(rec["recorded_ideal"][m], rel=1e-12)
+    lengths = trace_numbers.trace_prompts()
+    (a, b), (c, d) = rec["windows"]
+    assert b == c and f"[{a}:{d}]" in rec["sample"]
+    alone = trace_numbers.window_prefill_flops(lengths[a:b], 32)
+    assert rec["ideal"]["varlen"][0] == pytest.approx(alone["padded"][0] / alone["varlen"][0], rel=1e-12)
+    assert [round(x, 2) for x in rec["ideal"]["varlen"]] == [2.37, 4.03]  # the two windows
+    spread = trace_numbers.prefill_speedups()["spread"]["varlen"]
+    assert spread["min"] < rec["ideal"]["varlen"][0] < spread["p10"] < spread["p50"] < rec["ideal"]["varlen"][1]
+
+
 # ---------------------------------------------------------------------- failures, fallback, phases
 def test_a_method_failing_in_preflight_is_skipped_everywhere_and_never_retried(tmp_path, monkeypatch):
     calls = []

@@ -385,3 +385,19 @@ def test_colors_docstring_examples_run():
     import doctest
 
     assert doctest.testmod(colors).failed == 0
+
+
+def test_prefill_speedup_spread_counts_every_window_and_marks_the_recorded_ones():
+    speedups = {"varlen": np.array([2.0, 3.0, 3.0, 4.0, 5.0]), "dense": np.array([1.5, 2.0, 2.5, 2.5, 3.0])}
+    ax = plot.prefill_speedup_spread(speedups, {"varlen": [2.37, 4.03]})
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[0] == "varlen: median 3.00×, p10–p90 2.40×–4.60×" and labels[1].startswith("dense: median 2.50×")
+    assert labels[2] == "varlen, the recorded run's windows: 2.37×, 4.03×"
+    assert len(ax.patches) == 2  # one step outline per method, no band when several are drawn
+    xs = sorted(round(float(line.get_xdata()[0]), 2) for line in ax.lines if len(line.get_xdata()))
+    assert {2.37, 4.03, 3.0, 2.5, 1.0} <= set(xs)  # the recorded windows, the medians, the 1x line
+    assert [t.get_text() for t in ax.texts] == ["w1", "w2"]
+    _own_figure(ax, (10, 3.8))
+    given = _given_ax()
+    assert plot.prefill_speedup_spread({"varlen": speedups["varlen"]}, ax=given) is given
+    assert len(given.patches) == 2  # one outline and its shaded p10-p90 band

@@ -24,6 +24,8 @@ The FLOP model prices each method as its kernel runs it (:data:`packviz.flops.PR
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,3 +217,41 @@ def format_plan(scenarios: list[dict]) -> str:
             lines.append(f"{s['name']:<9} {m:<14} {p['forwards']:>8,} {p['requests_per_forward']:>8.1f} "
                          f"{p['processed_tokens']:>9,} {util:>5.0%} {s['ideal_speedup'][m]:>6.2f}x")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- a recorded run's windows
+def recorded_windows(res: dict, methods=("dense", "flex", "varlen")) -> dict:
+    """The trace windows a recorded run timed, priced one by one, beside what the run recorded.
+
+    A run's ``trace`` scenario times its windows together and records one ideal speed-up for all
+    of them; here its sample is rebuilt from the run's own configuration (model, B, C, seed,
+    tile) and each window priced alone (:func:`packviz.trace_numbers.window_prefill_flops`), to be
+    set against the ideal over every window of the trace (:func:`packviz.trace_numbers.prefill_speedups`).
+    Returns ``{"sample": the trace slice, "windows": [[start, stop], ...] (indices in the trace),
+    "ideal": {method: [per window]}, "ideal_pooled": {method: Σ padded ÷ Σ method, recomputed},
+    "recorded_ideal", "measured_speedup", "measured_over_ideal": {method: as recorded}}``:
+    ``ideal_pooled`` equals ``recorded_ideal`` when the run was priced as the suite prices it now.
+    """
+    from ..trace_numbers import window_prefill_flops
+
+    sc = next((s for s in res.get("scenarios", []) if s["name"] == "trace"), None)
+    if sc is None:
+        raise ValueError("the run has no 'trace' scenario; choose a run of BenchConfig(scenarios=(..., 'trace'))")
+    if (res.get("config") or {}).get("checkpoint"):
+        raise ValueError("the run used a checkpoint; recorded_windows rebuilds a named model shape only")
+    known = {f.name for f in dataclasses.fields(BenchConfig)}
+    cfg = BenchConfig(**{k: v for k, v in res["config"].items() if k in known and k not in ("tile", "scenarios")},
+                      tile=tuple(res["config"]["tile"]) if res["config"].get("tile") else None)
+    raw, how = scenario_lengths("trace", cfg)
+    f = window_prefill_flops(np.minimum(raw, cfg.pack_len), cfg.batch_size, cfg.pack_len, cfg.model, cfg.tile, methods)
+    found = re.search(r"\[(\d+):(\d+)\]", how)
+    start = int(found.group(1)) if found else 0
+    recorded = sc["methods"]
+    return {"sample": sc["info"]["description"],
+            "windows": [[start + i * cfg.batch_size, start + (i + 1) * cfg.batch_size] for i in range(len(f["padded"]))],
+            "ideal": {m: (f["padded"] / f[m]).tolist() for m in methods},
+            "ideal_pooled": {m: float(f["padded"].sum() / f[m].sum()) for m in methods},
+            "recorded_ideal": {m: recorded.get(m, {}).get("ideal_speedup_tiled" if cfg.tile else "ideal_speedup")
+                               for m in methods},
+            "measured_speedup": {m: recorded.get(m, {}).get("measured_speedup") for m in methods},
+            "measured_over_ideal": {m: recorded.get(m, {}).get("measured_over_ideal") for m in methods}}
