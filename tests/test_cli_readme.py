@@ -61,7 +61,7 @@ def one_object(stdout: str) -> dict:
 def test_every_example_command_line_parses(section, files):
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
-    assert len(lines) == 6 and all(line.startswith("python -m packviz ") for line in lines)
+    assert len(lines) == 7 and all(line.startswith("python -m packviz ") for line in lines)
     parser = build_parser()
     for line in lines:
         line = line.replace("FILE", str(files / "lengths.txt"))
@@ -224,3 +224,16 @@ def test_the_readme_names_these_statuses(section):
     for status in (0, 2, 141, 130, 1):
         assert f"- **{status}**:" in section
     assert "`tests/test_cli_readme.py`" in section
+
+
+def test_serve_capacity_prints_one_line_or_one_object(capsys, tmp_path):
+    """The README: "`serve --capacity` ... prints one line, or with `--json` one object"."""
+    csv = tmp_path / "t.csv"
+    csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n" + "".join(
+        f"2023-11-16 18:15:{10 + i:02d}.0,{200 + 37 * i},{20 + 3 * i}\n" for i in range(12)))
+    rc, out, err = run(capsys, "serve", "--trace", csv, "--config", "vllm-v1-like", "--capacity", "--slo-itl-p99", 0.1)
+    assert rc == 0 and err == "" and out.count("\n") == 1 and out.startswith("vllm-v1-like: capacity ")
+    rc, out, _ = run(capsys, "serve", "--trace", csv, "--config", "vllm-v1-like", "--capacity", "--json")
+    obj = one_object(out)
+    assert {"rate_scale", "requests_per_s", "output_tokens_per_s", "ttft_p99_s", "itl_p99_s", "slo", "evaluations",
+            "note"} <= set(obj)
