@@ -4,7 +4,7 @@
 # offline (the same sample packed whole), seed and uniform. Results under $OUT, rewritten after
 # every step: bench.json, bench.png, bench.log, env.txt.
 #
-#   device tool:  run(command="PACKVIZ_GIT_COMMIT=<hash> bash scripts/gpu_bench.sh", timeout_s=500)
+#   device tool:  run(command="PACKVIZ_GIT_COMMIT=<hash> PACKVIZ_GIT_CHANGES=<git status --porcelain, comma-joined; empty if clean> bash scripts/gpu_bench.sh", timeout_s=500)
 #   here, on CPU: OUT=/tmp/pv-gpu-smoke bash scripts/gpu_bench.sh --smoke
 #
 # Estimated timeline on an H100 (seconds from the start of the call; measured on the first run,

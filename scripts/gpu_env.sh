@@ -14,6 +14,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export PYTORCH_CUDA_ALLOC_CONF="${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}"
 export PACKVIZ_GIT_COMMIT="${PACKVIZ_GIT_COMMIT:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}"
+# what differs from that commit: the caller passes PACKVIZ_GIT_CHANGES (empty = a clean tree) where the
+# copy has no .git; left unset, the run asks git, or records "unknown"
 
 # probe: the environment log, printed and written to $OUT/env.txt -- date, host, commit, nvidia-smi,
 # the C compiler (triton builds a launcher with it at run time: FlexAttention needs one), torch,

@@ -130,10 +130,11 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self.model = self.shape = self.calibration = None
         self.engine_kw: dict = {}          # {"cuda_graphs": False} once graphs failed in the grid
-        from packviz.bench.measure import device_info, git_commit, versions
+        from packviz.bench.measure import device_info, git_changes, git_commit, versions
 
         self.res = {"schema": SCHEMA, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                     "status": "running", "mode": "smoke" if args.smoke else "full", "git_commit": git_commit(),
+                    "git_changes": git_changes(),
                     "device": safely(device_info, self.device), "versions": safely(versions),
                     "deadline_s": args.deadline, "limit_s": args.limit, "settings": cfg, "steps": {}}
         self.rates = measured_rates({}, self)   # the preset's until the ceilings are measured

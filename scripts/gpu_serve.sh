@@ -8,7 +8,7 @@
 # (the grid, schema packviz.serve-calibration/1: `python -m packviz serve --gpu calibrated` reads it),
 # env.txt (versions, nvidia-smi), serve.log (everything printed, the report and targets at its end).
 #
-#   device tool:  run(command="PACKVIZ_GIT_COMMIT=<commit> bash scripts/gpu_serve.sh", timeout_s=450)
+#   device tool:  run(command="PACKVIZ_GIT_COMMIT=<commit> PACKVIZ_GIT_CHANGES=<git status --porcelain, comma-joined; empty if clean> bash scripts/gpu_serve.sh", timeout_s=450)
 #   here, on CPU: OUT=/tmp/pv-engine-smoke bash scripts/gpu_serve.sh --smoke     (tiny model, ~15 s)
 #
 # Estimated timeline on one H100 (seconds from the start of the call; nothing of it has run on a GPU

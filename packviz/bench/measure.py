@@ -107,15 +107,26 @@ def git_commit() -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def git_dirty() -> bool | None:
-    """Uncommitted changes to tracked files (``None`` without git)."""
+def git_changes() -> list[str] | None:
+    """Tracked files that differ from the commit measured (``git status --porcelain`` lines, at most 50):
+    ``PACKVIZ_GIT_CHANGES`` when set (comma-separated, or empty for a clean tree: a GPU copy may have no
+    ``.git``, so the caller says what it sent), else git's own answer; ``None`` when neither knows."""
+    env = os.environ.get("PACKVIZ_GIT_CHANGES")
+    if env is not None:
+        return [c.strip() for c in env.split(",") if c.strip()]
     root = pathlib.Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                              capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
-    return bool(out.stdout.strip()) if out.returncode == 0 else None
+    return [line.strip() for line in out.stdout.splitlines()][:50] if out.returncode == 0 else None
+
+
+def git_dirty() -> bool | None:
+    """Uncommitted changes to tracked files (:func:`git_changes`; ``None`` when unknown)."""
+    changes = git_changes()
+    return None if changes is None else bool(changes)
 
 
 NVIDIA_SMI_FIELDS = ("name", "driver_version", "pstate", "clocks.sm", "clocks.mem", "clocks.max.sm",

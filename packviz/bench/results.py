@@ -101,6 +101,7 @@ class Run:
     sdpa: dict | None = None
     git_commit: str | None = None
     git_dirty: bool | None = None
+    git_changes: list | None = None     # what differed from the commit (git status lines), when known
     weights: str | None = None
     model: dict | None = None
     availability: list = field(default_factory=list)
