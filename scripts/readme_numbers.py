@@ -14,6 +14,9 @@ README holds every fragment below except the timings. In README order:
    where attention overtakes the linear layers.
 3. **Packing the real trace**: ``scripts/bench_packing.py``'s tables (``--no-timing`` leaves them out:
    their seconds depend on the machine).
+4. **Serving the real trace** (``--serving``): the policies at the trace's own rate (offered load),
+   static against continuous flat out (busy, MFU, MBU, where the time went), and the capacity of
+   every configuration under the SLOs (minutes; not re-checked by the tests).
 
 Timings of the test suite and of ``scripts/bench_big_inputs.py`` are not regenerated here: they
 take minutes and depend on the machine; the README gives each with its date and machine.
@@ -146,10 +149,68 @@ def packing_tables() -> str:
     return "\n".join(out).rstrip()
 
 
+SERVING = (("static, B = 32", {"policy": "static", "max_batch": 32}),
+           ("static-packed, B = 32", {"policy": "static-packed", "max_batch": 32}),
+           ("continuous, B = 32", {"policy": "continuous", "max_batch": 32}),
+           ("chunked, B = 32, 2,048 tokens", {"policy": "chunked", "max_batch": 32, "token_budget": 2048}),
+           ("orca-like, B = 1,024", None), ("vllm-v1-like", None))
+"""The serving configurations the README compares (``None``: ``packviz.serving.ENGINE_CONFIGS``)."""
+
+
+def serving_config(label: str, kw) -> dict:
+    from packviz.serving import ENGINE_CONFIGS
+
+    return dict(kw if kw is not None else ENGINE_CONFIGS[label.split(",")[0]])
+
+
+def capacity_table() -> str:
+    """Capacity of every configuration under the TTFT SLO, and under TTFT + ITL (minutes: ~25 replays each)."""
+    from packviz.serving import SLO_ITL_P99_S, SLO_TTFT_P99_S, capacity
+
+    rows, base = [], None
+    for label, kw in SERVING:
+        kw = serving_config(label, kw)
+        policy = kw.pop("policy")
+        a = capacity(None, policy, rel_tol=0.02, **kw)
+        b = capacity(None, policy, slo_itl_p99_s=SLO_ITL_P99_S, rel_tol=0.02, **kw)
+        base = base or (a, b)
+        rows.append(f"| {label} | {a['requests_per_s']:.2f} | {a['output_tokens_per_s']:,.0f} | "
+                    f"{a['requests_per_s'] / base[0]['requests_per_s']:.1f}× | {b['requests_per_s']:.2f} | "
+                    f"{b['output_tokens_per_s']:,.0f} | {b['requests_per_s'] / base[1]['requests_per_s']:.1f}× |")
+    head = (f"| configuration | requests/s (TTFT p99 ≤ {SLO_TTFT_P99_S:g} s) | output tokens/s | × static | "
+            f"requests/s (and ITL p99 ≤ {SLO_ITL_P99_S * 1e3:g} ms) | output tokens/s | × static |\n"
+            "|---|---|---|---|---|---|---|")
+    return head + "\n" + "\n".join(rows)
+
+
+def offered_load_table() -> str:
+    """The four policies at the trace's own rate (B = 32): arrival-bound, so latency is the comparison."""
+    from packviz.serving import POLICIES, format_table, simulate, summary
+
+    return format_table([summary(simulate(None, p, max_batch=32)) for p in POLICIES], seconds=False)
+
+
+def saturated_split() -> str:
+    """static against continuous with every request waiting at t = 0 (B = 32): busy, MFU, MBU and where
+    the time went, as shares of the makespan."""
+    from packviz.serving import simulate, summary
+
+    lines = []
+    for policy in ("static", "continuous"):
+        s = summary(simulate(None, policy, arrivals="offline", max_batch=32))
+        split = ", ".join(f"{k.replace('_', ' ')} {v / s['makespan_s']:.1%}" for k, v in s["time_split_s"].items()
+                          if v / s["makespan_s"] >= 0.0005)
+        lines.append(f"- `{policy}`: {s['output_tokens_per_s']:,.0f} output tokens/s; busy "
+                     f"{s['gpu_busy_fraction']:.1%}, MFU {s['mfu']:.1%}, MBU {s['mbu']:.1%}; the time: {split}")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
     ap.add_argument("--no-timing", action="store_true", help="leave out the packing tables (timed on this machine)")
+    ap.add_argument("--serving", action="store_true",
+                    help="add the serving figures (the capacity table replays the whole trace ~300 times: minutes)")
     args = ap.parse_args()
     res = results.load_results(results.RESULTS_DIR)
     out = {"run": "/".join(res["path"].split("/")[-5:]), "run_conditions": run_conditions(res),
@@ -157,6 +218,9 @@ def main():
            "spread_table": spread_table(res), "headline": headline(res), "trace": trace_facts()}
     if not args.no_timing:
         out["packing_tables"] = packing_tables()
+    if args.serving:
+        out.update(offered_load_table=offered_load_table(), saturated_split=saturated_split(),
+                   capacity_table=capacity_table())
     if args.json:
         print(json.dumps(out, indent=1))
         return
