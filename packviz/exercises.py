@@ -119,10 +119,12 @@ EXERCISES: dict[str, Exercise] = {
     ),
     "prefill_ridge_tokens": Exercise(
         "How many prompt tokens must ONE Llama-3-8B prefill forward hold before its arithmetic intensity "
-        "reaches the H100's ridge point (measured rates, packviz.serving.costs.ridge_point)? (an int, 2% tolerance)",
+        "reaches the H100's ridge point (the measured matmul rate over the datasheet bandwidth, until a copy "
+        "rate is recorded: packviz.serving.costs.ridge_point)? (an int, 2% tolerance)",
         lambda: _prefill_ridge_tokens(),
-        "a prefill of n tokens does about 2·P·n FLOPs and reads the 2·P weight bytes once: its intensity "
-        "is about n FLOPs per byte",
+        "a prefill of n tokens does about 2·P·n FLOPs (P: the weights every token meets) and reads every "
+        "weight once, lm_head included (2·(P + P_head) bytes), though only one row of logits needs it: its "
+        "intensity is about n·P/(P + P_head) ≈ 0.93·n FLOPs per byte (notebook 02 prints the factor)",
         rel_tol=0.02,
     ),
     "online_offline_rows": Exercise(

@@ -77,8 +77,9 @@ def time_split(r: SimResult, makespan: float) -> dict | None:
     if led.busy_s is None or peak <= 0:
         return None
     at_peak = {"useful": r.useful_flops / peak, **{k: v / peak for k, v in led.waste_flops.items()}}
+    waiting = makespan - led.busy_s - led.host_s          # no step running; float noise below 0 is 0
     return {**at_peak, "below_peak": led.busy_s - sum(at_peak.values()), "host": led.host_s,
-            "waiting": makespan - led.busy_s - led.host_s}
+            "waiting": max(0.0, waiting) if waiting > -1e-9 * makespan else waiting}
 
 
 def latencies(r: SimResult) -> dict:
