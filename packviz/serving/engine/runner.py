@@ -28,7 +28,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-GREEDY = "greedy (argmax), EOS ignored"
 BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
