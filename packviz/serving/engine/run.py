@@ -19,12 +19,12 @@ import time
 import numpy as np
 import torch
 
-from ...checks import one_of
 from ...shapes import shape_from_config
 from ...trace import Trace, request_ids
-from ..costs import GPUS, CostModel, Pricer, preset_cost_model
-from ..scheduler import ServeConfig, make_scheduler
-from ..simulator import ARRIVALS, EngineResult, Ledger, check_fits, replay, served_trace, useful_flops
+from ..calibration import gpu_key
+from ..costs import CostModel, Pricer, preset_cost_model
+from ..scheduler import Piece, ServeConfig, StepPlan, make_scheduler
+from ..simulator import EngineResult, Ledger, check_fits, replay, served_trace, useful_flops
 from .attention import FUNCTIONS, choose_path
 from .kv import KVCache
 from .llama import Llama
@@ -75,8 +75,7 @@ def default_kv_budget(trace: Trace, cfg: ServeConfig) -> int:
 def device_cost(device) -> CostModel:
     """The device's datasheet peak (for the useful-FLOP share): a GPU preset by name, else none (0)."""
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device).lower()
-        key = next((k for k in GPUS if k in name), None)
+        key = gpu_key({"device": {"name": torch.cuda.get_device_name(device)}})
         if key:
             return preset_cost_model(key)
     return CostModel(str(device), 0.0, 0.0, 0.0, 0.0, 0.0, f"{device}: no datasheet peak (useful-FLOP share not given)")
@@ -127,8 +126,6 @@ class Engine:
     def probe(self, path: str) -> float:
         """Relative difference of ``path`` from the reference on a small random mixed step (2 decodes,
         a chunk after a cached prefix, a fresh prompt) over a scratch cache."""
-        from ..scheduler import Piece, StepPlan
-
         gen = torch.Generator(device=self.device).manual_seed(0)
         cache = KVCache(1, 512, self.llama.kv_heads, self.llama.head_dim, self.dtype, self.device)
         cache.kv.normal_(generator=gen)
@@ -232,7 +229,6 @@ def run_engine(model, trace: Trace, policy: str = "continuous", seed: int = 0, *
     check_model(model)
     if not isinstance(trace, Trace):
         raise TypeError(f"trace must be a packviz.trace.Trace, got {type(trace).__name__}")
-    one_of("arrivals", arrivals, ARRIVALS)
     t0 = time.perf_counter()
     served = served_trace(trace, arrivals, rate_scale)
     cfg = ServeConfig(policy, **serve_config)
