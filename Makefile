@@ -10,13 +10,13 @@ PY     := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test unit notebooks browser bench-smoke figures clean
+.PHONY: install lab test test-server cheatsheet unit notebooks browser bench-smoke figures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[lab,test]"
+	$(PY) -m pip install -q -e ".[model,lab,test,replay]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,7 +28,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab $(LAB_FLAGS) notebooks/
 
 # The numpy core, whose docstring examples run as doctests (--doctest-modules).
-DOCTESTED := packviz/checks.py packviz/shapes.py packviz/trace.py packviz/lengths.py packviz/layout.py \
+DOCTESTED := packviz/checks.py packviz/datafiles.py packviz/shapes.py packviz/trace.py packviz/lengths.py packviz/layout.py \
              packviz/packing.py packviz/flops.py packviz/steps.py packviz/exercises.py packviz/trace_numbers.py \
              packviz/serving/costs.py packviz/serving/scheduler.py packviz/serving/simulator.py packviz/serving/metrics.py \
              packviz/serving/sweep.py packviz/serving/calibration.py packviz/serving/timeline.py
@@ -36,6 +36,16 @@ DOCTESTED := packviz/checks.py packviz/shapes.py packviz/trace.py packviz/length
 # The whole suite: the core's doctests, the unit tests, then every notebook under strict nbval.
 test: $(STAMP)
 	$(PY) -m pytest --doctest-modules $(DOCTESTED) tests notebooks --nbval --nbval-current-env -p no:cacheprovider
+
+# The replay against a real server: transformers serve on 127.0.0.1 with a tiny local model (about
+# 2.5 min, most of it the server's start-up), kept out of `make test`; CI runs it after the suite.
+SERVER_STAMP := $(VENV)/.installed-server
+$(SERVER_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[model,lab,test,replay,server]"
+	touch $(SERVER_STAMP)
+
+test-server: $(SERVER_STAMP)
+	PACKVIZ_SERVER_TEST=1 $(PY) -m pytest tests/test_replay.py -k real_transformers -p no:cacheprovider -rA
 
 unit: $(STAMP)
 	$(PY) -m pytest --doctest-modules $(DOCTESTED) tests
@@ -48,3 +58,8 @@ figures: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
+
+# Notebook 06's answers as a one-page printable HTML (code hidden), from its stored outputs.
+CHEATSHEET ?= build/cheatsheet.html
+cheatsheet: $(STAMP)
+	$(PY) scripts/cheatsheet.py $(CHEATSHEET)

@@ -199,6 +199,11 @@ def cu_seqlens_from_positions(position_ids):
     """``(cu_seqlens int32, max_seqlen)`` of one row of ``position_ids``: a new sequence wherever
     the position does not go up by exactly 1 (the rule transformers uses)."""
     import torch
+    
+    if not isinstance(position_ids, torch.Tensor) or position_ids.dim() not in (1, 2) or position_ids.numel() == 0 \
+            or position_ids.dtype.is_floating_point:
+        raise ValueError(f"position_ids must be a non-empty (T,) or (1, T) integer tensor, got {position_ids!r:.80}")
+    import torch
 
     p = position_ids.reshape(-1) if position_ids.dim() == 1 else position_ids[0]
     breaks = torch.nonzero(torch.diff(p) != 1).flatten() + 1
@@ -422,5 +427,8 @@ def available_methods(device=None, cpu_varlen_reference: bool = False) -> list[s
 
 def format_availability(rows: list[dict]) -> str:
     """The availability report as aligned text lines."""
+    if not isinstance(rows, (list, tuple)) or not rows or not all(
+            isinstance(r, dict) and {"method", "available", "reason"} <= set(r) for r in rows):
+        raise ValueError(f"rows must be the non-empty list of dicts availability() returns, got {rows!r:.80}")
     width = max(len(r["method"]) for r in rows)
     return "\n".join(f"{r['method']:<{width}}  {'yes' if r['available'] else 'no ':<3}  {r['reason']}" for r in rows)

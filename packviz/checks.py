@@ -114,7 +114,75 @@ def int_pair(name: str, value) -> tuple[int, int]:
     return int(a), int(b)
 
 
+def real_number(name: str, value) -> float:
+    """``value`` as a finite ``float`` of any sign (numpy floats too), else ``ValueError`` (bools, NaN, inf)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {show(value)}")
+    return float(value)
+
+
+def flag(name: str, value) -> bool:
+    """``value`` as a ``bool`` (Python or numpy ``True`` / ``False``), else ``ValueError`` (1, "no", None ...)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {show(value)}")
+    return bool(value)
+
+
+def instance_of(name: str, value, cls, what: str):
+    """``value`` if it is a ``cls``, else ``TypeError`` naming what it is and ``what`` would do.
+
+    >>> instance_of("layout", [3, 5], dict, "a dict, e.g. {'a': 1}")
+    Traceback (most recent call last):
+    ...
+    TypeError: layout must be a dict, e.g. {'a': 1}; got list [3, 5]
+    """
+    if not isinstance(value, cls):
+        raise TypeError(f"{name} must be {what}; got {type(value).__name__} {show(value)}")
+    return value
+
+
+def mapping(name: str, value, keys=(), what: str = "a dict") -> dict:
+    """``value`` if it is a dict (any ``Mapping``) holding ``keys``, else ``TypeError`` / ``ValueError`` naming them."""
+    from collections.abc import Mapping
+
+    instance_of(name, value, Mapping, what)
+    missing = [k for k in keys if k not in value]
+    if missing:
+        raise ValueError(f"{name} has no {missing[0]!r}: it must be {what}")
+    return value
+
+
+def items(name: str, value, what: str = "a list") -> list:
+    """``value`` (a list, tuple or other iterable, not a string, dict or scalar) as a ``list``, else ``TypeError``."""
+    from collections.abc import Iterable, Mapping
+
+    if isinstance(value, (str, bytes, Mapping)) or not isinstance(value, Iterable) or getattr(value, "ndim", 1) == 0:
+        raise TypeError(f"{name} must be {what}; got {type(value).__name__} {show(value)}")
+    return list(value)
+
+
 _INT64_MAX = np.iinfo(np.int64).max
+
+
+def finite_floats(name: str, values, what: str = "seconds") -> np.ndarray:
+    """``values`` as a float64 array of finite numbers (any shape), else one ``ValueError`` naming ``name``.
+
+    >>> finite_floats("arrival_s", [0, 1.5]).tolist()
+    [0.0, 1.5]
+    >>> finite_floats("times", [1.0, float("nan")])
+    Traceback (most recent call last):
+    ...
+    ValueError: times must be finite seconds, got [1.0, nan]
+    """
+    if isinstance(values, (str, bytes)):
+        raise ValueError(f"{name} must be {what} (numbers), got {show(values)}")
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be {what} (numbers), got {show(values)}") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite {what}, got {show(values)}")
+    return arr
 
 
 def exact_sum(values: np.ndarray) -> int:

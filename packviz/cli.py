@@ -5,6 +5,8 @@ them, so ``pack`` starts fast. Bad input -- a bad option as much as a bad value 
 status 2 and one line on stderr, ``error: ...``, naming the value; never a traceback. A reader
 that goes away (``... --json --rows | head``) ends the command quietly, with status 141 as a
 Unix tool killed by SIGPIPE. ``--lengths -`` and ``--trace -`` read standard input.
+Integers are ASCII digits only (``1_000`` and other scripts' digits are refused, though Python's
+``int()`` takes them); ``--json`` prints strict JSON (a value that is not finite is ``null``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
+
+from .model_extra import MODEL_EXTRA
 
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a tool killed by SIGPIPE
@@ -146,15 +151,81 @@ def _print_bench(out: dict) -> None:
     print(f"\nwritten: {out['json']}" + (f", {out['png']}" if out.get("png") else ""))
 
 
+INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+"""What the command line reads as an integer: ASCII digits only (Python's ``int()`` also takes ``1_000``
+and other scripts' digits, ``٣``; a typo should not become a number)."""
+NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
+                    re.ASCII | re.IGNORECASE)
+"""What it reads as a number: ASCII decimal or scientific notation (``0.5``, ``2e-3``); ``inf`` and ``nan``
+are read so that the option's own check can name them."""
+
+
+def parse_int(text: str) -> int:
+    """An option's integer, ASCII digits only; ``argparse.ArgumentTypeError`` (one line) otherwise.
+
+    >>> parse_int("4096"), parse_int("-3")
+    (4096, -3)
+    """
+    if not isinstance(text, str) or not INTEGER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (an integer in ASCII digits, e.g. 4096)")
+    return int(text)
+
+
+def parse_float(text: str) -> float:
+    """An option's number, ASCII decimal or scientific notation; ``argparse.ArgumentTypeError`` otherwise."""
+    if not isinstance(text, str) or not NUMBER.fullmatch(text.strip()):
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r} (a number in ASCII digits, e.g. 0.5 or 2e-3)")
+    return float(text)
+
+
 def _number(name: str, text, kind):
-    """``text`` as ``kind`` (int or float), else a one-line ``ValueError`` naming the option."""
+    """``text`` as ``kind`` (int or float, ASCII only: :func:`parse_int`), else a one-line ``ValueError`` naming the option."""
     if text is None:
         return None
     try:
-        return kind(text)
-    except ValueError:
-        what = "an integer" if kind is int else "a number"
-        raise ValueError(f"{name} must be {what}, got {text!r}") from None
+        return parse_int(text) if kind is int else parse_float(text)
+    except argparse.ArgumentTypeError:
+        what, how = ("an integer", "ASCII digits, e.g. 32") if kind is int else ("a number", "e.g. 0.5 or 2e-3")
+        raise ValueError(f"{name} must be {what}, got {text!r} ({how})") from None
+
+
+def json_ready(obj, path: str = ""):
+    """``(obj, nulls)``: ``obj`` with every float that is not finite replaced by ``None``, and the paths of those
+    replaced (strict JSON has no NaN or Infinity). A library result says why a value is ``None`` itself;
+    this is the guard behind it.
+
+    >>> json_ready({"a": [1.0, float("inf")], "b": float("nan")})
+    ({'a': [1.0, None], 'b': None}, ['a[1]', 'b'])
+    """
+    import math
+
+    nulls: list[str] = []
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None, [path]
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            out[k], more = json_ready(v, f"{path}.{k}" if path else str(k))
+            nulls += more
+        return out, nulls
+    if isinstance(obj, (list, tuple)):
+        out = []
+        for i, v in enumerate(obj):
+            item, more = json_ready(v, f"{path}[{i}]")
+            out.append(item)
+            nulls += more
+        return out, nulls
+    return obj, nulls
+
+
+def _print_json(out) -> None:
+    """One strict JSON object (``json.loads`` with NaN and Infinity refused reads it); values that are not
+    finite become ``null``, listed under ``"not_finite"``."""
+    out, nulls = json_ready(out)
+    if nulls and isinstance(out, dict):
+        out["not_finite"] = {"fields": nulls, "why": "not a finite number (e.g. a rate with no time to divide by); "
+                                                     "written as null"}
+    print(json.dumps(out, allow_nan=False))
 
 
 SIMULATOR_ONLY = (("gpu", "--gpu"), ("padded_attention", "--padded-attention"),
@@ -218,6 +289,9 @@ def _cmd_capacity(args, trace, kw: dict) -> dict:
 
     if args.rate_scale is not None or args.arrivals != "trace":
         raise ValueError("--capacity searches the arrival rate itself; leave --rate-scale and --arrivals out")
+    if trace.duration_s <= 0:
+        raise ValueError(f"--capacity scales the trace's arrival rate, but every request of {trace.name} arrives at "
+                         "one instant (no rate to scale); give a trace whose TIMESTAMPs differ")
     for key in ("rate_scale", "arrivals"):
         kw.pop(key)
     slo = {"slo_ttft_p99_s": _number("--slo-ttft-p99", args.slo_ttft_p99 or "5", float),
@@ -242,9 +316,30 @@ def _cmd_execute(args, trace, kw: dict) -> dict:
     from .serving import run_engine, summary
 
     window = trace.window(n, seed=0) if n < len(trace) else trace
+    _check_positions(window, model)
     policy = kw.pop("policy")
     kw = {k: v for k, v in kw.items() if v is not None}
     return summary(run_engine(model, window, policy, seed=seed, **kw))
+
+
+def _check_positions(window, model) -> None:
+    """Refuse, before any KV cache is allocated, a request whose KV cache alone (P + G tokens) is larger than
+    the device's memory, saying the size it would need."""
+    import torch
+
+    cfg, weight = model.config, next(model.parameters())
+    heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    per_token = 2 * cfg.num_hidden_layers * heads * (cfg.hidden_size // cfg.num_attention_heads) * weight.element_size()
+    if weight.device.type == "cuda":
+        memory = torch.cuda.get_device_properties(weight.device).total_memory
+    else:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = [p + g for p, g in zip(window.prompt_tokens.tolist(), window.generated_tokens.tolist())]  # no int64 overflow
+    i = need.index(max(need))
+    if need[i] * per_token > memory:
+        raise ValueError(f"request {i} of {window.name} holds P + G = {need[i]:,} tokens: its KV cache alone needs "
+                         f"{need[i] * per_token / 2**30:,.1f} GiB, more than the {memory / 2**30:,.1f} GiB of "
+                         f"{weight.device.type}; serve shorter requests")
 
 
 def _build_engine_model(model: str, device, dtype, seed: int):
@@ -283,9 +378,9 @@ def _add_pack(sub) -> None:
 
     pk = sub.add_parser("pack", help="lay lengths out by a strategy; print rows, utilisation, time")
     pk.add_argument("--lengths", required=True, help="file: one integer per line, or CSV with a ContextTokens column")
-    pk.add_argument("--pack-len", type=int, required=True, help="C: pack capacity / longest allowed sequence")
+    pk.add_argument("--pack-len", type=parse_int, required=True, help="C: pack capacity / longest allowed sequence")
     pk.add_argument("--strategy", choices=STRATEGIES, default="bfd")
-    pk.add_argument("--batch-size", type=int, default=None, help="B for pad/sorted")
+    pk.add_argument("--batch-size", type=parse_int, default=None, help="B for pad/sorted")
     pk.add_argument("--overlong", choices=OVERLONG, default="error")
     pk.add_argument("--json", action="store_true", help="print one JSON object")
     pk.add_argument("--rows", action="store_true", help="with --json: add every row's [seq, offset, length] segments")
@@ -296,8 +391,8 @@ def _add_flops_and_figures(sub) -> None:
     fl = sub.add_parser("flops", help="prefill FLOPs: useful, padded (causal and masked), dense, flex, varlen")
     fl.add_argument("--model", default="llama-3-8b")
     fl.add_argument("--lengths", required=True)
-    fl.add_argument("--batch-size", type=int, required=True)
-    fl.add_argument("--pack-len", type=int, required=True)
+    fl.add_argument("--batch-size", type=parse_int, required=True)
+    fl.add_argument("--pack-len", type=parse_int, required=True)
     fl.add_argument("--strategy", default="bfd")
     fl.add_argument("--overlong", default="error")
     fl.add_argument("--lm-head", choices=("all", "last"), default="all")
@@ -307,7 +402,7 @@ def _add_flops_and_figures(sub) -> None:
 
     fg = sub.add_parser("figures", help="write the standard figures as PNG")
     fg.add_argument("--out", required=True)
-    fg.add_argument("--dpi", type=int, default=150, help="resolution of the PNGs (150: sharp on slides)")
+    fg.add_argument("--dpi", type=parse_int, default=150, help="resolution of the PNGs (150: sharp on slides)")
     fg.set_defaults(run=_cmd_figures, show=None)
 
 
@@ -317,20 +412,20 @@ def _add_bench(sub) -> None:
     be.add_argument("--smoke", action="store_true", help="tiny config on CPU, under a minute")
     be.add_argument("--model", default=None)
     be.add_argument("--checkpoint", default=None, help="local checkpoint directory (safetensors)")
-    be.add_argument("--deadline", type=float, default=None, help="seconds; stop cleanly after")
-    be.add_argument("--repeats", type=int, default=None)
-    be.add_argument("--warmup", type=int, default=None, help="untimed warm-up passes per method (default 1)")
+    be.add_argument("--deadline", type=parse_float, default=None, help="seconds; stop cleanly after")
+    be.add_argument("--repeats", type=parse_int, default=None)
+    be.add_argument("--warmup", type=parse_int, default=None, help="untimed warm-up passes per method (default 1)")
     be.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     be.add_argument("--dtype", default=None, help="bfloat16, float16, float32 (default: bf16 on cuda, fp32 on cpu)")
-    be.add_argument("--pack-len", type=int, default=None, help="C: pack length and longest prompt (default 8192)")
-    be.add_argument("--batch-size", type=int, default=None, help="B of the padded baseline (default 32)")
+    be.add_argument("--pack-len", type=parse_int, default=None, help="C: pack length and longest prompt (default 8192)")
+    be.add_argument("--batch-size", type=parse_int, default=None, help="B of the padded baseline (default 32)")
     be.add_argument("--scenarios", default=None, help="comma-separated: trace,offline,seed,uniform (default all)")
     be.add_argument("--methods", default=None,
                     help="comma-separated: padded,padded-masked,padded-sorted,dense,flex,varlen,flash "
                          "(default: every available one; padded always runs)")
-    be.add_argument("--trace-n", type=int, default=None,
+    be.add_argument("--trace-n", type=parse_int, default=None,
                     help="consecutive real requests of the trace (default 64: two windows of B = 32)")
-    be.add_argument("--seed", type=int, default=None)
+    be.add_argument("--seed", type=parse_int, default=None)
     be.add_argument("--no-progress", action="store_true", help="no progress bar")
     be.add_argument("--json", action="store_true")
     be.set_defaults(run=_cmd_bench, show=_print_bench)
@@ -340,26 +435,27 @@ def _add_serve(sub) -> None:
     sv = sub.add_parser("serve", help="replay a request trace under a serving policy: simulated (numpy only), "
                                       "or executed on a real model with --execute")
     sv.add_argument("--trace", default=None,
-                    help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); "
-                         "default: the shipped conversation trace")
+                    help="CSV in the Azure format (TIMESTAMP, ContextTokens, GeneratedTokens); TIMESTAMP in ISO 8601 "
+                         "with or without a zone, or epoch seconds (--json says which was read: timestamps); a "
+                         "request holds at most 2**40 tokens; default: the shipped conversation trace")
     sv.add_argument("--policy", default=None, help="static, static-packed, continuous or chunked")
     sv.add_argument("--config", default=None,
                     help="a named engine configuration instead of --policy: vllm-v1-like (chunked, 8,192 tokens "
                          "and 1,024 requests per step: vLLM's defaults on an H100-class GPU) or orca-like")
     sv.add_argument("--arrivals", default="trace", help="trace (its own times) or offline (all at t = 0)")
-    sv.add_argument("--rate-scale", default=None, help="with trace arrivals: 2 = twice as fast (default 1)")
+    sv.add_argument("--rate-scale", default=None, help="with trace arrivals: 2 = twice as fast (default 1; 1e-6 .. 1e6)")
     sv.add_argument("--max-batch", default=None,
-                    help="B of the static policies, the running cap of the others (default 32)")
+                    help="B of the static policies, the running cap of the others (default 32; 1 .. 1,048,576)")
     sv.add_argument("--token-budget", default=None,
-                    help="chunked: tokens per step (max_num_batched_tokens; default 2048)")
+                    help="chunked: tokens per step (max_num_batched_tokens; default 2048; at most 2**40)")
     sv.add_argument("--capacity", action="store_true",
                     help="find the highest arrival rate whose run meets the SLOs (p99 TTFT, and ITL/TPOT if given)")
     sv.add_argument("--slo-ttft-p99", default=None, help="with --capacity: seconds (default 5)")
     sv.add_argument("--slo-itl-p99", default=None, help="with --capacity: seconds between two tokens (e.g. 0.1)")
     sv.add_argument("--slo-tpot-p99", default=None, help="with --capacity: seconds per output token (e.g. 0.1)")
     sv.add_argument("--kv-budget", default=None,
-                    help="KV-cache capacity in tokens (default: 90%% of the GPU's memory minus the weights; "
-                         "with --execute: enough that nothing is preempted)")
+                    help="KV-cache capacity in tokens, at most 2**62 (default: 90%% of the GPU's memory minus the "
+                         "weights; with --execute: enough that nothing is preempted)")
     sv.add_argument("--model", default=None,
                     help="a model name or a config.json (default llama-3-8b); with --execute also a local "
                          "checkpoint directory (default tiny, random weights)")
@@ -390,7 +486,9 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m packviz", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_pack, _add_flops_and_figures, _add_bench, _add_serve):
+    from . import cli_replay  # replay: a trace against a real server (its own module; httpx imported when run)
+
+    for add in (_add_pack, _add_flops_and_figures, _add_bench, _add_serve, cli_replay.add_parser):
         add(sub)
     return p
 
@@ -402,7 +500,7 @@ def main(argv=None) -> int:
         out = args.run(args)
         if out is not None:
             if getattr(args, "json", False) or args.show is None:
-                print(json.dumps(out))
+                _print_json(out)
             else:
                 args.show(out)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
@@ -418,6 +516,10 @@ def main(argv=None) -> int:
         print("error: out of memory; try smaller inputs", file=sys.stderr)
         return 1
     except Exception as e:  # noqa: BLE001 -- a bug: still one line, the traceback on request
+        if isinstance(e, ModuleNotFoundError) and e.name in MODEL_EXTRA:  # the light install, not a bug
+            print(f"error: python -m packviz {args.command} needs {e.name}, which is not installed: "
+                  "pip install 'packviz[model]'", file=sys.stderr)
+            return EXIT_BAD_INPUT
         if os.environ.get("PACKVIZ_TRACEBACK"):
             raise
         print(f"error: internal error ({type(e).__name__}: {_one_line(e)}); please report it, "

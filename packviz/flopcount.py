@@ -21,12 +21,17 @@ the ``"masked"`` execution model (a padded or a dense-packed layout), run with `
 
 from __future__ import annotations
 
+from .model_extra import require_model_extra
+
+require_model_extra("packviz.flopcount")  # before torch: without it, one line naming packviz[model]
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .flops import Flops, layout_flops, sequence_lengths
 from .shapes import get_shape, shape_from_config
-from .model import batch_from_layout, last_token_index
+from .checks import int_in_range
+from .layout import as_layout
+from .model import batch_from_layout, check_model, last_token_index
 
 
 def count_layout_flops(model, layout, lm_head: str = "all", seed: int = 0) -> int:
@@ -38,6 +43,9 @@ def count_layout_flops(model, layout, lm_head: str = "all", seed: int = 0) -> in
     sequence (``logits_to_keep=1`` on padded rows). Use ``attn_implementation="eager"``:
     CPU SDPA is counted as zero (module docstring).
     """
+    check_model(model)
+    layout = as_layout("layout", layout)
+    seed = int_in_range("seed", seed, 0, 2**63 - 1)
     gen = torch.Generator().manual_seed(seed)
     vocab = model.config.vocab_size
     tokens = [torch.randint(0, vocab, (int(n),), generator=gen)
@@ -63,6 +71,8 @@ def check(model, layout, lm_head: str = "all") -> dict:
     Returns ``{"execution", "predicted": Flops, "counted": int, "rel_error": float}``, the
     execution model ``"masked"``: eager attention multiplies every row's full square.
     """
+    check_model(model)
+    layout = as_layout("layout", layout)
     shape = shape_from_config(model.config)
     execution = "masked"
     predicted: Flops = layout_flops(layout, get_shape(shape), execution, lm_head=lm_head)

@@ -80,7 +80,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import exact_sum, int_array, int_pair, one_of, positive_int
+from .checks import exact_sum, instance_of, int_array, int_pair, is_integer, items, one_of, positive_int, show
+from .layout import as_layout
 from .shapes import get_shape
 
 EXECUTIONS = ("causal", "masked", "block-sparse", "varlen")
@@ -94,29 +95,49 @@ LM_HEAD = ("all", "last")
 class Flops:
     """FLOPs of a forward, split into linear (matmul weights, lm_head included) and attention.
 
-    Python ints (exact; no overflow at any size). ``a + b`` and ``k * a`` work.
+    Python ints (exact; no overflow at any size). ``a + b``, ``a - b`` and ``k * a`` (k an integer) work.
+
+    >>> Flops(3, 1) * 2 + Flops(1, 0)
+    Flops(linear=7, attention=2)
     """
 
     linear: int
     attention: int
+
+    def __post_init__(self) -> None:
+        for attr in ("linear", "attention"):
+            if not is_integer(getattr(self, attr)):
+                raise ValueError(f"Flops.{attr} must be an integer (FLOPs are exact counts), "
+                                 f"got {show(getattr(self, attr))}")
+            object.__setattr__(self, attr, int(getattr(self, attr)))
 
     @property
     def total(self) -> int:
         return self.linear + self.attention
 
     def __add__(self, other: "Flops") -> "Flops":
+        other = as_flops("the other term of Flops + ...", other)
         return Flops(self.linear + other.linear, self.attention + other.attention)
 
     def __sub__(self, other: "Flops") -> "Flops":
+        other = as_flops("the other term of Flops - ...", other)
         return Flops(self.linear - other.linear, self.attention - other.attention)
 
     def __mul__(self, k) -> "Flops":
+        if not is_integer(k):
+            raise TypeError(f"Flops * k needs an integer k (FLOPs are exact counts), got {show(k)}; "
+                            "scale .total for a fraction")
         return Flops(self.linear * k, self.attention * k)
 
     __rmul__ = __mul__
 
     def as_dict(self) -> dict:
         return {"linear": self.linear, "attention": self.attention, "total": self.total}
+
+
+def as_flops(name: str, value) -> Flops:
+    """``value`` if it is a :class:`Flops`, else ``TypeError`` naming ``name``."""
+    return instance_of(name, value, Flops, "a Flops (useful_flops or layout_flops gives one)")
 
 
 def causal_pairs(lengths) -> int:
@@ -162,6 +183,7 @@ def block_sparse_pairs(layout, block: int = FLEX_BLOCK, rows=None) -> int:
     >>> block_sparse_pairs(row, block=2)   # q-blocks 0,1,2 start in A, A, B: 1 + 2 + 2 tiles
     20
     """
+    layout = as_layout("layout", layout)
     block = positive_int("block", block)
     row_ids = np.arange(layout.num_rows) if rows is None else np.unique(layout.check_rows(rows))
     return _block_sparse_rows(layout, row_ids, block) * block * block
@@ -184,6 +206,8 @@ def _block_sparse_rows(layout, row_ids: np.ndarray, block: int) -> int:
     slot0 = row_ids[widths[row_ids] > 0]  # every row's slot 0 starts a sequence or a gap
     rows = np.concatenate([r, r[gap], slot0])
     starts = np.concatenate([off, ends[gap], np.zeros(len(slot0), dtype=np.int64)])
+    if not len(rows):  # no row with a slot
+        return 0
     order = np.lexsort((starts, rows))
     rows, starts = rows[order], starts[order]
     first = np.append(True, (rows[1:] != rows[:-1]) | (starts[1:] != starts[:-1]))  # drop repeats
@@ -308,6 +332,7 @@ def attention_crossover(shape, lm_head: str = "last") -> int:
 
 def sequence_lengths(layout) -> np.ndarray:
     """Length of each sequence present in a layout (its chunks summed; dropped tokens excluded), shape (N,)."""
+    layout = as_layout("layout", layout)
     ids, inverse = np.unique(layout.seg_seq, return_inverse=True)
     out = np.zeros(len(ids), dtype=np.int64)
     np.add.at(out, inverse, layout.seg_length)  # int64: bincount's float weights would round past 2**53
@@ -354,6 +379,7 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
     ...  for e in ("masked", "causal", "varlen")]
     [36, 21, 9]
     """
+    layout = as_layout("layout", layout)
     one_of("execution", execution, EXECUTIONS)
     one_of("lm_head", lm_head, LM_HEAD)
     tile = None if tile is None else int_pair("tile", tile)
@@ -384,11 +410,13 @@ def layout_flops(layout, shape, execution: str, lm_head: str = "all", tile=None,
 
 def ideal_speedup(baseline: Flops, other: Flops) -> float:
     """``baseline.total / other.total``: the speed-up if time were proportional to FLOPs."""
+    baseline, other = as_flops("baseline", baseline), as_flops("other", other)
     return baseline.total / other.total if other.total else float("inf")
 
 
 def waste_fraction(spent: Flops, useful: Flops) -> float:
     """Share of ``spent`` that the sequences did not need: ``1 - useful/spent``."""
+    spent, useful = as_flops("spent", spent), as_flops("useful", useful)
     return 1 - useful.total / spent.total if spent.total else 0.0
 
 
@@ -418,6 +446,9 @@ def same_sequences(layout_a, layout_b, names=("padded", "packed")) -> None:
     ...
     ValueError: the layouts hold different tokens: sequence 0 has 3 in the padded layout, 5 in the packed one; build both from the same lengths and overlong policy (packviz.packing.pad_and_pack)
     """
+    if isinstance(names, str) or len(items("names", names, "a pair of names")) != 2:
+        raise ValueError(f"names must be a pair of names, e.g. ('padded', 'packed'); got {show(names)}")
+    layout_a, layout_b = as_layout(f"layout_{names[0]}", layout_a), as_layout(f"layout_{names[1]}", layout_b)
     ids_a, ids_b = np.unique(layout_a.seg_seq), np.unique(layout_b.seg_seq)
     len_a, len_b = sequence_lengths(layout_a), sequence_lengths(layout_b)
     if np.array_equal(ids_a, ids_b) and np.array_equal(len_a, len_b):
@@ -449,6 +480,8 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
     """
     shape = get_shape(shape)
     same_sequences(layout_padded, layout_packed)
+    if not layout_packed.num_segments:
+        raise ValueError("the layouts hold no tokens: compare needs at least one sequence (pad_and_pack of its lengths)")
     layouts = {"padded": layout_padded, "packed": layout_packed}
     useful = useful_flops(sequence_lengths(layout_packed), shape, lm_head)
     spent = {way: layout_flops(layouts[lay], shape, execution, lm_head,
@@ -468,6 +501,8 @@ def compare(layout_padded, layout_packed, shape, lm_head: str = "all", tile=None
 
 def compare_as_dict(result: dict) -> dict:
     """:func:`compare`'s result with every :class:`Flops` as ``{linear, attention, total}`` (JSON-ready)."""
+    if not (isinstance(result, dict) and "useful" in result):
+        raise TypeError(f"result must be the dict compare() returns, got {type(result).__name__} {show(result)}")
     def conv(v):
         if isinstance(v, Flops):
             return v.as_dict()
@@ -509,9 +544,11 @@ def varlen_grid(lengths, max_seqlen: int | None = None, block_m: int = FLEX_BLOC
     max_seqlen = longest if max_seqlen is None else positive_int("max_seqlen", max_seqlen)
     m_blocks = -(-max_seqlen // block_m)
     covered = m_blocks * block_m
+    # past the longest length a larger block or bound changes nothing: clamp so numpy stays in int64
+    per_seq = -(-n // min(block_m, longest))
     return {
         "m_blocks": int(m_blocks),
         "launched": int(m_blocks * n.size),
-        "working": int(np.minimum(-(-n // block_m), m_blocks).sum()),
-        "uncovered_tokens": int(np.maximum(n - covered, 0).sum()),
+        "working": exact_sum(np.minimum(per_seq, min(m_blocks, longest))),
+        "uncovered_tokens": exact_sum(np.maximum(n - min(covered, longest), 0)),
     }

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .checks import exact_sum, int_array, is_integer, nonnegative_int, one_of, positive_int, show
+from .checks import exact_sum, instance_of, int_array, is_integer, items, nonnegative_int, one_of, positive_int, show
 
 PAD = -1
 """Sequence id of a pad slot in :meth:`Layout.slot_seq_grid` (and in :func:`block_causal_mask`'s input)."""
@@ -121,7 +121,15 @@ class Layout:
                 object.__setattr__(self, attr, positive_int(attr, getattr(self, attr)))
         if (self.widths < 0).any():
             raise ValueError(f"row widths must be >= 0, got {int(self.widths.min())}")
+        if self.capacity is not None and (self.widths > self.capacity).any():
+            r = int(np.flatnonzero(self.widths > self.capacity)[0])
+            raise ValueError(f"row {r} is {int(self.widths[r])} slots wide, more than the layout's capacity "
+                             f"{self.capacity}; give capacity >= every row's width (or capacity=None)")
         self._check_segments()
+        if self.kind == "padded" and self.num_segments and (self.seg_row[1:] == self.seg_row[:-1]).any():
+            r = int(self.seg_row[1:][self.seg_row[1:] == self.seg_row[:-1]][0])
+            raise ValueError(f"row {r} of a padded layout holds {int((self.seg_row == r).sum())} segments; a padded "
+                             "row holds one sequence: give kind='packed'")
         # first segment of every row (rows may be empty only in hand-built layouts)
         start = np.searchsorted(self.seg_row, np.arange(self.num_rows + 1))
         object.__setattr__(self, "_row_start", start)
@@ -380,6 +388,11 @@ def _int64(name: str, values) -> np.ndarray:
     return arr if arr.dtype == np.int64 and arr.ndim == 1 else int_array(name, values, -2**63, allow_empty=True)
 
 
+def as_layout(name: str, value) -> Layout:
+    """``value`` if it is a :class:`Layout`, else ``TypeError`` naming ``name`` and where a layout comes from."""
+    return instance_of(name, value, Layout, "a packviz Layout (packviz.packing.pack or Layout.from_rows builds one)")
+
+
 def stack_layouts(parts, seq_offsets, **kw) -> Layout:
     """One layout of several: rows stacked in order, each part's sequence numbers shifted by its offset.
 
@@ -391,7 +404,11 @@ def stack_layouts(parts, seq_offsets, **kw) -> Layout:
     A A B .
     C C C .
     """
-    parts = list(parts)
+    parts = [as_layout(f"parts[{i}]", p) for i, p in enumerate(items("parts", parts, "a list of Layouts"))]
+    seq_offsets = int_array("seq_offsets", seq_offsets, minimum=0, allow_empty=True)
+    if not parts or len(seq_offsets) != len(parts):
+        raise ValueError(f"stack_layouts needs one or more layouts and a seq_offset for each, got {len(parts)} "
+                         f"layouts and {len(seq_offsets)} seq_offsets")
     row0 = np.cumsum([0] + [p.num_rows for p in parts])[:-1]
     cat = np.concatenate
     return Layout(cat([p.seg_row + r for p, r in zip(parts, row0)]), cat([p.seg_offset for p in parts]),
@@ -449,7 +466,10 @@ def block_causal_mask(seq_ids, slots=None) -> np.ndarray:
 
 def format_mask(mask) -> str:
     """A bool (T, T) mask as text: ``x`` where query (row) may attend key (column), ``.`` elsewhere."""
-    mask = np.asarray(mask, dtype=bool)
+    arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.dtype.kind not in "biu":
+        raise ValueError(f"mask must be a square (T, T) array of bools, got {show(mask)}")
+    mask = arr.astype(bool)
     return "\n".join(" ".join("x" if v else "." for v in row) for row in mask)
 
 
@@ -463,6 +483,7 @@ def format_grid(layout: Layout, rows=None) -> str:
     A A A B B .
     B .
     """
+    layout = as_layout("layout", layout)
     rows = np.arange(layout.num_rows) if rows is None else layout.check_rows(rows)
     grid = layout.slot_seq_grid(rows=rows)
     lines = []

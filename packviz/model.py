@@ -31,10 +31,15 @@ import pathlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .model_extra import require_model_extra
+
+require_model_extra("packviz.model")  # before torch: without it, one line naming packviz[model]
 import torch
 
-from .checks import nonnegative_int, one_of, positive_float, positive_int
-from .layout import block_causal_mask as _block_causal_mask_np, seq_idx_from_lengths
+from .checks import (flag, instance_of, int_array, int_in_range, is_integer, items, mapping, nonnegative_int, one_of, positive_float,
+                     positive_int, real_number, show)
+from .layout import as_layout, block_causal_mask as _block_causal_mask_np, seq_idx_from_lengths
 from .shapes import get_shape
 
 RANDOM_WEIGHTS_NOTE = (
@@ -66,7 +71,15 @@ def default_device() -> torch.device:
 
 def default_dtype(device) -> torch.dtype:
     """bf16 on a GPU, fp32 on CPU (fp32 keeps the CPU proofs exact to ~1e-6)."""
-    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    return torch.bfloat16 if check_device(device).type == "cuda" else torch.float32
+
+
+def check_device(device) -> torch.device:
+    """``device`` (a name, index or ``torch.device``) as a ``torch.device``, else ``ValueError`` naming it."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {show(device)}; use e.g. cpu, cuda, cuda:0") from None
 
 
 def resolve_device_dtype(device, dtype):
@@ -77,10 +90,7 @@ def resolve_device_dtype(device, dtype):
     if device is None:
         device = default_device()
     else:
-        try:
-            device = torch.device(device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"unknown device {device!r}; use e.g. cpu, cuda, cuda:0") from None
+        device = check_device(device)
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} asked for, but CUDA is not available here")
     if isinstance(dtype, str):
@@ -150,23 +160,59 @@ def load_checkpoint(path, *, dtype=None, device=None, attn_implementation: str =
     return model.to(device).eval()
 
 
-# ---------------------------------------------------------------------- batches
-def _as_list(seq) -> list[int]:
+# ---------------------------------------------------------------------- checks
+def check_model(model):
+    """``model`` if it is a causal LM with ``.model`` and ``.lm_head`` (a ``LlamaForCausalLM``), else ``TypeError``."""
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "model") and hasattr(model, "lm_head")):
+        raise TypeError(f"model must be a LlamaForCausalLM (packviz.model.build_model gives one); "
+                        f"got {type(model).__name__} {show(model)}")
+    return model
+
+
+def check_tensor(name: str, value, ndim: int | None = None) -> torch.Tensor:
+    """``value`` if it is a ``torch.Tensor`` (of ``ndim`` dimensions, when given), else ``TypeError`` / ``ValueError``."""
+    instance_of(name, value, torch.Tensor, "a torch.Tensor")
+    if ndim is not None and value.dim() != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_batch(batch, keys=("input_ids",), what: str = "a batch of packviz.model.packed_batch or padded_batch",
+                name: str = "batch") -> dict:
+    """``batch`` if it is a dict holding ``keys``, each a tensor, else ``TypeError`` / ``ValueError`` naming the key."""
+    mapping(name, batch, keys, what)
+    for k in keys:
+        check_tensor(f"{name}[{k!r}]", batch[k])
+    return batch
+
+
+def _as_list(seq, name: str = "sequence") -> list[int]:
+    """One sequence's token ids (a list, array or 1-D integer tensor) as a list of ints >= 0, shape (n,)."""
     if isinstance(seq, torch.Tensor):
+        if seq.dtype.is_floating_point or seq.dtype.is_complex or seq.dtype == torch.bool or seq.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D tensor of integer token ids, got {seq.dtype} of shape {tuple(seq.shape)}")
         seq = seq.tolist()
-    elif isinstance(seq, np.ndarray):
-        seq = seq.tolist()
-    seq = list(seq)
-    if not seq:
-        raise ValueError("every sequence needs at least one token")
-    return [int(t) for t in seq]
+    if hasattr(seq, "__len__") and not isinstance(seq, (str, bytes)) and len(seq) == 0:
+        raise ValueError(f"{name} is empty: every sequence needs at least one token")
+    return int_array(name, seq, minimum=0).tolist()
+
+
+def _pad_id(pad_id) -> int:
+    """``pad_id`` as a token id: an ``int`` from 0 to 2**63 - 1 (an int64 tensor holds it), else ``ValueError``."""
+    pad_id = nonnegative_int("pad_id", pad_id)
+    if pad_id >= 2**63:
+        raise ValueError(f"pad_id is {pad_id}, beyond int64 token ids; use an id of the model's vocabulary")
+    return pad_id
 
 
 def _check_sequences(sequences) -> list[list[int]]:
-    seqs = [_as_list(s) for s in sequences]
+    seqs = [_as_list(s, f"sequences[{i}]") for i, s in enumerate(items("sequences", sequences, "a list of token-id lists"))]
     if not seqs:
-        raise ValueError("need at least one sequence")
+        raise ValueError("sequences is empty: need at least one sequence")
     return seqs
+
+
+# ---------------------------------------------------------------------- batches
 
 
 def packed_batch(sequences, *, pad_to: int | None = None, pad_id: int = 0, device=None) -> dict:
@@ -187,13 +233,14 @@ def packed_batch(sequences, *, pad_to: int | None = None, pad_id: int = 0, devic
       boundaries in them (``find_packed_sequence_indices``). ``0 .. T-1`` across the row
       gives one long sequence and a plain causal mask (``"no_position_reset"``).
     """
+    device = None if device is None else check_device(device)
     seqs = _check_sequences(sequences)
-    pad_id = nonnegative_int("pad_id", pad_id)
+    pad_id = _pad_id(pad_id)
     lengths = [len(s) for s in seqs]
     total = sum(lengths)
     fill = 0
     if pad_to is not None:
-        if positive_int("pad_to", pad_to) < total:
+        if positive_int("pad_to", pad_to, maximum=2**31 - 1) < total:
             raise ValueError(f"pad_to={pad_to} is shorter than the {total} tokens of the sequences; "
                              f"use pad_to >= {total} or None")
         fill = pad_to - total
@@ -227,11 +274,12 @@ def padded_batch(sequences, *, pad_id: int = 0, pad_to: int | None = None, devic
     L is the longest sequence (or ``pad_to``). Right padding keeps every real token at its
     own position 0..n-1 and causal attention never reaches the pads that follow it.
     """
+    device = None if device is None else check_device(device)
     seqs = _check_sequences(sequences)
-    pad_id = nonnegative_int("pad_id", pad_id)
+    pad_id = _pad_id(pad_id)
     width = max(len(s) for s in seqs)
     if pad_to is not None:
-        if positive_int("pad_to", pad_to) < width:
+        if positive_int("pad_to", pad_to, maximum=2**31 - 1) < width:
             raise ValueError(f"pad_to={pad_to} is shorter than the longest sequence ({width}); "
                              f"use pad_to >= {width} or None")
         width = pad_to
@@ -254,6 +302,7 @@ def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, devi
     (several segments per sequence) are not supported: their chunks are separate sequences.
     A sequence with fewer tokens than its segment is refused, naming it (never a shorter batch).
     """
+    layout = as_layout("layout", layout)
     if np.unique(layout.seg_seq).size != layout.num_segments:
         raise ValueError("the layout splits sequences into several segments; pass each chunk as its own sequence")
     rows = list(row) if isinstance(row, range) else [row]
@@ -261,8 +310,8 @@ def batch_from_layout(layout, row, token_ids, *, pad_to: int | None = None, devi
     for r in rows:
         for s, _, n in layout.row_segments(r).tolist():
             try:
-                tokens = _as_list(token_ids[s])
-            except (IndexError, KeyError):
+                tokens = _as_list(token_ids[s], f"token_ids[{s}]")
+            except (IndexError, KeyError, TypeError):
                 raise ValueError(f"token_ids has no sequence {s}, which row {r} of the layout holds; "
                                  f"give the tokens of all {layout.num_sequences} sequences") from None
             if len(tokens) < n:
@@ -281,6 +330,9 @@ def last_token_index(batch: dict, num_sequences: int | None = None) -> torch.Ten
 
     ``num_sequences``: keep only the first ones (drop a ``pad_to`` filler segment).
     """
+    check_batch(batch, ("cu_seq_lens_q",), "a batch of packviz.model.packed_batch")
+    if num_sequences is not None:
+        num_sequences = nonnegative_int("num_sequences", num_sequences)
     idx = batch["cu_seq_lens_q"][1:].long() - 1
     return idx if num_sequences is None else idx[:num_sequences]
 
@@ -313,14 +365,21 @@ def packed_forward(model, batch: dict, last_token_only: bool = True, keep=None) 
       transformers skips the block-diagonal mask.
     * ``position_ids`` not reset at each sequence start: transformers finds no boundaries.
     """
+    check_batch(batch, ("input_ids",), "a batch of packviz.model.packed_batch")
     if batch["input_ids"].shape[0] != 1:
         raise ValueError(f"a packed batch has one row: input_ids of shape (1, T), got {tuple(batch['input_ids'].shape)}; "
                          "use rows_forward for several rows")
+    check_model(model)
+    check_batch(batch, ("input_ids", "position_ids"), "a batch of packviz.model.packed_batch")
+    last_token_only = flag("last_token_only", last_token_only)
     with torch.inference_mode():
         out = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                           use_cache=False, **_flash_kwargs(batch))
         hidden = out.last_hidden_state[0]
         if keep is not None:
+            keep = int_array("keep", keep.tolist() if isinstance(keep, torch.Tensor) else keep, minimum=0)
+            if int(keep.max()) >= hidden.shape[0]:
+                raise ValueError(f"keep holds position {int(keep.max())}, beyond the stream's {hidden.shape[0]} tokens")
             hidden = hidden[torch.as_tensor(keep, device=hidden.device)]
         elif last_token_only:
             hidden = hidden[last_token_index(batch).to(hidden.device)]
@@ -344,6 +403,9 @@ def padded_forward(model, batch: dict, last_token_only: bool = True, mask: bool 
     * ``mask=False`` is exact only with *right* padding. With left padding (what
       ``generate()`` uses for decoding) the pads come first and a causal query attends to them.
     """
+    check_model(model)
+    check_batch(batch, ("input_ids", "attention_mask"), "a batch of packviz.model.padded_batch")
+    last_token_only, mask = flag("last_token_only", last_token_only), flag("mask", mask)
     kw = {"attention_mask": batch["attention_mask"]} if mask else {}
     with torch.inference_mode():
         out = model.model(input_ids=batch["input_ids"], use_cache=False, **kw)
@@ -364,8 +426,11 @@ def packed_rows_batch(rows, *, pad_to: int, pad_id: int = 0, device=None) -> dic
     No ``attention_mask``: transformers builds each row's block-diagonal mask from the
     restarting positions (``find_packed_sequence_indices`` works row by row).
     """
-    pad_to = positive_int("pad_to", pad_to)
-    pad_id = nonnegative_int("pad_id", pad_id)
+    rows = items("rows", rows, "a list of rows, each a list of token-id lists")
+    if not rows:
+        raise ValueError("rows is empty: give at least one row (a list of token-id lists)")
+    pad_to = positive_int("pad_to", pad_to, maximum=2**31 - 1)  # a packed row's C (packing.MAX_PACK_LEN)
+    pad_id = _pad_id(pad_id)
     ids = torch.full((len(rows), pad_to), pad_id, dtype=torch.int64)
     pos = torch.zeros((len(rows), pad_to), dtype=torch.int64)
     last = []
@@ -390,6 +455,8 @@ def rows_forward(model, batch: dict) -> torch.Tensor:
     ``use_cache=False`` and no ``attention_mask``: either would stop transformers from building
     the block-diagonal mask, and the sequences of a row would attend to each other.
     """
+    check_model(model)
+    check_batch(batch, ("input_ids", "position_ids", "last_index"), "a batch of packviz.model.packed_rows_batch")
     with torch.inference_mode():
         hidden = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"],
                              use_cache=False).last_hidden_state
@@ -402,6 +469,8 @@ def per_sequence_logits(model, sequences, last_token_only: bool = False) -> torc
 
     Concatenated in order: ``(T, V)`` (or ``(N, V)`` with ``last_token_only``).
     """
+    check_model(model)
+    last_token_only = flag("last_token_only", last_token_only)
     device = next(model.parameters()).device
     outs = []
     with torch.inference_mode():
@@ -414,6 +483,9 @@ def per_sequence_logits(model, sequences, last_token_only: bool = False) -> torc
 
 def max_abs_diff(a, b) -> float:
     """max |a - b| in fp32 (a Python float)."""
+    check_tensor("a", a), check_tensor("b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     return float((a.float() - b.float()).abs().max())
 
 
@@ -429,6 +501,12 @@ def per_sequence_max_abs_diff(a, b, cu_seqlens) -> list[float]:
 def per_sequence(fn, a, b, cu_seqlens) -> list:
     """``fn(a[lo:hi], b[lo:hi])`` for each sequence ``lo:hi`` of ``cu_seqlens`` (N + 1,), over two
     ``(T, ...)`` outputs of one packed stream; ``ValueError`` if the shapes do not fit the boundaries."""
+    if not callable(fn):
+        raise TypeError(f"fn must be a function of two tensors, got {show(fn)}")
+    check_tensor("a", a), check_tensor("b", b)
+    if isinstance(cu_seqlens, torch.Tensor):
+        cu_seqlens = cu_seqlens.tolist()
+    cu_seqlens = int_array("cu_seqlens", cu_seqlens, minimum=0)
     cu = [int(c) for c in (cu_seqlens.tolist() if hasattr(cu_seqlens, "tolist") else cu_seqlens)]
     if len(cu) < 2 or cu[-1] > a.shape[0] or a.shape != b.shape:
         raise ValueError(f"need outputs of equal shape (T, ...) with T >= {cu[-1] if cu else '?'}, "
@@ -439,6 +517,7 @@ def per_sequence(fn, a, b, cu_seqlens) -> list:
 def diff_text(d: float, tol: float = 1e-5) -> str:
     """A max |Δ| for display, stable across CPUs: ``"0 (bit-identical)"``, ``"< 1e-05 (rounding)"``
     (below ``tol``: float rounding, whose exact digits vary with the machine) or the value to 3 decimals."""
+    d = real_number("d", d)
     tol = positive_float("tol", tol)
     if d == 0:
         return "0 (bit-identical)"
@@ -461,8 +540,8 @@ def replaced(sequences, victim: int, vocab: int) -> list[list[int]]:
     vocab = positive_int("vocab", vocab)
     if vocab < 2:
         raise ValueError(f"vocab={vocab}: need at least 2 token ids to change one")
-    if not 0 <= int(victim) < len(seqs):
-        raise ValueError(f"victim={victim} is not a sequence index; use 0 .. {len(seqs) - 1}")
+    if not (is_integer(victim) and 0 <= victim < len(seqs)):
+        raise ValueError(f"victim={show(victim)} is not a sequence index; use 0 .. {len(seqs) - 1}")
     out = [list(s) for s in seqs]
     out[victim] = [(t + 1 + i) % vocab if (t + 1 + i) % vocab != t else (t + 2 + i) % vocab
                    for i, t in enumerate(seqs[victim])]
@@ -479,6 +558,7 @@ def top1_agreement(logits, reference) -> torch.Tensor:
     >>> top1_agreement(torch.tensor([[1., 0.], [0., 1.]]), torch.tensor([[2., 0.], [2., 0.]])).tolist()
     [True, False]
     """
+    check_tensor("logits", logits), check_tensor("reference", reference)
     if logits.shape != reference.shape or logits.dim() != 2:
         raise ValueError(f"need two (T, V) logits of one shape, got {tuple(logits.shape)} and {tuple(reference.shape)}")
     return logits.argmax(-1) == reference.argmax(-1)
@@ -493,6 +573,7 @@ def top1_margin(logits) -> torch.Tensor:
     >>> top1_margin(torch.tensor([[3., 1., 2.], [0., 0., 0.]])).tolist()
     [1.0, 0.0]
     """
+    check_tensor("logits", logits)
     if logits.dim() != 2 or logits.shape[1] < 2:
         raise ValueError(f"need (T, V) logits with V >= 2, got {tuple(logits.shape)}")
     top2 = logits.float().topk(2, dim=-1).values
@@ -510,6 +591,7 @@ def kl_divergence(reference, logits) -> torch.Tensor:
     >>> round(float(kl_divergence(torch.tensor([[0., 0.]]), torch.tensor([[0., 2.]]))[0]), 4)
     0.4338
     """
+    check_tensor("reference", reference), check_tensor("logits", logits)
     if logits.shape != reference.shape or logits.dim() != 2:
         raise ValueError(f"need two (T, V) logits of one shape, got {tuple(reference.shape)} and {tuple(logits.shape)}")
     lp = torch.log_softmax(reference.double(), -1)
@@ -557,6 +639,7 @@ def kl_text(kl: float, tol: float = 1e-9) -> str:
     >>> kl_text(0.0), kl_text(3e-15), kl_text(0.01234)
     ('0', '< 1e-09', '0.012')
     """
+    kl = real_number("kl", kl)
     tol = positive_float("tol", tol)
     if kl == 0:
         return "0"
@@ -566,6 +649,11 @@ def kl_text(kl: float, tol: float = 1e-9) -> str:
 def comparison_table(rows: dict, names) -> str:
     """A text table: one line per entry of ``rows`` (label -> N :class:`LogitsComparison`), one
     column per sequence (``names``, N of them), each cell ``"top-1 a/n, KL x"``."""
+    rows = mapping("rows", rows, what="a dict {label: [LogitsComparison, ...]}")
+    names = list(names) if isinstance(names, str) else [str(n) for n in items("names", names, "a list of sequence names")]
+    for label, comps in rows.items():
+        for c in items(f"rows[{label!r}]", comps, "a list of LogitsComparison"):
+            instance_of(f"rows[{label!r}]'s entries", c, LogitsComparison, "LogitsComparison (compare_logits gives one)")
     names = list(names)
     width = max([len(str(k)) for k in rows] + [10]) + 2
     lines = [f"{'':<{width}}" + "".join(f"{n:>24}" for n in names)]
@@ -603,6 +691,7 @@ def block_causal_mask(batch: dict, dtype=torch.float32) -> torch.Tensor:
     :func:`packviz.layout.block_causal_mask` of the batch's sequences (from ``cu_seq_lens_q``),
     0 where a query may attend, ``dtype``'s minimum elsewhere: the form eager, SDPA and flex take.
     """
+    check_batch(batch, ("input_ids", "cu_seq_lens_q"), "a batch of packviz.model.packed_batch")
     cu = batch["cu_seq_lens_q"].detach().cpu().numpy()
     allowed = torch.from_numpy(_block_causal_mask_np(seq_idx_from_lengths(np.diff(cu))))
     return _additive_mask(allowed.to(batch["input_ids"].device), dtype)
@@ -615,6 +704,8 @@ def trap_inputs(model, batch: dict, trap: str) -> dict:
     ``no_block_mask``). No ``labels``: add them to run a training step the same way
     (:mod:`packviz.training`).
     """
+    check_model(model)
+    check_batch(batch, ("input_ids", "position_ids"), "a batch of packviz.model.packed_batch")
     one_of("trap", trap, TRAPS)
     ids, pos = batch["input_ids"], batch["position_ids"]
     kw: dict = {"input_ids": ids}
@@ -652,9 +743,11 @@ def rope_offset_forward(model, batch: dict, start: int = 0) -> torch.Tensor:
     reset is the mask transformers derives from them (``no_position_reset``), and any model
     with absolute position embeddings.
     """
+    check_model(model)
+    check_batch(batch, ("input_ids", "cu_seq_lens_q"), "a batch of packviz.model.packed_batch")
     ids = batch["input_ids"]
     mask = block_causal_mask(batch, model.dtype)
-    pos = torch.arange(ids.shape[1], device=ids.device)[None] + nonnegative_int("start", start)
+    pos = torch.arange(ids.shape[1], device=ids.device)[None] + int_in_range("start", start, 0, 2**62)
     with torch.inference_mode():
         hidden = model.model(input_ids=ids, position_ids=pos,
                              attention_mask=mask, use_cache=False).last_hidden_state[0]
@@ -663,6 +756,7 @@ def rope_offset_forward(model, batch: dict, start: int = 0) -> torch.Tensor:
 
 def contamination(model, sequences, trap: str | None = None) -> float:
     """max |Δlogit| of a packed forward (``trap=None``: the correct one) vs each sequence alone."""
+    check_model(model)
     device = next(model.parameters()).device
     batch = packed_batch(sequences, device=device)
     ref = per_sequence_logits(model, sequences)

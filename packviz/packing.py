@@ -54,8 +54,8 @@ import bisect
 
 import numpy as np
 
-from .checks import exact_sum, int_array, one_of, positive_int
-from .layout import Layout, stack_layouts
+from .checks import exact_sum, finite_floats, flag, int_array, items, mapping, one_of, positive_int, show
+from .layout import Layout, as_layout, stack_layouts
 
 STRATEGIES = ("pad", "sorted", "next-fit", "ffd", "bfd")
 PADDED = ("pad", "sorted")
@@ -272,6 +272,9 @@ def windows(n: int, batch_size: int) -> list[range]:
     [range(0, 2), range(2, 4), range(4, 5)]
     """
     n, batch_size = positive_int("n", n), positive_int("batch_size", batch_size)
+    if -(-n // batch_size) > MAX_SPLIT_CHUNKS:
+        raise ValueError(f"{n:,} sequences in windows of {batch_size:,} make more than {MAX_SPLIT_CHUNKS:,} windows; "
+                         "choose a larger batch_size")
     return [range(a, min(a + batch_size, n)) for a in range(0, n, batch_size)]
 
 
@@ -307,6 +310,7 @@ def forwards(layout) -> np.ndarray:
     >>> forwards(pack([3, 5, 2, 4, 1], 6, "pad", batch_size=2)).tolist()
     [0, 0, 1, 1, 2]
     """
+    layout = as_layout("layout", layout)
     if layout.kind == "padded" and layout.batch_size:
         return layout.seg_row // layout.batch_size
     return layout.seg_row.copy()
@@ -323,7 +327,8 @@ def fill_waits(layout, arrival_s) -> np.ndarray:
     >>> fill_waits(lay, [0.0, 1.0, 2.0, 3.0]).tolist()
     [2.0, 2.0, 0.0, 0.0]
     """
-    arrival = np.asarray(arrival_s, dtype=np.float64)
+    layout = as_layout("layout", layout)
+    arrival = finite_floats("arrival_s", arrival_s)
     if arrival.shape != (layout.num_sequences,):
         raise ValueError(f"arrival_s has shape {arrival.shape}; expected one arrival per sequence, "
                          f"({layout.num_sequences},)")
@@ -504,7 +509,7 @@ def strategy_table(lengths, pack_len: int, batch_size: int = 32, overlong: str =
 
     lengths = validate_lengths(lengths)
     batch_size = positive_int("batch_size", batch_size)
-    strategies = [one_of("strategy", s, STRATEGIES) for s in strategies]
+    strategies = [one_of("strategy", s, STRATEGIES) for s in items("strategies", strategies, "a list of strategy names")]
     out = []
     for s in strategies:
         t0 = time.perf_counter()
@@ -519,6 +524,9 @@ def strategy_table(lengths, pack_len: int, batch_size: int = 32, overlong: str =
 
 def format_strategy_table(rows: list[dict], seconds: bool = False) -> str:
     """:func:`strategy_table` as aligned text (``seconds=False`` keeps it deterministic)."""
+    rows = [mapping(f"rows[{i}]", r, ("strategy", "rows", "c_rows", "lower_bound_rows", "over_bound", "utilization"),
+                    "a row of strategy_table()") for i, r in enumerate(items("rows", rows, "strategy_table()'s list"))]
+    seconds = flag("seconds", seconds)
     head = f"{'strategy':<9}{'rows':>9}{'slots / C':>11}{'lower bound':>13}{'over bound':>12}{'utilisation':>13}"
     lines = [head + (f"{'seconds':>9}" if seconds else "")]
     for r in rows:

@@ -52,10 +52,39 @@ ATTENTION_COLOR = "#E69F00"
 
 
 class PackvizFigure(Figure):
-    """A :class:`~matplotlib.figure.Figure` that Jupyter displays as PNG with no pyplot involved."""
+    """A :class:`~matplotlib.figure.Figure` that Jupyter displays as PNG with no pyplot involved.
+
+    Given alt text (:func:`with_alt`), its display carries it twice: as the ``text/plain`` a
+    reader without images sees (a screen reader, a text export, nbval's comparison) and as the
+    PNG's ``alt`` metadata (the cheat sheet's HTML template writes it into ``<img alt=...>``).
+    """
+
+    alt_text: str | None = None
 
     def _repr_png_(self) -> bytes:
         return to_png(self)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        if not self.alt_text:
+            return {"image/png": to_png(self)}
+        return ({"image/png": to_png(self), "text/plain": f"[figure] {self.alt_text}"},
+                {"image/png": {"alt": self.alt_text}})
+
+
+def with_alt(fig_or_ax, alt: str) -> PackvizFigure:
+    """The figure of ``fig_or_ax`` (a :class:`PackvizFigure` or one of its Axes), given alt text.
+
+    End a notebook cell with it: ``plot.with_alt(ax, "Bars: padded wastes 45% ...")``.
+    """
+    fig = getattr(fig_or_ax, "figure", fig_or_ax)
+    fig = getattr(fig, "figure", fig)  # SubFigure -> root
+    if not isinstance(fig, PackvizFigure):
+        raise TypeError(f"with_alt needs a figure made by packviz (or one of its Axes), got {type(fig_or_ax).__name__}; "
+                        "draw with packviz.plot / plot_serving and ax=None")
+    if not isinstance(alt, str) or not alt.strip():
+        raise ValueError(f"alt text must be a non-empty string describing what the figure shows, got {alt!r}")
+    fig.alt_text = " ".join(alt.split())
+    return fig
 
 
 def _new_ax(ax, figsize, fixed_margins: bool = False):
@@ -80,6 +109,22 @@ def _margins(fig, left=1.0, right=0.55, bottom=0.55, top=0.4, gap=1.15, ncols=1)
     axis_w = (w - left - right - gap * (ncols - 1)) / ncols
     fig.subplots_adjust(left=left / w, right=1 - right / w, bottom=bottom / h, top=1 - top / h,
                         wspace=gap / max(axis_w, 0.1))
+
+
+def _key_handles(what: str = "request") -> tuple[list, list, dict]:
+    """Legend handles, labels and handler map of a picture of sequences: pad grey, and a strip of the
+    seven colours a sequence may get (reused; neighbours never share one)."""
+    from matplotlib.legend_handler import HandlerTuple
+
+    strip = tuple(Patch(color=c) for c in OKABE_ITO)
+    return ([Patch(color=PAD_COLOR), strip], ["pad", f"a {what} (7 colours, reused: neighbours never share one)"],
+            {tuple: HandlerTuple(ndivide=None, pad=0)})
+
+
+def _key(ax, what: str = "request", **kw) -> None:
+    """The legend of a picture of sequences (:func:`_key_handles`) on ``ax``."""
+    handles, labels, handler_map = _key_handles(what)
+    ax.legend(handles, labels, handler_map=handler_map, handlelength=4, **{"fontsize": 7, "framealpha": 0.9, **kw})
 
 
 MAX_PIXELS = 2**27
@@ -194,7 +239,7 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     if title is None:
         title = f"{layout.name or layout.kind}: {layout.num_rows} rows, utilisation {layout.utilization:.1%}"
     ax.set_title(title + more, fontsize=10)
-    ax.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=7, framealpha=0.8)
+    _key(ax, "sequence", loc="lower right")
     return ax
 
 
@@ -222,24 +267,32 @@ def _row_labels(ax, util: np.ndarray, height: int, max_labels: int) -> None:
 
 
 def padded_vs_packed(padded, packed, axes=None, max_rows: int = 256, figsize=(12, 4.5)):
-    """:func:`batch_grid` of a padded and a packed layout side by side, on one x and y scale.
+    """:func:`batch_grid` of a padded and a packed layout side by side, on one slot and row scale.
 
-    Same scale: the area each picture fills is the compute each layout pays for. Same colours:
-    a sequence has one colour in both pictures, and touching sequences differ in each.
+    One scale: a slot is as wide and a row as tall in both pictures, each panel as wide as its
+    own widest row (a padded batch of short prompts is a narrow panel, not a wide empty one),
+    so the area each picture fills is the token slots each layout pays for. Same colours: a
+    sequence has one colour in both pictures, and touching sequences differ in each.
+    ``axes``: two Axes to draw on (their sizes are kept), or ``None`` for a new figure.
     Returns the two Axes ``(ax_padded, ax_packed)``.
     """
+    widths = [max(int(lay.widths.max(initial=1)), 1) for lay in (padded, packed)]
     if axes is None:
         fig = PackvizFigure(figsize=figsize)
-        _margins(fig, ncols=2)
-        axes = fig.subplots(1, 2)
+        w, h = fig.get_size_inches()
+        left, gap, right, bottom, top = 1.0, 1.15, 0.55, 0.55, 0.4
+        per_slot = (w - left - gap - right) / sum(widths)
+        x0 = [left, left + widths[0] * per_slot + gap]
+        axes = [fig.add_axes((x / w, bottom / h, ws * per_slot / w, 1 - (bottom + top) / h))
+                for x, ws in zip(x0, widths)]
     ax_pad, ax_pack = axes
-    width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
     rows = max(min(padded.num_rows, max_rows), min(packed.num_rows, max_rows), 1)
     index = sequence_color_index(padded, packed)
-    batch_grid(padded, ax=ax_pad, max_rows=max_rows, width=width, height=rows, index=index,
+    batch_grid(padded, ax=ax_pad, max_rows=max_rows, width=widths[0], height=rows, index=index,
                title=f"{padded.kind} ({padded.name}): {padded.num_rows} rows, utilisation {padded.utilization:.1%}")
-    batch_grid(packed, ax=ax_pack, max_rows=max_rows, width=width, height=rows, index=index,
+    batch_grid(packed, ax=ax_pack, max_rows=max_rows, width=widths[1], height=rows, index=index,
                title=f"{packed.kind} ({packed.name}): {packed.num_rows} rows, utilisation {packed.utilization:.1%}")
+    ax_pad.get_legend().remove()  # one key, on the packed side
     return ax_pad, ax_pack
 
 
@@ -265,59 +318,83 @@ def _rows_with_bars(layout, ax, ax_util, width: int, ylabel: str, index) -> None
     ax_util.tick_params(axis="y", labelleft=False)
 
 
+def _window_axes(fig, rows: tuple, widths: tuple, title: bool) -> list:
+    """Four Axes (padded, packed, padded bars, packed bars) placed in inches: every row equally
+    tall, every slot equally wide, each panel as wide as its own widest row."""
+    w, h = fig.get_size_inches()
+    left, right, bars, gap = 0.75, 0.15, 1.25, 0.3
+    top, panel_title, between, bottom = 0.32, 0.3, 0.32, 0.5
+    row_h = (h - top - 2 * panel_title - between - bottom) / max(sum(rows), 1)
+    per_slot = (w - left - right - bars - gap) / max(widths)
+    y_pack = bottom
+    y_pad = bottom + rows[1] * row_h + between + panel_title
+    boxes = [(left, y_pad, widths[0] * per_slot, rows[0] * row_h), (left, y_pack, widths[1] * per_slot, rows[1] * row_h),
+             (w - right - bars, y_pad, bars, rows[0] * row_h), (w - right - bars, y_pack, bars, rows[1] * row_h)]
+    return [fig.add_axes((x / w, y / h, bw / w, bh / h)) for x, y, bw, bh in boxes]
+
+
 def window_rows(padded, packed, axes=None, title=None, figsize=(12, 6.5)):
     """One window of requests twice, on one token scale, a utilisation bar beside every row.
 
     Top: ``padded`` (one row per request, all as wide as the longest, W). Bottom: ``packed``,
-    the same requests in rows of C. Every row gets the same height in both panels, so the
-    area each panel fills is the token slots it pays for; the bar on the right is the share
-    of the row's slots that hold real tokens::
+    the same requests in rows of C. Every row is equally tall and every slot equally wide in
+    both panels, each panel as wide as its own rows: the area each panel fills is the token
+    slots it pays for. The bar on the right is the share of the row's slots that hold real tokens::
 
-        padded  AAA.......  |▇▇ 30%          colour: a request (neighbours differ)
+        padded  AAA.......  |▇▇ 30%          colour: a request (7 colours, reused; neighbours differ)
                 BBBBBBBBBB  |▇▇▇▇▇▇ 100%     grey: pad; x: token slot (one scale)
                 CC........  |▇ 20%
         packed  BBBBBBBBBBAAACC...  |▇▇▇▇▇ 80%
 
-    ``axes``: four Axes ``(padded, packed, padded bars, packed bars)``, or ``None`` for a new
-    figure of ``figsize`` laid out as above. Returns ``(ax_padded, ax_packed)``.
+    ``axes``: four Axes ``(padded, packed, padded bars, packed bars)`` (their sizes are kept), or
+    ``None`` for a new figure of ``figsize`` laid out as above. Returns ``(ax_padded, ax_packed)``.
     """
+    widths = (int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
     if axes is None:
-        fig = PackvizFigure(figsize=figsize, layout="constrained")
-        grid = fig.add_gridspec(2, 2, height_ratios=[max(padded.num_rows, 1), max(packed.num_rows, 1)],
-                                width_ratios=[6, 1])
-        axes = [fig.add_subplot(grid[i, j]) for j in (0, 1) for i in (0, 1)]
+        fig = PackvizFigure(figsize=figsize)
+        axes = _window_axes(fig, (max(padded.num_rows, 1), max(packed.num_rows, 1)), widths, bool(title))
     ax_pad, ax_pack, bars_pad, bars_pack = axes
-    width = max(int(padded.widths.max(initial=1)), int(packed.widths.max(initial=1)))
     index = sequence_color_index(padded, packed)  # one colour per request in both panels; neighbours differ
-    _rows_with_bars(padded, ax_pad, bars_pad, width, "request", index)
-    _rows_with_bars(packed, ax_pack, bars_pack, width, "row", index)
+    _rows_with_bars(padded, ax_pad, bars_pad, widths[0], "request", index)
+    _rows_with_bars(packed, ax_pack, bars_pack, widths[1], "row", index)
     ax_pad.set_title(f"padded: {padded.num_rows} rows, each as wide as its batch's longest (W = "
-                     f"{int(padded.widths.max(initial=0)):,}): {padded.slots:,} slots, {padded.utilization:.1%} real",
+                     f"{widths[0]:,}): {padded.slots:,} slots, {padded.utilization:.1%} real",
                      fontsize=10, loc="left")
     ax_pack.set_title(f"packed ({packed.name or packed.kind}): {packed.num_rows} rows of C = "
-                      f"{int(packed.widths.max(initial=0)):,}: {packed.slots:,} slots, {packed.utilization:.1%} real",
+                      f"{widths[1]:,}: {packed.slots:,} slots, {packed.utilization:.1%} real",
                       fontsize=10, loc="left")
     bars_pad.set_title("real / slots", fontsize=9)
-    ax_pack.set_xlabel("token slot")
-    ax_pad.legend(handles=[Patch(color=PAD_COLOR, label="pad")], loc="lower right", fontsize=8, framealpha=0.9)
+    ax_pack.set_xlabel("token slot (one scale in both panels)")
+    ax_pad.set_xticks([t for t in ax_pack.get_xticks() if 0 <= t <= widths[0]])  # the same ticks on both
+    handles, labels, handler_map = _key_handles()
+    fig = ax_pad.figure
+    fig.legend(handles, labels, handler_map=handler_map, handlelength=4, loc="upper right", ncols=2,
+               fontsize=8, frameon=False, bbox_to_anchor=(1, 1 - 0.04 / fig.get_figheight()))
     if title:
-        ax_pad.figure.suptitle(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, x=0.75 / fig.get_figwidth(), ha="left",
+                     y=1 - 0.06 / fig.get_figheight(), va="top")
     return ax_pad, ax_pack
 
 
-def window_spread(padded_util, packed_util, offline=None, ax=None, title=None, figsize=(10, 3.4)):
+def window_spread(padded_util, packed_util, offline=None, ax=None, title=None, figsize=(10, 3.4), totals=None):
     """How the share of real token slots varies over windows: a histogram for padded and for packed.
 
     ``padded_util``, ``packed_util``: (K,) per window of B consecutive requests (e.g. from
     :func:`packviz.trace_numbers.window_table`). ``offline``: the whole sample packed at once,
-    drawn as a line (what no server can do). The legend gives each median and p10-p90.
+    drawn as a line (what no server can do). ``totals``: ``(padded, packed)`` utilisation of
+    all windows' slots together (real tokens ÷ slots, summed over windows), which is not the
+    median window. The legend names each statistic: the median window (dashed), p10-p90 over
+    windows, and the total where given.
     """
     ax = _new_ax(ax, figsize)
     bins = np.linspace(0, 1, 41)
-    for util, name, color in ((padded_util, "padded", "0.4"), (packed_util, "packed in the same window", OKABE_ITO[4])):
+    totals = (None, None) if totals is None else totals
+    for util, name, color, total in ((padded_util, "padded", "0.4", totals[0]),
+                                     (packed_util, "packed in the same window", OKABE_ITO[4], totals[1])):
         p10, p50, p90 = np.percentile(np.asarray(util, dtype=np.float64), [10, 50, 90])
+        whole = "" if total is None else f"; all windows' slots together {total:.1%}"
         ax.hist(util, bins=bins, color=color, alpha=0.85,
-                label=f"{name}: median {p50:.0%}, p10–p90 {p10:.0%}–{p90:.0%}")
+                label=f"{name}: median window {p50:.1%} (dashed), p10–p90 {p10:.1%}–{p90:.1%}{whole}")
         ax.axvline(p50, color=color, linewidth=1.5, linestyle="--")
     if offline is not None:
         ax.axvline(offline, color="black", linewidth=1.2, linestyle=":",
@@ -407,15 +484,18 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
 
 
 def _mark_sequences(ax, segs: np.ndarray, index: np.ndarray, max_listed: int = 10) -> None:
-    """A dot on the diagonal at each sequence's block (segments (N, 3)) and a legend of their lengths."""
+    """A numbered dot on the diagonal at each sequence's block (segments (N, 3)) and a legend of their
+    lengths by number (colours repeat: seven for any number of sequences, neighbours apart)."""
     from matplotlib.lines import Line2D
 
     colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))
     seg_colors = [colors[index[s]] for s in segs[:, 0].tolist()]
     centre = segs[:, 1] + segs[:, 2] / 2
     ax.scatter(centre, centre, s=30, c=seg_colors, edgecolors="black", linewidths=0.7, zorder=3)
-    handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", label=f"{n:,} tokens")
-               for c, n in zip(seg_colors, segs[:, 2].tolist())]
+    for i, x in enumerate(centre.tolist()[:max_listed]):
+        ax.annotate(str(i + 1), (x, x), xytext=(-5, 3), textcoords="offset points", ha="right", fontsize=7)
+    handles = [Line2D([], [], marker="o", ls="", color=c, markeredgecolor="black", label=f"{i + 1}: {n:,} tokens")
+               for i, (c, n) in enumerate(zip(seg_colors, segs[:, 2].tolist()))]
     if len(handles) > max_listed:
         handles = handles[:max_listed] + [Patch(color="none", label=f"... {len(handles) - max_listed} more")]
     ax.legend(handles=handles, title="sequences, in slot order", loc="upper right", fontsize=7,
@@ -601,6 +681,7 @@ def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
         top = max(top, np.nanmax(np.concatenate([meas, ideal, [1.0]])))
     ax.axhline(1, color="0.5", lw=0.8, label="padded (causal, no mask)")
     ax.set_xticks(x, [s["name"] for s in scen])
+    _note_not_timed(ax, res, [s["name"] for s in scen])
     ax.set_ylim(0, top * 1.45)
     ax.set_ylabel("speed-up over padded (×)")
     ax.legend(fontsize=7, loc="upper left", ncols=4)
@@ -610,6 +691,20 @@ def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
         title = f"{model} on {dev}: measured speed-up (bars; label = measured / ideal), hatched = offline"
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def _note_not_timed(ax, res: dict, names: list, width: int = 150) -> None:
+    """Under the x axis: which methods have no bar, where, and why (``bench.results.not_timed``)."""
+    import textwrap
+
+    from .bench.results import not_timed
+
+    parts = [f"{m} in {'every scenario' if set(where) >= set(names) else ', '.join(where)} ({why})"
+             for (m, why), where in not_timed(res).items()]
+    if parts:
+        note = textwrap.fill("not timed: " + "; ".join(parts), width)
+        ax.annotate(note, (0, 0), xycoords="axes fraction", xytext=(0, -22), textcoords="offset points",
+                    ha="left", va="top", fontsize=7, color="0.25", annotation_clip=False)
 
 
 def bench_ceiling_share(res: dict, ax=None, title=None, figsize=(10, 3.8)):
@@ -843,28 +938,54 @@ def batch_membership(layout, ax=None, arrival_s=None, title=None, figsize=(6, 3.
 
 
 # ---------------------------------------------------------------------- the workshop set
+def _titled(ax, prefix: str):
+    """``ax`` with ``prefix`` before its title (a slide says which sample it shows)."""
+    ax.set_title(f"{prefix}{ax.get_title()}", fontsize=10)
+    return ax
+
+
 def standard_figures() -> dict:
     """``{file name: () -> Axes}``: the figures ``python -m packviz figures`` writes for slides.
 
-    The seed scenario (16 prompts, batches of 8, packs of 8,192) and 256 prompts of the Azure
-    trace (batches of 16), as grids and waste bars; masks and position sawtooths of an
-    8-token pack and of the busiest 8,192-token pack. Drawn lazily, one at a time.
+    Like with like, as in the notebooks: padded batches of B against each window of the same B
+    requests packed on its own (online; never the whole sample at once). The seed scenario (16
+    prompts, B = 8, C = 8,192) and the trace as :mod:`packviz.trace_numbers` defines it (arrival
+    order, windows of 32, C = 8,192): its median window as rows, the whole trace's prefill FLOPs
+    (logits at each prompt's last token: the 28% a dense mask wastes in notebook 01); masks and
+    position_ids of an 8-token pack and of that window's fullest row. Every title names its
+    sample. Drawn lazily, one at a time.
     """
+    from . import trace_numbers
     from .flops import compare
-    from .lengths import azure_conv, seed_scenario
-    from .packing import pack, pad_and_pack
+    from .lengths import seed_scenario
+    from .packing import pack, pack_in_windows
 
-    seed_pad, seed_pack = pad_and_pack(seed_scenario(16, seed=0), 8192, batch_size=8)
-    az_pad, az_pack = pad_and_pack(azure_conv(256, seed=0), 8192, batch_size=16, overlong="truncate")
+    c, b = trace_numbers.PACK_LEN, trace_numbers.BATCH
+    seed = seed_scenario(16, seed=0)
+    seed_pad, seed_pack = pack(seed, 8192, "pad", batch_size=8), pack_in_windows(seed, 8192, 8)
+    table = trace_numbers.window_table()
+    k = int(np.argmin(np.abs(table["padded_utilization"] - np.median(table["padded_utilization"]))))
+    prompts = trace_numbers.trace_prompts()
+    window = prompts[k * b:(k + 1) * b]
+    w_pad, w_pack = pack(window, c, "pad", batch_size=b), pack_in_windows(window, c, b)
+    whole = prompts[: len(table["real_tokens"]) * b]
     tiny = pack([3, 2, 3], 8, "next-fit")
-    big_row = int(np.argmax([len(az_pack.row_lengths(r)) for r in range(az_pack.num_rows)]))
+    big_row = int(np.argmax([len(w_pack.row_lengths(r)) for r in range(w_pack.num_rows)]))
+    where = f"trace window {k} ({b} consecutive requests, the median padded utilisation)"
+    logits = "logits at each prompt's last token"
     return {
-        "batch_grid_seed.png": lambda: padded_vs_packed(seed_pad, seed_pack)[0],
-        "batch_grid_azure.png": lambda: padded_vs_packed(az_pad, az_pack)[0],
+        "batch_grid_seed.png": lambda: window_rows(seed_pad, seed_pack, figsize=(12, 5),
+                                                   title="seed scenario: 16 prompts, batches of 8 (padded, or each batch packed)")[0],
+        "batch_grid_azure.png": lambda: window_rows(w_pad, w_pack, title=where)[0],
         "mask_8_tokens.png": lambda: mask(tiny, 0),
-        "mask_8192_tokens.png": lambda: mask(az_pack, big_row),
+        "mask_8192_tokens.png": lambda: _titled(mask(w_pack, big_row), f"trace window {k}, "),
         "position_ids_8_tokens.png": lambda: position_sawtooth(tiny, 0),
-        "position_ids_8192_tokens.png": lambda: position_sawtooth(az_pack, big_row),
-        "waste_seed_llama-3-8b.png": lambda: waste_bars(compare(seed_pad, seed_pack, "llama-3-8b")),
-        "waste_azure_llama-3-8b.png": lambda: waste_bars(compare(az_pad, az_pack, "llama-3-8b")),
+        "position_ids_8192_tokens.png": lambda: _titled(position_sawtooth(w_pack, big_row), f"trace window {k}: "),
+        "waste_seed_llama-3-8b.png": lambda: waste_bars(
+            compare(seed_pad, seed_pack, "llama-3-8b", lm_head="last"),
+            title=f"Llama-3-8B prefill, seed scenario: 16 prompts, batches of 8\n(padded, or each batch packed; {logits})"),
+        "waste_azure_llama-3-8b.png": lambda: waste_bars(
+            compare(pack(whole, c, "pad", batch_size=b), pack_in_windows(whole, c, b), "llama-3-8b", lm_head="last"),
+            title=f"Llama-3-8B prefill, the whole trace: {len(whole):,} requests in windows of {b}\n"
+                  f"(padded, or each window packed; {logits})"),
     }

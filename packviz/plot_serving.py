@@ -80,9 +80,14 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     ax.set_xlim(0, end)
     ax.set_xlabel("time (s, simulated)")
     ax.set_title(title or r.config.policy, fontsize=10)
-    ax.legend(handles=[Patch(color="#333333", label="prefill"), Patch(color=OKABE_ITO[0], label="decoding (request rN)"),
-                       Patch(facecolor=PAD_COLOR, hatch="///", edgecolor="white", label="slot idle, held")],
-              fontsize=7, loc="lower right", framealpha=0.9)
+    from matplotlib.legend_handler import HandlerTuple
+
+    # outside the slots (it hid idle bars), and one swatch per colour in use: each request has its own
+    shown = tuple(Patch(color=colors[k]) for k in sorted(set(index.tolist()))[:6])
+    ax.legend(handles=[Patch(color="#333333"), shown, Patch(facecolor=PAD_COLOR, hatch="///", edgecolor="white")],
+              labels=["prefill", "decoding (a colour per request, rN)", "slot idle, held"],
+              handler_map={tuple: HandlerTuple(ndivide=None, pad=0)}, fontsize=7, loc="upper left",
+              bbox_to_anchor=(1.005, 1.0), framealpha=0.9)
     return ax
 
 
@@ -196,9 +201,11 @@ def time_split_bars(summaries, ax=None, title="where the time went", labels=None
                         color="white" if key in ("host", "padding", "useful", "below_peak") else "black")
         left += share
     ax.set_yticks(y, names, fontsize=9)
+    ax.set_ylabel("policy", fontsize=9)
+    ax.set_xlabel("share of the run's time", fontsize=8)
     ax.xaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_xlim(0, 1)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=4, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=4, frameon=False)
     ax.set_title(title, fontsize=10)
     return ax
 
@@ -210,6 +217,7 @@ def budget_tradeoff(rows, ax=None, title=None, figsize=(5.5, 3.8)):
     itl = np.array([r["itl_s"]["p99"] for r in rows]) * 1e3
     ttft = np.array([r["ttft_s"]["p99"] for r in rows])
     ax.plot(itl, ttft, "-o", color=POLICY_COLORS["chunked"], markersize=5)
+    ax.margins(x=0.12, y=0.1)                                          # room for the labels of the end points
     for x, yv, r in zip(itl, ttft, rows):
         ax.annotate(f"{r['token_budget']:,}", (x, yv), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel("ITL p99 (ms): the longest gaps in a stream")
@@ -326,11 +334,13 @@ def step_grid(plans, ax=None, n: int | None = None, arrival_steps=None, index=No
     ax.tick_params(axis="x", labelsize=8)
     ax.set_xlabel("step")
     ax.set_title(title or "the scheduler's plan, step by step", fontsize=10)
-    ax.legend(handles=[Patch(color=PREFILL_COLOR, label="prefill (tokens)"),
-                       Patch(color=colors[0], label="decode"),
-                       Patch(facecolor=PAD_COLOR, hatch="///", edgecolor="white", label="idle decode (slot held)"),
-                       Patch(facecolor="white", edgecolor=PREEMPT_COLOR, label="preempted"),
-                       Patch(color=WAITING_COLOR, label="waiting")],
+    from matplotlib.legend_handler import HandlerTuple
+
+    decode = tuple(Patch(color=colors[k]) for k in sorted(set(index.tolist()))[:6])   # a colour per request
+    ax.legend(handles=[Patch(color=PREFILL_COLOR), decode, Patch(facecolor=PAD_COLOR, hatch="///", edgecolor="white"),
+                       Patch(facecolor="white", edgecolor=PREEMPT_COLOR), Patch(color=WAITING_COLOR)],
+              labels=["prefill (tokens)", "decode (its request's colour)", "idle decode (slot held)", "preempted",
+                      "waiting"], handler_map={tuple: HandlerTuple(ndivide=None, pad=0)},
               fontsize=7, loc="upper left", bbox_to_anchor=(1.005, 1.0), framealpha=0.9)
     return ax
 
@@ -491,3 +501,112 @@ def step_time_scatter(points, predicted_s, ax=None, title=None, figsize=(5, 4)):
     ax.legend(fontsize=7)
     ax.set_title(title or "single steps: measured vs predicted", fontsize=10)
     return ax
+
+
+# ---------------------------------------------------------------------- one step of several runs (the player)
+def _frame_state(plans, step: int, r: int, table, done: set) -> tuple[str, str]:
+    """(state, label) of request ``r`` in step ``step`` of a run: what the frame writes beside its bar."""
+    if step >= len(plans):
+        return "done", "done"
+    plan, code = plans[step], int(table.state[r, step])
+    state = timeline.STATES[code]
+    if code == timeline.PREFILL:
+        pieces = [x for x in plan.prefills if x.request == r]
+        pad = sum(x.pad for x in pieces)
+        span = ", ".join(f"[{x.done}:{x.done + x.tokens}]" for x in pieces)
+        return state, f"prefill {span}" + (f" +{pad} pad" if pad else "")
+    if code == timeline.DECODE:
+        return state, "decode, last token" if r in plan.finishing else "decode"
+    if code == timeline.IDLE:
+        return state, "idle decode (slot held)"
+    if code == timeline.NONE:
+        return ("done", "done") if r in done else ("none", "")
+    return state, {"waiting": "waiting", "preempted": "preempted: pages freed"}[state]
+
+
+def _frame_ax(plans, step: int, ax, n: int, page_size: int, colors, index, max_pages: int, label: str):
+    """One run's requests (rows) in one step: a bar of the KV pages each holds after it, coloured by what it does."""
+    from matplotlib.patches import Rectangle
+
+    table = timeline.step_table(plans, n)
+    pages = timeline.pages_held(plans, page_size, n)                    # (N, S)
+    none = np.zeros(n, dtype=np.int64)
+    now = pages[:, step] if step < len(plans) else none
+    before = pages[:, step - 1] if 0 < step <= len(plans) else none       # freed: only in the step after
+    done = {r for p in plans[:step] for r in p.released}
+    faces = {"prefill": (PREFILL_COLOR, None), "idle": (PAD_COLOR, "///"), "waiting": (WAITING_COLOR, None),
+             "preempted": ("white", None), "done": ("white", None), "none": ("white", None)}
+    for r in range(n):
+        state, text = _frame_state(plans, step, r, table, done)
+        face, hatch = (colors[index[r]], None) if state == "decode" else faces[state]
+        bar = Rectangle((0, r - 0.38), now[r], 0.76, facecolor=face, hatch=hatch,
+                        edgecolor=colors[index[r]] if state == "waiting" else "white", linewidth=1.2)
+        bar.set_gid(f"{label}:r{r}:{state}")
+        ax.add_patch(bar)
+        if before[r] > now[r]:                                         # pages freed by this step's start
+            ax.add_patch(Rectangle((now[r], r - 0.38), before[r] - now[r], 0.76, fill=False, linestyle="--",
+                                   edgecolor=PREEMPT_COLOR if state == "preempted" else "#777777", linewidth=1))
+            text = f"{text}, {before[r] - now[r]} freed".lstrip(", ")
+        _frame_label(ax, max(now[r], before[r]) + 0.15 * max_pages / 10, r, text, state)
+    running = sum(int(table.state[r, step]) in (timeline.PREFILL, timeline.DECODE) for r in range(n)) \
+        if step < len(plans) else 0
+    head = (f"{label}, step {step}: {running} running, {int(now.sum())} pages held"
+            if step < len(plans) else f"{label}: all done after {len(plans)} steps")
+    ax.set_title(head, fontsize=9, loc="left")
+    ax.set_xlim(0, max_pages * 1.9)
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_yticks(range(n), [f"r{r}" for r in range(n)], fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+
+
+def _frame_label(ax, x, y, text, state):
+    ax.text(x, y, text, va="center", ha="left", fontsize=7,
+            color=PREEMPT_COLOR if state == "preempted" else "#999999" if state == "done" else "black")
+
+
+def step_frame(runs, step: int, axes=None, page_size: int = 16, n: int | None = None, index=None,
+               max_pages: int | None = None, figsize=(7, 6.4)):
+    """One step of several runs of the same requests, one Axes per run: which requests run, their prefill
+    pieces and decodes, and the KV pages each holds after the step (pages freed since the step before: dashed).
+
+    ``runs``: ``{label: plans}`` (each a run's ``plans``: ``simulate(..., fast_forward=False).plans`` or an
+    engine run's); ``step``: the step shown in every run (a run already finished shows "all done").
+    ``axes``: one Axes per run (default: a new figure, runs stacked); ``index``: a palette index per
+    request (N,), the same in every run; ``max_pages``: the x axis' scale, shared by the frames of a
+    player. Each request's bar carries the gid ``"label:rN:state"`` (state one of
+    :data:`packviz.serving.timeline.STATES`, or ``done``). Returns the list of Axes.
+    """
+    if not runs or not all(runs.values()):
+        raise ValueError("step_frame needs {label: plans} with at least one plan per run: "
+                         "simulate(..., fast_forward=False).plans keeps them")
+    n = max(timeline.num_requests(p) for p in runs.values()) if n is None else int(n)
+    if axes is None:                    # fixed margins: half the render time of a constrained layout (a player redraws)
+        fig = PackvizFigure(figsize=figsize)
+        axes = fig.subplots(len(runs), 1, sharex=True)
+        fig.subplots_adjust(left=0.07, right=0.98, top=0.95, bottom=0.5 / figsize[1] + 0.02, hspace=0.4)
+    axes = list(np.atleast_1d(axes))
+    if len(axes) != len(runs):
+        raise ValueError(f"step_frame draws {len(runs)} runs and got {len(axes)} axes: give one Axes per run")
+    index = np.arange(n) if index is None else np.asarray(index)
+    colors = _request_palette(index)
+    if max_pages is None:
+        max_pages = max(int(timeline.pages_held(p, page_size, n).max(initial=1)) for p in runs.values())
+    for ax, (label, plans) in zip(axes, runs.items()):
+        _frame_ax(plans, int(step), ax, n, page_size, colors, index, max(1, max_pages), label)
+    axes[-1].set_xlabel(f"KV pages held after the step (pages of {page_size} tokens)", fontsize=8)
+    return axes
+
+
+def step_strip(runs, steps, page_size: int = 16, n: int | None = None, index=None, figsize=None):
+    """Frames of :func:`step_frame` side by side, one column per step in ``steps`` and one row per run:
+    the static picture of a step player (what a reader without widgets sees). Returns the figure."""
+    steps = [int(s) for s in steps]
+    if not steps:
+        raise ValueError("step_strip needs at least one step to draw, e.g. steps=[0, 5, 10]")
+    n = max(timeline.num_requests(p) for p in runs.values()) if n is None else int(n)
+    max_pages = max(int(timeline.pages_held(p, page_size, n).max(initial=1)) for p in runs.values())
+    fig = PackvizFigure(figsize=figsize or (3.6 * len(steps), 1.2 + 0.32 * n * len(runs)), layout="constrained")
+    grid = np.atleast_2d(fig.subplots(len(runs), len(steps), sharex=True, squeeze=False))
+    for col, step in enumerate(steps):
+        step_frame(runs, step, axes=grid[:, col], page_size=page_size, n=n, index=index, max_pages=max_pages)
+    return fig

@@ -43,8 +43,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import one_of, positive_int, show
-from .layout import Layout
+from .checks import int_array, items, mapping, one_of, positive_int, show
+from .layout import Layout, as_layout
 from .packing import validate_lengths
 
 REDUCTIONS = ("token", "sequence")
@@ -94,7 +94,7 @@ def accumulation_weights(targets_per_micro_batch, normalize: str = "step") -> np
     ``"micro_batch"``: 1 / (K · n_k): each micro-batch's own mean, divided by K.
     """
     one_of("normalize", normalize, NORMALIZATIONS)
-    n = validate_lengths(targets_per_micro_batch).astype(np.float64)
+    n = int_array("targets_per_micro_batch", targets_per_micro_batch).astype(np.float64)
     if normalize == "step":
         return np.full(len(n), 1.0 / n.sum())
     return 1.0 / (len(n) * n)
@@ -108,7 +108,7 @@ def scale_lengths(lengths, divisor: int, minimum: int = 2) -> np.ndarray:
     """
     n = validate_lengths(lengths)
     divisor = positive_int("divisor", divisor)
-    minimum = positive_int("minimum", minimum)
+    minimum = positive_int("minimum", minimum, maximum=2**63 - 1)
     return np.maximum(minimum, np.rint(n / divisor).astype(np.int64))
 
 
@@ -121,9 +121,10 @@ def step_tokens(layout: Layout, rows_per_step: int | None = None) -> dict:
     one per segment), ``sequences`` (segments), ``slots`` (real + pad: what the step
     computes). The last step may hold fewer rows.
     """
+    layout = as_layout("layout", layout)
     if rows_per_step is None:
         rows_per_step = layout.batch_size if layout.kind == "padded" and layout.batch_size else 1
-    rows_per_step = positive_int("rows_per_step", rows_per_step)
+    rows_per_step = min(positive_int("rows_per_step", rows_per_step), max(layout.num_rows, 1))  # more: one step
     first = np.arange(0, layout.num_rows, rows_per_step)
     segs = np.bincount(layout.seg_row, minlength=layout.num_rows)
     tokens = np.add.reduceat(layout.row_real_tokens(), first)
@@ -158,14 +159,19 @@ def step_table(layouts: dict, rows_per_step: dict | None = None) -> list[dict]:
     share of an update is lr / tokens; it swings by this factor between a fullish and an
     emptyish step).
     """
-    rows_per_step = rows_per_step or {}
+    layouts = mapping("layouts", layouts, what="a dict {label: Layout}")
+    rows_per_step = {} if rows_per_step is None else mapping("rows_per_step", rows_per_step, what="a dict {label: rows}")
     out = []
     for label, lay in layouts.items():
+        lay = as_layout(f"layouts[{label!r}]", lay)
+        if not lay.real_tokens:
+            raise ValueError(f"layouts[{label!r}] holds no tokens: there is no step to count; pack some lengths")
         st = step_tokens(lay, rows_per_step.get(label))
         tok = spread(st["tokens"])
+        swing = tok["p95"] / tok["p5"] if tok["p5"] else float("inf")  # some steps hold no token at all
         out.append({"label": label, "steps": int(len(st["tokens"])), "tokens": tok,
                     "sequences": spread(st["sequences"]), "utilization": lay.utilization,
-                    "per_token_lr_swing": tok["p95"] / tok["p5"]})
+                    "per_token_lr_swing": swing})
     return out
 
 
@@ -173,6 +179,8 @@ def format_step_table(rows: list[dict]) -> str:
     """:func:`step_table` as aligned text."""
     head = (f"{'layout':<26}{'steps':>7}{'tokens/step':>13}{'std':>8}{'CV':>7}{'p5':>8}{'p95':>8}"
             f"{'seqs/step':>11}{'util.':>7}{'lr swing':>10}")
+    keys = ("label", "steps", "tokens", "sequences", "utilization", "per_token_lr_swing")
+    rows = [mapping(f"rows[{i}]", r, keys, "a row of step_table()") for i, r in enumerate(items("rows", rows, "step_table()'s list"))]
     lines = [head]
     for r in rows:
         t, s = r["tokens"], r["sequences"]

@@ -2,7 +2,7 @@
 
 numpy only. The package ships the **Azure LLM inference trace 2023, conversation service**
 (19,366 requests over 58 minutes; CC BY 4.0, Patel et al., "Splitwise", ISCA 2024; see
-``packviz/data/README.md``), gzip-compressed and otherwise unchanged. :func:`azure_conv`
+``data/README.md``), gzip-compressed and otherwise unchanged. :func:`azure_conv`
 loads it; :func:`read_trace` reads any file in the same CSV format::
 
     TIMESTAMP,ContextTokens,GeneratedTokens
@@ -33,21 +33,22 @@ from __future__ import annotations
 import csv
 import functools
 import gzip
-import importlib.resources
 import io
 import pathlib
+import re
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from .checks import is_integer, nonnegative_int, positive_int, show
+from .datafiles import DATA_DIR
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 """The Azure trace format's columns: arrival time, prompt tokens, generated tokens."""
 
 AZURE_CONV_FILE = "azure_llm_inference_2023_conv.csv.gz"
-"""The shipped trace, under ``packviz/data/`` (read with :mod:`importlib.resources`)."""
+"""The shipped trace, in the data folder (:data:`packviz.datafiles.DATA_DIR`: top-level ``data/``, in a wheel ``packviz/data/``)."""
 
 MAX_RESAMPLE = 10**9
 """The most requests :meth:`Trace.resample` draws (24 GB of arrays; more is a typo, not a sample)."""
@@ -67,12 +68,16 @@ class Trace:
         G: the tokens each request generated, >= 1 (one from prefill, G - 1 decode steps).
     name : str
         Where the requests came from (a file, a window of it, a resample).
+    timestamps : str
+        How a file's TIMESTAMP column was read (one of :data:`TIMESTAMP_FORMS`); ``""`` for a
+        trace built in code.
     """
 
     arrival_s: np.ndarray
     prompt_tokens: np.ndarray
     generated_tokens: np.ndarray
     name: str = "trace"
+    timestamps: str = ""
 
     def __post_init__(self) -> None:
         a = np.asarray(self.arrival_s, dtype=np.float64)
@@ -83,10 +88,9 @@ class Trace:
                              f"got shapes {a.shape}, {p.shape}, {g.shape}")
         if len(a) == 0:
             raise ValueError("a trace needs at least one request")
-        for label, x in (("prompt_tokens", p), ("generated_tokens", g)):
-            if x.dtype.kind not in "iu" or (x < 1).any():
-                i = int(np.flatnonzero(~(x >= 1))[0]) if x.dtype.kind in "iuf" else 0
-                raise ValueError(f"{label}[{i}] is {show(x[i])}: token counts must be integers >= 1")
+        from .checks import int_array  # floats (also 3.0), bools, < 1 and > 2**63 - 1 refused by index
+
+        p, g = int_array("prompt_tokens", p), int_array("generated_tokens", g)
         if not np.isfinite(a).all() or (np.diff(a) < 0).any():
             raise ValueError("arrival_s must be finite and non-decreasing (requests in arrival order)")
         object.__setattr__(self, "arrival_s", a)
@@ -122,7 +126,7 @@ class Trace:
                              f"{len(self)}; use 0 .. {len(self) - n}")
         sl = slice(start, start + n)
         return Trace(self.arrival_s[sl] - self.arrival_s[start], self.prompt_tokens[sl],
-                     self.generated_tokens[sl], name=f"{self.name}[{start}:{start + n}]")
+                     self.generated_tokens[sl], name=f"{self.name}[{start}:{start + n}]", timestamps=self.timestamps)
 
     def resample(self, n: int, seed: int = 0) -> "Trace":
         """``n`` synthetic requests: (P, G) pairs drawn with replacement, Poisson arrivals at :attr:`rate_per_s`."""
@@ -141,7 +145,7 @@ class Trace:
 
         rate_scale = positive_float("rate_scale", rate_scale)
         return Trace(self.arrival_s / rate_scale, self.prompt_tokens, self.generated_tokens,
-                     name=f"{self.name} x{rate_scale:g} rate")
+                     name=f"{self.name} x{rate_scale:g} rate", timestamps=self.timestamps)
 
     def summary(self) -> dict:
         """Counts and percentiles (JSON-ready)."""
@@ -226,15 +230,22 @@ def parse_trace(text: str, name: str = "trace") -> Trace:
         lines.append(line)
     if not stamps:
         raise ValueError(f"{name}: a header but no requests")
-    arrival = _arrival_seconds(name, stamps, lines)
-    return Trace(arrival, np.array(prompt, dtype=np.int64), np.array(gen, dtype=np.int64), name=name)
+    for s, line in zip(stamps, lines):
+        if not s:
+            raise ValueError(f"{name}, line {line}: an empty TIMESTAMP")
+    arrival, form = _arrival_seconds(name, stamps, lines)
+    return Trace(arrival, np.array(prompt, dtype=np.int64), np.array(gen, dtype=np.int64), name=name,
+                 timestamps=form)
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 
 
 def _token_count(name: str, line: int, column: str, text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise ValueError(f"{name}, line {line}: {column} is {text!r}, not an integer") from None
+    """A token count written in ASCII digits (``int()`` alone would take ``1_000`` and other scripts' digits)."""
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"{name}, line {line}: {column} is {text!r}, not an integer (ASCII digits, e.g. 374)")
+    v = int(text)
     if v < 1:
         raise ValueError(f"{name}, line {line}: {column} is {v}; a token count must be >= 1")
     if v > 2**62:
@@ -242,27 +253,91 @@ def _token_count(name: str, line: int, column: str, text: str) -> int:
     return v
 
 
-def _arrival_seconds(name: str, stamps: list[str], lines: list[int]) -> np.ndarray:
-    """Seconds since the first timestamp, shape (N,); errors name the line of a bad or earlier stamp."""
+TIMESTAMP_FORMS = ("ISO 8601", "ISO 8601 with UTC offsets", "epoch seconds")
+"""How a trace's TIMESTAMP column can be written (:attr:`Trace.timestamps` says which was read): ISO 8601
+without a zone (one clock for every line), ISO 8601 with a zone on every line (``Z``, ``+01:00``:
+compared in UTC), or seconds since 1970 (``1700154946.68``; a plain number is always read as
+seconds, never as a year). Only differences are used, so any year from 0000 to 9999 works."""
+
+_EPOCH = re.compile(r"([+-]?)([0-9]+)(?:\.([0-9]*))?", re.ASCII)
+_ISO = re.compile(r"([0-9]{4}-[0-9]{2}-[0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]+))?)?)?"
+                  r"\s*(?:([Zz])|([+-])([0-9]{2})(?::?([0-9]{2}))?)?", re.ASCII)
+_NS = 10**9
+
+
+def _stamp_error(name: str, line: int, stamp: str, why: str) -> ValueError:
+    return ValueError(f"{name}, line {line}: TIMESTAMP {stamp!r} {why}")
+
+
+def _epoch_ns(match) -> int:
+    """Nanoseconds since 1970 of an epoch-seconds match (exact: Python integers)."""
+    sign, whole, frac = match.groups()
+    ns = int(whole) * _NS + int((frac or "")[:9].ljust(9, "0"))
+    return -ns if sign == "-" else ns
+
+
+def _iso_parts(name: str, stamps: list[str], lines: list[int]) -> tuple[list, bool]:
+    """The ISO 8601 matches of every stamp and whether they carry a zone; errors name the line."""
+    matches = [_ISO.fullmatch(s) for s in stamps]
+    for m, s, line in zip(matches, stamps, lines):
+        if m is None:
+            why = ("is epoch seconds, but other lines are ISO 8601 dates: write every TIMESTAMP one way"
+                   if _EPOCH.fullmatch(s) else "is not a date and time (expected ISO 8601, e.g. "
+                   "2023-11-16 18:15:46.6805900, optionally with Z or +01:00, or epoch seconds, e.g. 1700154946.68)")
+            raise _stamp_error(name, line, s, why)
+    zoned = [m.group(6) is not None or m.group(7) is not None for m in matches]
+    for z, s, line in zip(zoned, stamps, lines):
+        if z != zoned[0]:
+            raise _stamp_error(name, line, s, f"{'has' if z else 'has no'} time zone, but line {lines[0]} "
+                               f"{'has none' if z else 'has one'}: give every TIMESTAMP a zone (Z, +01:00) or none")
+    return matches, zoned[0]
+
+
+def _iso_ns(name: str, stamps: list[str], lines: list[int]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(whole seconds since 1970 (N,) int64, nanoseconds within the second (N,) int64, zoned) of ISO stamps."""
+    matches, zoned = _iso_parts(name, stamps, lines)
+    whole = [f"{m.group(1)}T{m.group(2) or '00'}:{m.group(3) or '00'}:{m.group(4) or '00'}" for m in matches]
     try:
-        t = np.array(stamps, dtype="datetime64[ns]")
+        sec = np.array(whole, dtype="datetime64[s]").astype(np.int64)
     except ValueError:
-        for s, line in zip(stamps, lines):
+        for w, s, line in zip(whole, stamps, lines):
             try:
-                np.datetime64(s, "ns")
+                np.datetime64(w, "s")
             except ValueError:
-                raise ValueError(f"{name}, line {line}: TIMESTAMP {s!r} is not a date and time "
-                                 "(expected e.g. 2023-11-16 18:15:46.6805900)") from None
+                raise _stamp_error(name, line, s, "is not a valid date and time (a month, day, hour, "
+                                   "minute or second out of range)") from None
         raise
-    if np.isnat(t).any():
-        line = lines[int(np.flatnonzero(np.isnat(t))[0])]
-        raise ValueError(f"{name}, line {line}: an empty TIMESTAMP")
-    back = np.flatnonzero(np.diff(t) < np.timedelta64(0, "ns"))
-    if back.size:
-        i = int(back[0]) + 1
-        raise ValueError(f"{name}, line {lines[i]}: TIMESTAMP {stamps[i]} is earlier than the line before; "
+    offset = [0 if m.group(7) is None else (1 if m.group(7) == "+" else -1)
+              * (int(m.group(8)) * 3600 + int(m.group(9) or 0) * 60) for m in matches]
+    frac = [int((m.group(5) or "")[:9].ljust(9, "0")) for m in matches]
+    return sec - np.array(offset, dtype=np.int64), np.array(frac, dtype=np.int64), zoned
+
+
+def _arrival_seconds(name: str, stamps: list[str], lines: list[int]) -> tuple[np.ndarray, str]:
+    """(seconds since the first timestamp (N,), the form read: one of :data:`TIMESTAMP_FORMS`);
+    errors name the line of a bad or earlier stamp."""
+    epoch = [_EPOCH.fullmatch(s) for s in stamps]
+    if all(epoch):
+        ns = [_epoch_ns(m) for m in epoch]
+        rel = [(x - ns[0]) / _NS for x in ns]
+        back = next((i for i in range(1, len(ns)) if ns[i] < ns[i - 1]), None)
+        form = TIMESTAMP_FORMS[2]
+    else:
+        sec, frac, zoned = _iso_ns(name, stamps, lines)
+        d_sec = sec - sec[0]
+        if np.abs(d_sec).max() < 9 * _NS:           # nanoseconds fit int64: exact to the nanosecond
+            d_ns = d_sec * _NS + (frac - frac[0])
+            rel = d_ns / 1e9
+        else:                                       # centuries apart: seconds as floats
+            d_ns = d_sec + (frac - frac[0]) / 1e9
+            rel = d_ns.astype(np.float64)
+        bad = np.flatnonzero(np.diff(d_ns) < 0)
+        back = int(bad[0]) + 1 if bad.size else None
+        form = TIMESTAMP_FORMS[1] if zoned else TIMESTAMP_FORMS[0]
+    if back is not None:
+        raise ValueError(f"{name}, line {lines[back]}: TIMESTAMP {stamps[back]} is earlier than the line before; "
                          "the requests must be in arrival order (sort the file by TIMESTAMP)")
-    return (t - t[0]).astype(np.int64) / 1e9
+    return np.asarray(rel, dtype=np.float64), form
 
 
 def read_trace(path) -> Trace:
@@ -274,7 +349,7 @@ def read_trace(path) -> Trace:
 @functools.lru_cache(maxsize=1)
 def azure_conv() -> Trace:
     """The shipped Azure LLM inference trace 2023 (conversation): 19,366 requests in arrival order."""
-    resource = importlib.resources.files("packviz") / "data" / AZURE_CONV_FILE
+    resource = DATA_DIR / AZURE_CONV_FILE
     text = gzip.decompress(resource.read_bytes()).decode("utf-8-sig")
     return parse_trace(text, name="azure-conv-2023")
 

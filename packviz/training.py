@@ -44,10 +44,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .model_extra import require_model_extra
+
+require_model_extra("packviz.training")  # before torch: without it, one line naming packviz[model]
 import torch
 
 from . import model as M
-from .checks import nonnegative_int, one_of, positive_int
+from .checks import (flag, instance_of, int_in_range, items, mapping, nonnegative_int, one_of, positive_float,
+                     positive_int)
+from .layout import as_layout
 from .packing import validate_lengths
 from .steps import NORMALIZATIONS
 
@@ -102,8 +107,8 @@ def random_sequences(lengths, vocab: int, seed: int = 0) -> list[list[int]]:
     [3, 5]
     """
     lengths = validate_lengths(lengths)
-    vocab = positive_int("vocab", vocab)
-    g = torch.Generator().manual_seed(nonnegative_int("seed", seed))
+    vocab = positive_int("vocab", vocab, maximum=2**63 - 1)
+    g = torch.Generator().manual_seed(int_in_range("seed", seed, 0, 2**63 - 1))
     return [torch.randint(0, vocab, (int(n),), generator=g).tolist() for n in lengths]
 
 
@@ -140,6 +145,7 @@ def packed_rows_batch(packs, pad_id: int = 0, device=None) -> dict:
     * No ``cu_seq_lens_*`` keys: for R > 1 they would have to describe the flattened (R·W)
       stream. The flash-attention path needs them (or one row); SDPA/eager/flex do not.
     """
+    packs = items("packs", packs, "a list of packs, each a list of token-id lists")
     rows = [M.packed_batch(p, pad_id=pad_id, device=device) for p in packs]
     if not rows:
         raise ValueError("packs is empty: give at least one pack (a list of sequences)")
@@ -153,13 +159,17 @@ def packs_of(layout, sequences) -> list[list[list[int]]]:
 
     ``sequences[i]`` are the token ids of the layout's sequence i (lengths must match).
     """
+    layout = as_layout("layout", layout)
+    sequences = items("sequences", sequences, "a list of token-id lists, one per sequence of the layout")
+    if len(sequences) < layout.num_sequences:
+        raise ValueError(f"sequences has {len(sequences)} entries, the layout {layout.num_sequences} sequences; give one token list per sequence")
     if layout.kind != "packed":
         raise ValueError(f"packs_of needs a packed layout, got a {layout.kind!r} one; pack with next-fit, ffd or bfd")
     out = []
     for r in range(layout.num_rows):
         row = []
         for s, _, n in layout.row_segments(r).tolist():
-            if len(sequences[s]) != n:
+            if len(items(f"sequences[{s}]", sequences[s], "a list of token ids")) != n:
                 raise ValueError(f"sequence {s} has {len(sequences[s])} tokens, the layout places {n}; "
                                  "pack the lengths of these sequences (no truncate or split)")
             row.append(list(sequences[s]))
@@ -175,6 +185,7 @@ def shifted_targets(labels: torch.Tensor) -> torch.Tensor:
     >>> shifted_targets(torch.tensor([[-100, 11, 12, -100, 21]])).tolist()
     [[11, 12, -100, 21, -100]]
     """
+    M.check_tensor("labels", labels)
     return torch.nn.functional.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:]
 
 
@@ -189,16 +200,19 @@ def count_targets(labels: torch.Tensor) -> int:
       which is never a target: the padded count exceeds the packed one by one per sequence
       (the Trainer counts after the shift for causal LMs).
     """
+    M.check_tensor("labels", labels)
     return int((labels[..., 1:] != IGNORE_INDEX).sum())
 
 
 def unmasked_labels(batch: dict) -> torch.Tensor:
     """The boundary bug: ``labels = input_ids`` for a packed batch, (R, W) (nothing masked)."""
+    M.check_batch(batch, ("input_ids",), "a batch of packviz.model.packed_batch or training.padded_train_batch")
     return batch["input_ids"].clone()
 
 
 def only_sequence_labels(batch: dict, index: int) -> torch.Tensor:
     """Labels (1, T) of a one-row packed batch with every target but sequence ``index``'s masked."""
+    M.check_batch(batch, ("labels", "cu_seq_lens_q"), "a batch of packviz.model.packed_batch")
     cu = batch["cu_seq_lens_q"].tolist()
     if not 0 <= nonnegative_int("index", index) < len(cu) - 1:
         raise ValueError(f"sequence index {index} out of range: the pack holds {len(cu) - 1} sequences "
@@ -210,6 +224,14 @@ def only_sequence_labels(batch: dict, index: int) -> torch.Tensor:
 
 def perturbed(sequences, keep: int, vocab: int) -> list[list[int]]:
     """A copy of ``sequences`` with every token of every sequence except ``keep`` changed (same lengths)."""
+    sequences = [items(f"sequences[{i}]", s, "a list of token ids")
+                 for i, s in enumerate(items("sequences", sequences, "a list of token-id lists"))]
+    if not sequences:
+        raise ValueError("sequences is empty: give at least two sequences (one kept, others changed)")
+    keep = int_in_range("keep (the sequence left unchanged)", keep, 0, len(sequences) - 1)
+    vocab = positive_int("vocab", vocab)
+    if vocab < 2:
+        raise ValueError(f"vocab={vocab}: need at least 2 token ids to change one")
     return [list(s) if i == keep else [(t + 1 + j) % vocab for j, t in enumerate(s)]
             for i, s in enumerate(sequences)]
 
@@ -233,6 +255,9 @@ def model_inputs(batch: dict, labels: torch.Tensor | None = None) -> dict:
     * Never pass the tokenizer's all-ones ``attention_mask`` with a packed row
       (``isolation:stray_attention_mask``).
     """
+    M.check_batch(batch, ("input_ids",) + (("labels",) if labels is None else ()), "a batch of packviz.model.packed_batch or training.padded_train_batch")
+    if labels is not None:
+        M.check_tensor("labels", labels)
     keys = ("input_ids", "position_ids", "attention_mask", "cu_seq_lens_q", "cu_seq_lens_k",
             "max_length_q", "max_length_k")
     kw = {k: batch[k] for k in keys if k in batch}
@@ -268,8 +293,14 @@ def train_step(model, micro_batches, normalize: str = "step") -> Step:
       with few targets count more (:func:`packviz.steps.accumulation_weights`). Packed
       rows hold different numbers of sequences, hence of targets, even when full.
     """
+    M.check_model(model)
     one_of("normalize", normalize, NORMALIZATIONS)
-    micro = [micro_batches] if isinstance(micro_batches, dict) else list(micro_batches)
+    micro = [micro_batches] if isinstance(micro_batches, dict) else items("micro_batches", micro_batches,
+                                                                        "a batch dict or a list of them")
+    if not micro:
+        raise ValueError("micro_batches is empty: give at least one batch")
+    for i, b in enumerate(micro):
+        M.check_batch(b, ("input_ids", "labels"), "a batch of packviz.model.packed_batch", f"micro_batches[{i}]")
     total = sum(count_targets(b["labels"]) for b in micro)
     if total == 0:
         raise ValueError(f"the step's {len(micro)} micro-batches hold no target (every label after the shift "
@@ -295,6 +326,7 @@ def target_sequence_ids(batch: dict) -> torch.Tensor:
     Packed rows (``position_ids`` present): a new sequence at every position 0. Padded
     rows: one sequence per row.
     """
+    M.check_batch(batch, ("input_ids",), "a batch of packviz.model.packed_batch or training.padded_train_batch")
     if "position_ids" not in batch:
         b, width = batch["input_ids"].shape
         return torch.arange(b, device=batch["input_ids"].device)[:, None].expand(b, width)
@@ -316,6 +348,8 @@ def sequence_mean_step(model, batch: dict) -> Step:
       of 50 tokens like one of 4,000 (:func:`packviz.steps.token_weights`). With equal
       lengths the two coincide, which is why a test with equal lengths cannot catch it.
     """
+    M.check_model(model)
+    M.check_batch(batch, ("input_ids", "labels"), "a batch of packviz.model.packed_batch or training.padded_train_batch")
     def run():
         kw = model_inputs(batch)
         labels = kw.pop("labels")
@@ -340,6 +374,10 @@ def trap_step(model, batch: dict, trap: str | None = None, labels: torch.Tensor 
     ``trap``: one of :data:`packviz.model.TRAPS` (its forward kwargs, plus the labels).
     ``labels`` (1, T): default the batch's own.
     """
+    M.check_model(model)
+    M.check_batch(batch, ("input_ids", "labels"), "a batch of packviz.model.packed_batch or training.padded_train_batch")
+    if trap is not None:
+        one_of("trap", trap, M.TRAPS)
     labels = batch["labels"] if labels is None else labels
 
     def run():
@@ -359,6 +397,10 @@ def grad_rel_diffs(grads: dict, ref: dict) -> dict:
     embedding rows of absent tokens) cannot blow the ratio up, and every tensor -- the
     tiny norm weights as much as the lm_head -- is checked at its own scale.
     """
+    grads, ref = mapping("grads", grads, what="a dict {parameter: gradient}"), mapping("ref", ref, what="a dict {parameter: gradient}")
+    missing = [name for name in ref if name not in grads]
+    if missing:
+        raise ValueError(f"grads has no {missing[0]!r}, which ref holds: compare the gradients of one model")
     out = {}
     for name, g in ref.items():
         scale = float(g.abs().max())
@@ -373,6 +415,7 @@ def compare_steps(step: Step, ref: Step) -> dict:
     Keys: ``loss_rel_diff``, ``grad_rel_diff`` (max over parameters of :func:`grad_rel_diffs`),
     ``worst_param``, ``targets`` and ``ref_targets``.
     """
+    instance_of("step", step, Step, "a Step (train_step gives one)"), instance_of("ref", ref, Step, "a Step (train_step gives one)")
     diffs = grad_rel_diffs(step.grads, ref.grads)
     worst = max(diffs, key=diffs.get)
     loss_rel = abs(step.loss - ref.loss) / abs(ref.loss) if ref.loss else abs(step.loss)
@@ -383,6 +426,7 @@ def compare_steps(step: Step, ref: Step) -> dict:
 # ---------------------------------------------------------------------- the proofs
 def prove_one_pack(model, sequences) -> dict:
     """One packed row vs the padded per-sequence batch: :func:`compare_steps` (both token means)."""
+    M.check_model(model)
     device = next(model.parameters()).device
     packed = train_step(model, M.packed_batch(sequences, device=device))
     padded = train_step(model, padded_train_batch(sequences, device=device))
@@ -391,6 +435,8 @@ def prove_one_pack(model, sequences) -> dict:
 
 def prove_packs(model, packs) -> dict:
     """Several packed rows in one forward ((R, W), :func:`packed_rows_batch`) vs the same sequences padded."""
+    packs = items("packs", packs, "a list of packs, each a list of token-id lists")
+    M.check_model(model)
     device = next(model.parameters()).device
     packed = train_step(model, packed_rows_batch(packs, device=device))
     padded = train_step(model, padded_train_batch([s for p in packs for s in p], device=device))
@@ -403,6 +449,8 @@ def prove_accumulation(model, micro_packs, normalize: str = "step") -> dict:
     ``normalize="step"`` (``num_items_in_batch``) is the proof; ``"micro_batch"`` is the
     failure mode, measured the same way.
     """
+    micro_packs = items("micro_packs", micro_packs, "a list of packs, each a list of token-id lists")
+    M.check_model(model)
     device = next(model.parameters()).device
     micro = [M.packed_batch(p, device=device) for p in micro_packs]
     accumulated = train_step(model, micro, normalize)
@@ -413,6 +461,7 @@ def prove_accumulation(model, micro_packs, normalize: str = "step") -> dict:
 # ---------------------------------------------------------------------- the failure modes
 def sequence_mean_failure(model, sequences) -> dict:
     """The per-sequence mean of the padded batch vs the packed step's token mean."""
+    M.check_model(model)
     device = next(model.parameters()).device
     per_sequence = sequence_mean_step(model, padded_train_batch(sequences, device=device))
     packed = train_step(model, M.packed_batch(sequences, device=device))
@@ -421,6 +470,7 @@ def sequence_mean_failure(model, sequences) -> dict:
 
 def boundary_label_failure(model, sequences) -> dict:
     """A packed step with ``labels = input_ids`` vs the correct one (N - 1 extra targets)."""
+    M.check_model(model)
     device = next(model.parameters()).device
     batch = M.packed_batch(sequences, device=device)
     wrong = train_step(model, {**batch, "labels": unmasked_labels(batch)})
@@ -434,6 +484,9 @@ def isolation_failure(model, sequences, victim: int, trap: str | None = None) ->
     in one packed row, run correctly (``trap=None``: the gradient does not move at all) or
     the broken way ``trap``. Neighbours *before* the victim are the ones that can leak in.
     """
+    M.check_model(model)
+    sequences = items("sequences", sequences, "a list of token-id lists")
+    victim = int_in_range("victim (a sequence index)", victim, 0, max(len(sequences) - 1, 0))
     device = next(model.parameters()).device
     vocab = model.config.vocab_size
     steps = []
@@ -445,6 +498,8 @@ def isolation_failure(model, sequences, victim: int, trap: str | None = None) ->
 
 def failure_table(model, sequences, micro_packs, victim: int) -> list[dict]:
     """Every failure mode of :data:`FAILURES` measured: one dict each (``name`` + :func:`compare_steps`)."""
+    M.check_model(model)
+    micro_packs = items("micro_packs", micro_packs, "a list of packs, each a list of token-id lists")
     rows = [("sequence_mean", sequence_mean_failure(model, sequences)),
             ("micro_batch_normalization", prove_accumulation(model, micro_packs, "micro_batch")),
             ("unmasked_boundary_labels", boundary_label_failure(model, sequences))]
@@ -460,6 +515,11 @@ def format_comparisons(rows: list[dict], tol: float = PROOF_TOLERANCE, mark_exac
     ``mark_exact``: print a difference of exactly 0 as ``0 (exact)`` -- only where zero is
     guaranteed (isolation: masked pairs contribute exact zeros), not where it is luck of rounding.
     """
+    keys = ("name", "loss_rel_diff", "grad_rel_diff", "worst_param")
+    rows = [mapping(f"rows[{i}]", r, keys, "a dict of compare_steps() with a name") for i, r in enumerate(items("rows", rows, "a list of dicts"))]
+    if not rows:
+        raise ValueError("rows is empty: give at least one comparison")
+    tol, mark_exact = positive_float("tol", tol), flag("mark_exact", mark_exact)
     def show(x: float) -> str:
         if x == 0 and mark_exact:
             return "0 (exact)"

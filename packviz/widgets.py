@@ -27,9 +27,11 @@ Every control carries a CSS class ``packviz-<name>`` and a fixed description.
 
 from __future__ import annotations
 
+import base64
 import html
 
 import ipywidgets as widgets
+import numpy as np
 from matplotlib.gridspec import GridSpec
 
 from . import plot
@@ -37,7 +39,7 @@ from .checks import int_in_range, nonnegative_int, one_of
 from .flops import causal_pairs, compare
 from .shapes import MODELS
 from .lengths import SOURCES
-from .packing import PACKED, PADDED, pack, pad_and_pack
+from .packing import PACKED, PADDED, pack, pack_in_windows, pad_and_pack
 
 PACKING = PACKED
 """The strategy dropdown's choices (:data:`packviz.packing.PACKED`)."""
@@ -59,18 +61,31 @@ def make_lengths(source: str, n: int, seed: int = 0):
 
 def explore(source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack_len: int = 4096,
             strategy: str = "bfd", seed: int = 0, padding: str = "pad", overlong: str = "truncate",
-            model: str = "llama-3-8b", lm_head: str = "all") -> dict:
-    """Lay ``n`` lengths out padded (``padding`` in batches of ``batch_size``) and packed (``strategy``, C = ``pack_len``).
+            model: str = "llama-3-8b", lm_head: str = "last") -> dict:
+    """Lay ``n`` lengths out padded and packed in the same windows of B = ``batch_size`` (like with like).
 
-    ``pack_len`` is also the padded side's context: both sides apply ``overlong`` the same way,
-    so they hold the same tokens. Returns ``{"lengths", "padded", "packed", "flops", "numbers"}``;
-    ``numbers`` is a flat dict of plain floats/ints (rounded nowhere).
+    *Padded*: batches of B (``padding``), each row as wide as its batch's longest. *Packed*: each
+    window of the same B consecutive lengths packed on its own into rows of C = ``pack_len``
+    (``strategy``; :func:`packviz.packing.pack_in_windows`): what a server holding B requests can
+    do. *Offline*: all ``n`` packed at once (what a training pipeline can do), reported beside
+    the online numbers, never instead of them. ``pack_len`` is also the padded side's context:
+    all three apply ``overlong`` alike, so they hold the same tokens. FLOPs: ``model``'s prefill,
+    logits at each prompt's last token by default (``lm_head="last"``, what a server computes).
+
+    Returns ``{"lengths" (n,), "padded", "packed", "offline", "flops", "numbers"}``; ``numbers``
+    is a flat dict of plain floats/ints (rounded nowhere).
     """
     lengths = make_lengths(source, n, seed)
-    padded, packed = pad_and_pack(lengths, pack_len, batch_size, strategy, padding, overlong)
+    padded, offline = pad_and_pack(lengths, pack_len, batch_size, strategy, padding, overlong)
+    packed = pack_in_windows(lengths, pack_len, batch_size, strategy, overlong=overlong)
     fl = compare(padded, packed, model, lm_head=lm_head)
     numbers = {
         "sequences": int(len(lengths)),
+        "batch_size": int(batch_size),
+        "pack_len": int(pack_len),
+        "padding": padding,
+        "strategy": strategy,
+        "lm_head": lm_head,
         "real_tokens": packed.real_tokens,
         "dropped_tokens": packed.dropped_tokens,
         "padded_rows": padded.num_rows,
@@ -78,8 +93,10 @@ def explore(source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack
         "padded_utilization": padded.utilization,
         "packed_rows": packed.num_rows,
         "packed_slots": packed.slots,
-        "lower_bound_rows": packed.lower_bound_rows,
+        "lower_bound_rows": window_lower_bound(packed, batch_size),
         "packed_utilization": packed.utilization,
+        "offline_rows": offline.num_rows,
+        "offline_utilization": offline.utilization,
         "useful_tflops": fl["useful"].total / 1e12,
         "padded_tflops": fl["padded"].total / 1e12,
         "dense_tflops": fl["dense"].total / 1e12,
@@ -90,19 +107,41 @@ def explore(source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack
         "dense_speedup": fl["speedup"]["dense"],
         "varlen_speedup": fl["speedup"]["varlen"],
     }
-    return {"lengths": lengths, "padded": padded, "packed": packed, "flops": fl, "numbers": numbers}
+    return {"lengths": lengths, "padded": padded, "packed": packed, "offline": offline, "flops": fl,
+            "numbers": numbers}
+
+
+def window_lower_bound(layout, batch_size: int) -> int:
+    """The fewest rows of C that a layout packed per window of B can have: the sum over windows of
+    ``ceil(window's tokens / C)`` (:attr:`Layout.lower_bound_rows` is the bound of packing all at once).
+
+    >>> window_lower_bound(pack_in_windows([3, 5, 2, 4, 1], pack_len=6, batch_size=2), 2)   # 8, 6, 1 tokens
+    4
+    """
+    window = layout.seg_seq // batch_size
+    tokens = np.bincount(window, weights=layout.seg_length, minlength=int(window.max(initial=-1)) + 1)
+    return int(np.ceil(tokens / layout.capacity).sum())
+
+
+def _padding_label(n: dict) -> str:
+    if n["padding"] == "sorted":  # sorting needs all n in hand: say so
+        return f"padded, sorted over all {n['sequences']:,} then in batches of {n['batch_size']} (offline)"
+    return f"padded, batches of {n['batch_size']} in arrival order (online)"
 
 
 def numbers_html(numbers: dict, model: str = "") -> str:
     """An HTML table of :func:`explore`'s numbers (what the explorer shows under the grids)."""
     n = numbers
+    logits = "each prompt's last token" if n.get("lm_head", "last") == "last" else "every token"
     rows = [
         ("sequences / real tokens", f"{n['sequences']:,} / {n['real_tokens']:,}"
          + (f" ({n['dropped_tokens']:,} truncated)" if n.get("dropped_tokens") else "")),
-        ("padded: rows, utilisation", f"{n['padded_rows']:,} rows, {n['padded_utilization']:.1%}"),
-        ("packed: rows (lower bound), utilisation",
+        (f"{_padding_label(n)}: rows, utilisation", f"{n['padded_rows']:,} rows, {n['padded_utilization']:.1%}"),
+        (f"packed, each window of {n['batch_size']} on its own (online): rows (lower bound), utilisation",
          f"{n['packed_rows']:,} ({n['lower_bound_rows']:,}), {n['packed_utilization']:.1%}"),
-        (f"prefill TFLOPs {html.escape(model)}: useful / padded / dense / varlen",
+        (f"offline, all {n['sequences']:,} packed at once (training only): rows, utilisation",
+         f"{n['offline_rows']:,} rows, {n['offline_utilization']:.1%}"),
+        (f"prefill TFLOPs {html.escape(model)} (logits at {logits}): useful / padded / dense / varlen",
          f"{n['useful_tflops']:,.1f} / {n['padded_tflops']:,.1f} / {n['dense_tflops']:,.1f} / {n['varlen_tflops']:,.1f}"),
         ("wasted: padded / dense / varlen",
          f"{n['padded_waste']:.1%} / {n['dense_waste']:.1%} / {n['varlen_waste']:.1%}"),
@@ -113,6 +152,33 @@ def numbers_html(numbers: dict, model: str = "") -> str:
                    f"<td style='text-align:right;font-variant-numeric:tabular-nums;min-width:22em' "
                    f"class='packviz-value'>{v}</td></tr>" for k, v in rows)
     return f"<table class='packviz-table'>{body}</table>"
+
+
+def batch_summary(numbers: dict, source: str = "", model: str = "") -> str:
+    """One paragraph of :func:`explore`'s numbers: the explorer's text for readers without images."""
+    n = numbers
+    return (f"Batch explorer ({source}, {n['sequences']:,} prompts, B = {n['batch_size']}, C = {n['pack_len']:,}, "
+            f"{n['strategy']}): {_padding_label(n)} fill {n['padded_utilization']:.1%} of "
+            f"{n['padded_rows']:,} rows; packed per window of {n['batch_size']} (online) {n['packed_utilization']:.1%} "
+            f"of {n['packed_rows']:,} rows; all packed at once (offline) {n['offline_utilization']:.1%} of "
+            f"{n['offline_rows']:,} rows. Prefill FLOPs wasted ({model}): padded {n['padded_waste']:.1%}, "
+            f"dense mask {n['dense_waste']:.1%}, varlen {n['varlen_waste']:.1%}.")
+
+
+def static_bundle(png: bytes, table_html: str, text: str) -> tuple[dict, dict]:
+    """``(data, metadata)`` of a display: an explorer as last drawn, for readers with no kernel.
+
+    ``image/png`` (PDF export, image viewers; ``text`` as its alt), ``text/html`` (the PNG
+    inline with ``text`` as alt, then the numbers table: GitHub, nbviewer, offline HTML) and
+    ``text/plain`` (``text``: screen readers, text exports). A live JupyterLab shows the
+    widget view instead, which it prefers over all three.
+    """
+    b64 = base64.b64encode(bytes(png)).decode("ascii")
+    alt = html.escape(text, quote=True)
+    page = (f"<div class='packviz-static'><img src='data:image/png;base64,{b64}' alt='{alt}' "
+            f"style='max-width:100%'>{table_html}<p style='font-size:smaller'>A static copy of the explorer "
+            "as last drawn: run the notebook to move its controls.</p></div>")
+    return {"image/png": b64, "text/html": page, "text/plain": text}, {"image/png": {"alt": text}}
 
 
 def render_batch(result: dict, max_rows: int = 256, dpi: int = 80, figsize=(12, 4.5)) -> bytes:
@@ -137,6 +203,14 @@ def pack_html(stats: dict) -> str:
     return (f"<div class='packviz-table'>row {s['row']}: {s['sequences']} sequences, {s['tokens']:,} tokens "
             f"+ {s['pads']:,} pad slots; attention pairs needed <b>{s['needed_pairs']:,}</b> of "
             f"{s['dense_pairs']:,} a dense mask computes (<b>{s['needed_fraction']:.1%}</b>)</div>")
+
+
+def pack_summary(stats: dict) -> str:
+    """One sentence of :func:`pack_stats`: the mask explorer's text for readers without images."""
+    s = stats
+    return (f"Mask explorer, row {s['row']}: {s['sequences']} sequences, {s['tokens']:,} tokens and {s['pads']:,} "
+            f"pad slots; its block-diagonal causal mask needs {s['needed_pairs']:,} of the {s['dense_pairs']:,} "
+            f"(query, key) pairs a dense kernel computes ({s['needed_fraction']:.1%}).")
 
 
 def render_pack(layout, row: int, dpi: int = 80, figsize=(12, 4.5)) -> bytes:
@@ -183,8 +257,25 @@ def _error_html(e: Exception) -> str:
     return f"<div class='packviz-error' style='color:#D55E00'>{html.escape(str(e))}</div>"
 
 
-class BatchExplorer(widgets.VBox):
-    """Controls → :func:`explore` → padded-vs-packed grids (``.image``) and numbers (``.numbers``)."""
+class _StaticCopy:
+    """Mixed into an explorer (a ``VBox`` with ``.image`` and ``.numbers``): its display carries the
+    widget view *and* a static copy of what it last drew (:func:`static_bundle`), so a notebook
+    read without a kernel (GitHub, offline HTML, PDF) shows the figure and the numbers."""
+
+    def alt_text(self) -> str:
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        view = super()._repr_mimebundle_(**kwargs) or {}
+        data, metadata = static_bundle(self.image.value, self.numbers.value, self.alt_text())
+        return {**data, **{k: v for k, v in view.items() if k != "text/plain"}}, metadata
+
+
+class BatchExplorer(_StaticCopy, widgets.VBox):
+    """Controls → :func:`explore` → padded-vs-packed grids (``.image``) and numbers (``.numbers``).
+
+    Displayed, it also carries a static copy (PNG, HTML table, text) for readers with no kernel.
+    """
 
     def __init__(self, source: str = DEFAULT_SOURCE, n: int = 64, batch_size: int = 8, pack_len: int = 4096,
                  strategy: str = "bfd", padding: str = "pad", model: str = "llama-3-8b", seed: int = 0,
@@ -223,6 +314,12 @@ class BatchExplorer(widgets.VBox):
     def _on_change(self, change) -> None:
         self.update()
 
+    def alt_text(self) -> str:
+        """What the explorer shows now, in words (its static copy's text and alt)."""
+        if self.result is None:
+            return f"Batch explorer: {self.error}"
+        return batch_summary(self.result["numbers"], self.source.value, self.model.value)
+
     def update(self) -> None:
         """Recompute and redraw (called on every control change)."""
         try:
@@ -237,8 +334,11 @@ class BatchExplorer(widgets.VBox):
         self.numbers.value = numbers_html(result["numbers"], model=self.model.value)
 
 
-class MaskExplorer(widgets.VBox):
-    """One pack at a time: its block-diagonal causal mask and its position_ids."""
+class MaskExplorer(_StaticCopy, widgets.VBox):
+    """One pack at a time: its block-diagonal causal mask and its position_ids.
+
+    Displayed, it also carries a static copy (PNG, HTML table, text) for readers with no kernel.
+    """
 
     def __init__(self, source: str = DEFAULT_SOURCE, n: int = 16, pack_len: int = 4096, strategy: str = "bfd",
                  row: int = 0, seed: int = 0, dpi: int = 80, layout=None):
@@ -277,6 +377,12 @@ class MaskExplorer(widgets.VBox):
     def _on_row_change(self, change) -> None:
         if not self._relayouting:
             self.update()
+
+    def alt_text(self) -> str:
+        """What the explorer shows now, in words (its static copy's text and alt)."""
+        if self.packed is None:
+            return f"Mask explorer: {self.error}"
+        return pack_summary(pack_stats(self.packed, int(self.row.value)))
 
     def _relayout(self, keep_layout: bool = False, row: int = 0) -> None:
         if not keep_layout:

@@ -2,7 +2,8 @@
 # The prefill benchmark in ONE device call (one H100): Llama-3-8B, random bf16 weights, the same
 # requests run padded and packed -- scenarios trace (windows of B = 32 consecutive real requests),
 # offline (the same sample packed whole), seed and uniform. Results under $OUT, rewritten after
-# every step: bench.json, bench.png, bench.log, env.txt.
+# every step: bench.json, bench.png, bench.log, env.txt. To keep a run, copy $OUT to
+# data/results/<date>-<gpu>/ and add its row to data/results/README.md.
 #
 #   device tool:  run(command="PACKVIZ_GIT_COMMIT=<hash> PACKVIZ_GIT_CHANGES=<git status --porcelain, comma-joined; empty if clean> bash scripts/gpu_bench.sh", timeout_s=500)
 #   here, on CPU: OUT=/tmp/pv-gpu-smoke bash scripts/gpu_bench.sh --smoke

@@ -7,6 +7,7 @@
 # only the step it was in: engine.json (every figure, schema packviz.engine-run/1), calibration.json
 # (the grid, schema packviz.serve-calibration/1: `python -m packviz serve --gpu calibrated` reads it),
 # env.txt (versions, nvidia-smi), serve.log (everything printed, the report and targets at its end).
+# To keep a run, copy $OUT to data/results/<date>-<gpu>-engine/ and add its row to data/results/README.md.
 #
 #   device tool:  run(command="PACKVIZ_GIT_COMMIT=<commit> PACKVIZ_GIT_CHANGES=<git status --porcelain, comma-joined; empty if clean> bash scripts/gpu_serve.sh", timeout_s=450)
 #   here, on CPU: OUT=/tmp/pv-engine-smoke bash scripts/gpu_serve.sh --smoke     (tiny model, ~15 s)

@@ -213,7 +213,7 @@ def main():
                     help="add the serving figures (the capacity table replays the whole trace ~300 times: minutes)")
     args = ap.parse_args()
     res = results.load_results(results.RESULTS_DIR)
-    out = {"run": "/".join(res["path"].split("/")[-5:]), "run_conditions": run_conditions(res),
+    out = {"run": "/".join(res["path"].split("/")[-4:]), "run_conditions": run_conditions(res),
            "prefill_table": prefill_table(res), "ceiling_and_control": ceiling_and_control(res),
            "spread_table": spread_table(res), "headline": headline(res), "trace": trace_facts()}
     if not args.no_timing:

@@ -502,3 +502,28 @@ def test_bench_figure_draws_each_timing_once_where_it_was_measured(smoke_run):
     assert heights[0 * len(config.SCENARIOS) + i_off] == 0 and offline["padded-masked"]["shared_from"]
     assert heights[2 * len(config.SCENARIOS) + i_off] == pytest.approx(offline["dense"]["measured_speedup"])
     assert bottom.get_ylim() == (0, 100) and plot.to_png(top).startswith(b"\x89PNG")
+
+
+def test_bench_figure_names_every_method_without_a_bar_and_why():
+    from packviz import plot
+
+    res = {"scenarios": [
+        {"name": "trace", "methods": {
+            "padded": {"median_s": 2.0, "measured_speedup": 1.0, "ideal_speedup": 1.0},
+            "varlen": {"median_s": 1.0, "measured_speedup": 2.0, "ideal_speedup": 2.5},
+            "flash": {"status": "unavailable: flash-attn is not installed (pip install flash-attn)"},
+            "flex": {"status": "skipped: deadline (12 s left, about 40 s needed)"}}},
+        {"name": "offline", "methods": {
+            "padded": {"median_s": 2.0, "shared_from": "trace"},
+            "varlen": {"median_s": 1.1, "measured_speedup": 1.8, "ideal_speedup": 2.5},
+            "flash": {"status": "unavailable: flash-attn is not installed (pip install flash-attn)"}}}]}
+    assert results.not_timed(res) == {("flash", "unavailable: flash-attn is not installed"): ["trace", "offline"],
+                                      ("flex", "skipped: deadline"): ["trace"]}
+    ax = plot.bench_speedups(res)
+    notes = [t.get_text() for t in ax.texts if t.get_text().startswith("not timed")]
+    assert len(notes) == 1
+    note = " ".join(notes[0].split())
+    assert "flash in every scenario (unavailable: flash-attn is not installed)" in note
+    assert "flex in trace (skipped: deadline)" in note and "padded" not in note  # shared timings are timed
+    everything = {"scenarios": [{"name": "trace", "methods": {"padded": {"median_s": 1.0}}}]}
+    assert not [t for t in plot.bench_speedups(everything).texts if t.get_text().startswith("not timed")]

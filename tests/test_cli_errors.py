@@ -34,6 +34,7 @@ FILES = {
     "bad_json": '{"hidden_size": 64,',
     "mistral_json": json.dumps({"model_type": "mistral", "hidden_size": 64}),
     "trace_ts": "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,10,1\n",
+    "cal_points5_json": json.dumps({"schema": "packviz.serve-calibration/1", "points": 5}),
 }
 
 FLOPS = ["flops", "--lengths", "{ok}", "--batch-size", "2", "--pack-len", "4096"]
@@ -138,6 +139,19 @@ CASES = [
     (["serve", "--policy", "static", "--trace", "{missing}"], "trace file not found: {missing}"),
     (["serve", "--policy", "static", "--trace", "{trace_ts}"], "line 2: TIMESTAMP 'yesterday'"),
     (["serve", "--trace", "{trace}"], "give --policy (static, static-packed, continuous or chunked) or --config"),
+    # integers are ASCII digits (int() alone takes 1_000 and other scripts' digits), numbers ASCII too (issue 22)
+    (["pack", "--lengths", "{ok}", "--pack-len", "4_096"], "invalid int value: '4_096' (an integer in ASCII digits"),
+    (["pack", "--lengths", "{ok}", "--pack-len", "\u0664\u0660\u0669\u0666"], "invalid int value: '\u0664\u0660\u0669\u0666'"),
+    (FLOPS + ["--batch-size", "\uff12"], "invalid int value: '\uff12'"),          # a full-width 2
+    (FIG + ["--dpi", "1_50"], "invalid int value: '1_50'"),
+    (BENCH + ["--repeats", "\u0663"], "invalid int value: '\u0663'"),
+    (BENCH + ["--deadline", "1_0"], "invalid float value: '1_0'"),
+    (SERVE + ["--policy", "static", "--max-batch", "3_2"], "--max-batch must be an integer, got '3_2'"),
+    (SERVE + ["--policy", "static", "--max-batch", "100000000"], "max_batch is 100000000, above the largest allowed"),
+    (SERVE + ["--policy", "static", "--rate-scale", "1e-300"], "rate_scale is 1e-300, outside 1e-06 .. 1e+06"),
+    (SERVE + ["--policy", "chunked", "--token-budget", "\u0662\u0660\u0664\u0668"], "--token-budget must be an integer"),
+    (SERVE + ["--policy", "static", "--kv-budget", "9" * 30], "kv_budget_tokens is 999999999999999999999999999999"),
+    (SERVE + ["--policy", "static", "--gpu", "{cal_points5_json}"], "{cal_points5_json}: points is 5"),
 ]
 
 

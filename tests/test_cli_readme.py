@@ -61,13 +61,13 @@ def one_object(stdout: str) -> dict:
 def test_every_example_command_line_parses(section, files):
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
-    assert len(lines) == 7 and all(line.startswith("python -m packviz ") for line in lines)
+    assert len(lines) == 8 and all(line.startswith("python -m packviz ") for line in lines)
     parser = build_parser()
     for line in lines:
         line = line.replace("FILE", str(files / "lengths.txt"))
         for variant in (re.sub(r"\[([^]]*)\]", r"\1", line), re.sub(r"\s*\[[^]]*\]", "", line)):  # with, without
             args = parser.parse_args(shlex.split(variant)[3:])
-            assert args.command in ("pack", "flops", "figures", "bench", "serve"), variant
+            assert args.command in ("pack", "flops", "figures", "bench", "serve", "replay"), variant
 
 
 # ---------------------------------------------------------------------- what each command prints

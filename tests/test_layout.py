@@ -149,7 +149,7 @@ def test_overlapping_hand_made_segments_are_rejected():
 
 
 def test_grids_of_chosen_rows_and_an_empty_hand_made_row():
-    lay = Layout.from_rows([[], [(0, 0, 3)], [(1, 0, 1), (2, 1, 1)]], widths=[4, 4, 2], kind="padded")
+    lay = Layout.from_rows([[], [(0, 0, 3)], [(1, 0, 1), (2, 1, 1)]], widths=[4, 4, 2], kind="packed")
     assert lay.slot_seq_grid().tolist() == [[PAD] * 4, [0, 0, 0, PAD], [1, 2, PAD, PAD]]
     assert lay.slot_seq_grid(rows=[2]).tolist() == [[1, 2]]  # as wide as the rows asked for
     assert lay.position_grid(rows=[2, 1]).tolist() == [[0, 0, -1, -1], [0, 1, 2, -1]]

@@ -11,11 +11,16 @@ from packviz import flops, lengths as L, packing, plot, shapes, trace, widgets
 from packviz.layout import PAD, Layout, block_causal_mask, positions_from_lengths
 from packviz.serving import cost_model, simulate
 from packviz.serving.costs import padded_prefill_work, varlen_prefill_work
-from packviz.steps import spread
+from packviz.bench import config as bench_config, results as bench_results, scenarios as bench_scenarios
+from packviz.layout import format_grid, format_mask, stack_layouts
+from packviz.serving import costs as C
+from packviz.serving.costs import CostModel
+from packviz.steps import accumulation_weights, format_step_table, scale_lengths, spread, step_table, step_tokens
 
 TINY_TRACE = trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n"
                                "2023-11-16 18:15:46.68,374,44\n2023-11-16 18:15:50.99,396,109\n")
 LAY = Layout.from_rows([[(0, 0, 3), (1, 3, 2)]], widths=[6])  # A A A B B _
+EMPTY = Layout.from_rows([], widths=[])  # no rows, no sequences
 
 
 def _config_file(tmp_path, text):
@@ -155,6 +160,85 @@ CASES = [
     (lambda: widgets.MaskExplorer(n=4, row=99), ValueError, "row must be an integer from 0 to 0 (the layout has 1 rows), got 99"),
     (lambda: widgets.MaskExplorer(row=-1), ValueError, "row must be an integer >= 0, got -1"),
     (lambda: widgets.make_lengths("zipf", 4), ValueError, "length source must be one of"),
+    # issue 22: the library's wrong types and values
+    (lambda: flops.compare(EMPTY, EMPTY, "tiny"), ValueError, "the layouts hold no tokens: compare needs at least one"),
+    (lambda: flops.layout_flops(None, "tiny", "varlen"), TypeError, "layout must be a packviz Layout"),
+    (lambda: flops.layout_flops([3, 5], "tiny", "varlen"), TypeError, "layout must be a packviz Layout (packviz.packing"),
+    (lambda: flops.Flops(1, 2) + 1, TypeError, "must be a Flops (useful_flops or layout_flops gives one); got int 1"),
+    (lambda: flops.Flops(1, 2) - None, TypeError, "got NoneType None"),
+    (lambda: flops.Flops(1, 2) * "a", TypeError, "Flops * k needs an integer k (FLOPs are exact counts), got 'a'"),
+    (lambda: 0.5 * flops.Flops(1, 2), TypeError, "got 0.5; scale .total for a fraction"),
+    (lambda: flops.Flops(1.5, 2), ValueError, "Flops.linear must be an integer (FLOPs are exact counts), got 1.5"),
+    (lambda: flops.ideal_speedup(flops.Flops(1, 1), None), TypeError, "other must be a Flops"),
+    (lambda: flops.waste_fraction("x", flops.Flops(1, 1)), TypeError, "spent must be a Flops"),
+    (lambda: flops.sequence_lengths(None), TypeError, "layout must be a packviz Layout"),
+    (lambda: flops.same_sequences(LAY, LAY, names=None), TypeError, "names must be a pair of names; got NoneType"),
+    (lambda: flops.same_sequences(LAY, LAY, names=["a"]), ValueError, "names must be a pair of names, e.g."),
+    (lambda: flops.compare_as_dict([1]), TypeError, "result must be the dict compare() returns"),
+    (lambda: Layout.from_rows([[(0, 0, 5)]], widths=[8], capacity=4), ValueError,
+     "row 0 is 8 slots wide, more than the layout's capacity 4"),
+    (lambda: Layout.from_rows([[(0, 0, 2), (1, 2, 2)]], widths=[4], kind="padded"), ValueError,
+     "row 0 of a padded layout holds 2 segments; a padded row holds one sequence: give kind='packed'"),
+    (lambda: stack_layouts([LAY, "x"], [0, 2], num_sequences=4), TypeError, "parts[1] must be a packviz Layout"),
+    (lambda: stack_layouts([], [], num_sequences=0), ValueError, "stack_layouts needs one or more layouts"),
+    (lambda: stack_layouts([LAY], [0.5], num_sequences=2), ValueError, "seq_offsets[0] is 0.5"),
+    (lambda: format_mask(None), ValueError, "mask must be a square (T, T) array of bools, got None"),
+    (lambda: format_grid([1, 2]), TypeError, "layout must be a packviz Layout"),
+    (lambda: packing.forwards("bfd"), TypeError, "layout must be a packviz Layout"),
+    (lambda: packing.fill_waits(LAY, "abc"), ValueError, "arrival_s must be seconds (numbers), got 'abc'"),
+    (lambda: packing.fill_waits(LAY, [0.0, float("nan")]), ValueError, "arrival_s must be finite seconds"),
+    (lambda: packing.windows(2**70, 2), ValueError, "make more than 100,000,000 windows; choose a larger batch_size"),
+    (lambda: packing.strategy_table([3], 8, strategies=None), TypeError, "strategies must be a list of strategy names"),
+    (lambda: packing.format_strategy_table(None), TypeError, "rows must be strategy_table()'s list; got NoneType"),
+    (lambda: packing.format_strategy_table([{"strategy": "bfd"}]), ValueError, "rows[0] has no 'rows'"),
+    (lambda: packing.format_strategy_table([], seconds=None), ValueError, "seconds must be True or False, got None"),
+    # steps
+    (lambda: step_tokens(None), TypeError, "layout must be a packviz Layout"),
+    (lambda: step_tokens([3, 5]), TypeError, "layout must be a packviz Layout (packviz.packing.pack"),
+    (lambda: step_tokens(LAY, rows_per_step=True), ValueError, "rows_per_step must be a positive integer, got True"),
+    (lambda: step_table([LAY]), TypeError, "layouts must be a dict {label: Layout}; got list"),
+    (lambda: step_table({"a": LAY}, rows_per_step=3), TypeError, "rows_per_step must be a dict {label: rows}; got int 3"),
+    (lambda: step_table({"a": 3}), TypeError, "layouts['a'] must be a packviz Layout"),
+    (lambda: step_table({"a": EMPTY}), ValueError, "layouts['a'] holds no tokens"),
+    (lambda: format_step_table(None), TypeError, "rows must be step_table()'s list"),
+    (lambda: accumulation_weights([3, 0]), ValueError, "targets_per_micro_batch[1] is 0"),
+    (lambda: scale_lengths([5], 2, minimum=2**70), ValueError, "minimum is 1180591620717411303424, above the largest"),
+    # trace: float and beyond-int64 token counts
+    (lambda: trace.Trace([0.0, 1.0], [1.5, 2.0], [1, 1]), ValueError, "prompt_tokens[0] is 1.5: prompt_tokens must be integers"),
+    (lambda: trace.Trace([0.0], np.array([2**63], dtype=np.uint64), [1]), ValueError,
+     "prompt_tokens[0] is 9223372036854775808: too large"),
+    (lambda: trace.Trace([0.0], [3], [True]), ValueError, "generated_tokens[0] is True"),
+    # serving/costs
+    (lambda: CostModel("x", 1e12, 1e12, -0.5, 1e12, 1e9), ValueError, "CostModel.overhead_s must be a finite number >= 0, got -0.5"),
+    (lambda: CostModel("x", float("nan"), 1e12, 0.1, 1e12, 1e9), ValueError, "CostModel.flop_rate must be a finite number"),
+    (lambda: CostModel("x", 1e12, 1e12, 0.1, 1e12, 1e9, decode_overhead_s=-1), ValueError, "decode_overhead_s must be"),
+    (lambda: CostModel("x", 0, 0, 0, 0, 0).seconds(1.0, 1.0), ValueError, "cost model 'x' has no flop_rate or byte_rate"),
+    (lambda: C.chunk_pairs(None, 3), ValueError, "done must be an integer >= 0, got None"),
+    (lambda: C.chunk_pairs(2, 1.5), ValueError, "chunk must be an integer >= 0, got 1.5"),
+    (lambda: C.plan_work(None), TypeError, "plan must be a StepPlan (packviz.serving.scheduler), got NoneType"),
+    (lambda: C.plan_waste([1]), TypeError, "plan must be a StepPlan"),
+    (lambda: C.plan_live_kv("p"), TypeError, "plan must be a StepPlan"),
+    (lambda: C.span_sums(None, 3), TypeError, "line must be a Line (Pricer.decode_line gives one)"),
+    (lambda: C.span_sums(C.Line(1.0, 0.0, 1.0, 0.0, 0.0), None), ValueError, "k must be an integer (a number of steps)"),
+    (lambda: C.steps_to_reach(C.Line(1.0, 0.0, 1.0, 0.0, 0.0), None, 4), ValueError, "seconds must be a finite number"),
+    (lambda: C.describe("h100"), TypeError, "cost must be a CostModel"),
+    (lambda: C.Pricer("tiny", "h100"), TypeError, "cost must be a CostModel"),
+    (lambda: C.arithmetic_intensity(None, "tiny"), TypeError, "work must be a Work"),
+    (lambda: C.arithmetic_intensity(C.decode_work(1, 1), "tiny", bytes_per_param=None), ValueError, "bytes_per_param must be"),
+    (lambda: C.streamed_weight_bytes("tiny", 0), ValueError, "bytes_per_param must be a positive integer, got 0"),
+    (lambda: C.matmul_rate(None), ValueError, "unknown GPU None; choose one of h100"),
+    (lambda: C.ridge_point(["h100"]), ValueError, "unknown GPU ['h100']"),
+    (lambda: C.ridge_point("h100", measured="yes"), ValueError, "measured must be True or False, got 'yes'"),
+    (lambda: C.preset_cost_model(["h100"]), ValueError, "unknown GPU ['h100']"),
+    # bench (no torch)
+    (lambda: bench_config.validate(None), TypeError, "cfg must be a BenchConfig"),
+    (lambda: bench_results.summary(None), TypeError, "res must be a benchmark results dict"),
+    (lambda: bench_results.format_results([1]), TypeError, "res must be a benchmark results dict"),
+    (lambda: bench_results.find_results(None), TypeError, "directory must be a directory path; got NoneType"),
+    (lambda: bench_results.load_results(3), TypeError, "path must be a results file or directory path; got int"),
+    (lambda: bench_scenarios.window_layouts(None, 2, 8), ValueError, "lengths must be one-dimensional"),
+    (lambda: bench_scenarios.plan("smoke"), TypeError, "cfg must be a BenchConfig"),
+    (lambda: bench_scenarios.recorded_windows(None), TypeError, "res must be a benchmark results dict"),
 ]
 
 
@@ -165,6 +249,103 @@ def test_bad_value_is_one_line_naming_it(call, error, shown):
     message = str(info.value)
     assert "\n" not in message
     assert shown in message
+
+
+def _torch_cases():
+    """(call, exception, text) rows of the torch side, built only when torch imports."""
+    M = pytest.importorskip("packviz.model")
+    from packviz import flopcount, training as T
+    from packviz.bench import measure, runner
+
+    batch = M.packed_batch([[1, 2, 3], [4, 5]])
+    logits = torch.zeros(5, 4)
+    return [
+        (lambda: M.packed_batch([[1.5]]), ValueError, "sequences[0][0] is 1.5: sequences[0] must be integers >= 0"),
+        (lambda: M.packed_batch([[1, -2]]), ValueError, "sequences[0][1] is -2"),
+        (lambda: M.packed_batch(torch.tensor([[0.5]])), ValueError, "sequences[0] must be a 1-D tensor of integer token ids"),
+        (lambda: M.packed_batch(None), TypeError, "sequences must be a list of token-id lists; got NoneType"),
+        (lambda: M.packed_batch("abc"), TypeError, "sequences must be a list of token-id lists; got str"),
+        (lambda: M.packed_batch([]), ValueError, "sequences is empty"),
+        (lambda: M.packed_batch([[1]], pad_to=2**70), ValueError, "pad_to is 1180591620717411303424, above the largest"),
+        (lambda: M.packed_batch([[1]], device="gpu9"), ValueError, "unknown device 'gpu9'; use e.g. cpu, cuda, cuda:0"),
+        (lambda: M.padded_batch([[1]], pad_id=2**64), ValueError, "pad_id is 18446744073709551616, beyond int64 token ids"),
+        (lambda: M.default_dtype(None), ValueError, "unknown device None"),
+        (lambda: M.packed_forward("model", batch), TypeError, "model must be a LlamaForCausalLM (packviz.model.build_model"),
+        (lambda: M.packed_forward(None, {"ids": 1}), ValueError, "batch has no 'input_ids'"),
+        (lambda: M.padded_forward(None, None), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: M.rows_forward(torch.nn.Linear(1, 1), batch), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: M.per_sequence_logits(None, [[1]]), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: M.last_token_index([0, 3]), TypeError, "batch must be a batch of packviz.model.packed_batch; got list"),
+        (lambda: M.block_causal_mask({"input_ids": batch["input_ids"]}), ValueError, "batch has no 'cu_seq_lens_q'"),
+        (lambda: M.max_abs_diff([1.0], logits), TypeError, "a must be a torch.Tensor; got list"),
+        (lambda: M.max_abs_diff(logits, torch.zeros(2, 2)), ValueError, "a and b must have one shape, got (5, 4) and (2, 2)"),
+        (lambda: M.top1_agreement(None, logits), TypeError, "logits must be a torch.Tensor"),
+        (lambda: M.top1_margin(np.zeros((2, 2))), TypeError, "logits must be a torch.Tensor; got ndarray"),
+        (lambda: M.kl_divergence(logits, "x"), TypeError, "logits must be a torch.Tensor; got str"),
+        (lambda: M.per_sequence(M.max_abs_diff, logits, logits, [0, 2.5]), ValueError, "cu_seqlens[1] is 2.5"),
+        (lambda: M.diff_text(None), ValueError, "d must be a finite number, got None"),
+        (lambda: M.kl_text("0.1"), ValueError, "kl must be a finite number, got '0.1'"),
+        (lambda: M.replaced([[1, 2]], True, vocab=8), ValueError, "victim=True is not a sequence index"),
+        (lambda: M.comparison_table([1], ["A"]), TypeError, "rows must be a dict {label: [LogitsComparison, ...]}"),
+        (lambda: M.trap_inputs(None, batch, "kv_cache_on"), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: M.batch_from_layout(None, 0, [[1, 2, 3]]), TypeError, "layout must be a packviz Layout"),
+        (lambda: M.batch_from_layout(LAY, 0, None), ValueError, "token_ids has no sequence 0"),
+        (lambda: T.perturbed([[1, 2], [3]], keep=99, vocab=8), ValueError,
+         "keep (the sequence left unchanged) must be an integer from 0 to 1, got 99"),
+        (lambda: T.perturbed([[1, 2], [3]], keep=0, vocab=0), ValueError, "vocab must be a positive integer, got 0"),
+        (lambda: T.perturbed([[1, 2], [3]], keep=0, vocab=1), ValueError, "vocab=1: need at least 2 token ids"),
+        (lambda: T.perturbed([[1, 2], [3]], keep=True, vocab=8), ValueError, "got True"),
+        (lambda: T.random_sequences([3], vocab=8, seed=2**70), ValueError, "seed must be an integer from 0 to"),
+        (lambda: T.packs_of([3, 5], [[1]]), TypeError, "layout must be a packviz Layout"),
+        (lambda: T.packs_of(LAY, [[1, 2, 3]]), ValueError, "sequences has 1 entries, the layout 2 sequences"),
+        (lambda: T.shifted_targets([[1, 2]]), TypeError, "labels must be a torch.Tensor; got list"),
+        (lambda: T.count_targets(None), TypeError, "labels must be a torch.Tensor; got NoneType"),
+        (lambda: T.unmasked_labels([1]), TypeError, "batch must be a batch of packviz.model.packed_batch"),
+        (lambda: T.only_sequence_labels({"labels": batch["labels"]}, 0), ValueError, "batch has no 'cu_seq_lens_q'"),
+        (lambda: T.model_inputs({"input_ids": batch["input_ids"]}), ValueError, "batch has no 'labels'"),
+        (lambda: T.train_step(None, batch), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: T.target_sequence_ids(None), TypeError, "batch must be a batch of packviz.model.packed_batch"),
+        (lambda: T.sequence_mean_step("m", batch), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: T.grad_rel_diffs({}, {"w": torch.zeros(1)}), ValueError, "grads has no 'w', which ref holds"),
+        (lambda: T.grad_rel_diffs(None, {}), TypeError, "grads must be a dict {parameter: gradient}; got NoneType"),
+        (lambda: T.compare_steps(None, None), TypeError, "step must be a Step (train_step gives one)"),
+        (lambda: T.prove_one_pack(None, [[1, 2]]), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: T.isolation_failure(None, [[1, 2]], 0), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: T.format_comparisons(None), TypeError, "rows must be a list of dicts; got NoneType"),
+        (lambda: T.format_comparisons([{"name": "x"}]), ValueError, "rows[0] has no 'loss_rel_diff'"),
+        (lambda: T.packed_rows_batch(None), TypeError, "packs must be a list of packs"),
+        (lambda: flopcount.check(None, LAY), TypeError, "model must be a LlamaForCausalLM"),
+        (lambda: measure.stats("abc"), ValueError, "times must be seconds (numbers), got 'abc'"),
+        (lambda: measure.stats([1.0, float("inf")]), ValueError, "times must be finite seconds"),
+        (lambda: measure.device_info("gpu9"), ValueError, "unknown device 'gpu9'"),
+        (lambda: runner.sdpa_backends(["FAST"]), ValueError, "SDPA backend must be one of 'MATH'"),
+        (lambda: runner.run("smoke"), TypeError, "cfg must be a BenchConfig"),
+    ]
+
+
+def test_torch_side_bad_values_are_one_line_naming_them():
+    global torch
+    torch = pytest.importorskip("torch")
+    for call, error, shown in _torch_cases():
+        with pytest.raises(error) as info:
+            call()
+        message = str(info.value)
+        assert "\n" not in message and shown in message, (shown, message)
+
+
+def test_edge_values_give_correct_results():
+    assert flops.varlen_grid([3], max_seqlen=2**70) == {"m_blocks": -(-2**70 // 128), "launched": -(-2**70 // 128),
+                                                       "working": 1, "uncovered_tokens": 0}
+    assert flops.varlen_grid([3, 300], block_m=2**70) == {"m_blocks": 1, "launched": 2, "working": 2,
+                                                         "uncovered_tokens": 0}
+    assert flops.block_sparse_pairs(EMPTY) == 0
+    assert sum([flops.Flops(1, 2), flops.Flops(3, 4)], flops.Flops(0, 0)) == flops.Flops(4, 6)
+    assert 2 * flops.Flops(1, 2) == flops.Flops(2, 4) and flops.Flops(np.int64(3), 1).linear == 3
+    # a step holding no token: its lr swing is infinite, never a ZeroDivisionError
+    gap = Layout.from_rows([[(0, 0, 3)], [], []], widths=[3, 3, 3], kind="padded")
+    assert step_table({"gap": gap}, {"gap": 1})[0]["per_token_lr_swing"] == float("inf")
+    assert step_tokens(gap, rows_per_step=2**70)["tokens"].tolist() == [3]  # more rows than the layout: one step
+    assert C.chunk_pairs(np.int64(2), 3) == 12 and CostModel("engine", 0, 0, 0, 0, 0).flop_rate == 0.0
 
 
 @pytest.mark.parametrize("text, shown", [

@@ -167,8 +167,12 @@ def test_padded_vs_packed_share_scale(tiny, big_padded, big_packed):
     padded = pack(lengths, 8, "pad", batch_size=2)
     a, b = plot.padded_vs_packed(padded, tiny)
     assert a.figure is b.figure and isinstance(a.figure, plot.PackvizFigure)
-    assert a.get_xlim() == b.get_xlim() and a.get_ylim() == b.get_ylim()
-    assert a.get_ylim()[0] == 3  # padded has 3 rows, packed 1: same row scale
+    assert a.get_xlim() == (0, 3) and b.get_xlim() == (0, tiny.widths.max())  # each panel its own slots
+    assert a.get_ylim() == b.get_ylim() and a.get_ylim()[0] == 3  # padded has 3 rows, packed 1: same row scale
+    # one slot scale: each panel as wide as its slots, so the area is the slots paid for (no empty half)
+    wa, wb = a.get_position().width, b.get_position().width
+    assert wa / wb == pytest.approx(3 / tiny.widths.max())
+    assert a.get_position().height == b.get_position().height
     assert "padded" in a.get_title() and "packed" in b.get_title()
     fig = Figure(figsize=(10, 4))
     axes = fig.subplots(1, 2)
@@ -320,8 +324,12 @@ def test_window_rows_bars_are_row_utilisation_on_one_scale():
     a, b = plot.window_rows(padded, packed, figsize=(8, 4))
     fig = a.figure
     assert isinstance(fig, plot.PackvizFigure) and b.figure is fig and len(fig.axes) == 4
-    assert a.get_xlim() == b.get_xlim() == (0, 8)            # one token scale: C = 8 > W = 6
+    assert a.get_xlim() == (0, 6) and b.get_xlim() == (0, 8)  # each panel as wide as its rows: W = 6, C = 8
     assert a.get_ylim() == (3.5, -0.5) and b.get_ylim() == (packed.num_rows - 0.5, -0.5)
+    # one scale: a slot as wide and a row as tall in both panels (area = token slots)
+    pa, pb = a.get_position(), b.get_position()
+    assert pa.width / 6 == pytest.approx(pb.width / 8) and pa.height / 4 == pytest.approx(pb.height / packed.num_rows)
+    assert list(a.get_xticks()) == [t for t in b.get_xticks() if t <= 6]
     bars_pad, bars_pack = fig.axes[2], fig.axes[3]
     assert [p.get_width() for p in bars_pad.patches] == pytest.approx(padded.row_utilization())
     assert [p.get_width() for p in bars_pack.patches] == pytest.approx(packed.row_utilization())
@@ -336,9 +344,10 @@ def test_window_rows_bars_are_row_utilisation_on_one_scale():
 
 def test_window_spread_legend_gives_medians_and_offline():
     padded_util, packed_util = np.array([0.2, 0.3, 0.4]), np.array([0.8, 0.9, 1.0])
-    ax = plot.window_spread(padded_util, packed_util, offline=0.995)
+    ax = plot.window_spread(padded_util, packed_util, offline=0.995, totals=(0.25, 0.875))
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[0].startswith("padded: median 30%") and "median 90%" in labels[1]
+    assert labels[0].startswith("padded: median window 30.0%") and "median window 90.0%" in labels[1]
+    assert "all windows' slots together 25.0%" in labels[0] and "together 87.5%" in labels[1]  # both statistics named
     assert "99.5%" in labels[2]
     assert sum(p.get_height() for p in ax.patches) == 6       # every window counted once
     assert [round(line.get_xdata()[0], 3) for line in ax.lines] == [0.3, 0.9, 0.995]
@@ -401,3 +410,22 @@ def test_prefill_speedup_spread_counts_every_window_and_marks_the_recorded_ones(
     given = _given_ax()
     assert plot.prefill_speedup_spread({"varlen": speedups["varlen"]}, ax=given) is given
     assert len(given.patches) == 2  # one outline and its shaded p10-p90 band
+
+
+def test_standard_figures_pack_per_window_and_name_their_sample():
+    from packviz.packing import pack_in_windows
+    from packviz import trace_numbers
+
+    figs = plot.standard_figures()
+    ax = figs["waste_azure_llama-3-8b.png"]()
+    waste = trace_numbers.summary()["flops"]["waste"]["dense"]  # what notebook 01 prints
+    labels = [t.get_text() for t in ax.texts]
+    assert any(f"{waste:.0%} waste" in t for t in labels), labels
+    assert "whole trace" in ax.get_title() and "windows of 32" in ax.get_title()
+    seed_ax = figs["batch_grid_seed.png"]()
+    assert "seed scenario" in seed_ax.figure.get_suptitle()
+    packed_title = seed_ax.figure.axes[1].get_title(loc="left")
+    from packviz.lengths import seed_scenario
+    online = pack_in_windows(seed_scenario(16, seed=0), 8192, 8)
+    assert "per window of 8" in packed_title and f"{online.utilization:.1%}" in packed_title
+    assert figs["mask_8192_tokens.png"]().get_title().startswith("trace window ")

@@ -212,3 +212,77 @@ def test_budget_tradeoff_labels_each_budget():
     (line,) = ax.get_lines()
     assert list(line.get_xdata()) == pytest.approx([r["itl_s"]["p99"] * 1e3 for r in rows])
     assert [t.get_text() for t in ax.texts] == ["512", "4,096"]
+
+
+# ---------------------------------------------------------------------- the step player's frames
+def _three_runs():
+    from packviz.exercises import serving_window
+
+    w = serving_window()
+    return {p: simulate(w, p, model="tiny", arrivals="offline", max_batch=3, token_budget=24,
+                        fast_forward=False).plans for p in ("static", "continuous", "chunked")}
+
+
+def _bars(ax):
+    """{request: (state, width)} of the frame's request bars (their gid is 'label:rN:state')."""
+    out = {}
+    for p in ax.patches:
+        if p.get_gid():
+            _, r, state = p.get_gid().split(":")
+            out[int(r[1:])] = (state, p.get_width())
+    return out
+
+
+def test_a_frame_shows_exactly_the_requests_each_plan_runs():
+    from packviz.serving import timeline
+
+    runs = _three_runs()
+    longest = max(len(p) for p in runs.values())
+    for step in range(0, longest + 1, 3):
+        axes = plot_serving.step_frame(runs, step)
+        assert len(axes) == 3
+        for ax, (label, plans) in zip(axes, runs.items()):
+            bars = _bars(ax)
+            assert sorted(bars) == list(range(6))
+            running = {r for r, (state, _) in bars.items() if state in ("decode", "prefill")}
+            idle = {r for r, (state, _) in bars.items() if state == "idle"}
+            if step < len(plans):
+                plan = plans[step]
+                assert running == (set(plan.decodes) - set(plan.idle)) | {x.request for x in plan.prefills}
+                assert idle == set(plan.idle)
+                pages = timeline.pages_held(plans, 16, 6)[:, step]
+                assert [bars[r][1] for r in range(6)] == pages.tolist()
+                assert ax.get_title(loc="left").startswith(f"{label}, step {step}: {len(running)} running")
+            else:
+                assert {s for s, _ in bars.values()} == {"done"} and "all done" in ax.get_title(loc="left")
+
+
+def test_a_frame_counts_pages_and_draws_the_freed_ones():
+    runs = _three_runs()
+    # continuous: step 0 prefills r0's 83 prompt tokens: ceil(83 / 16) = 6 pages
+    assert _bars(plot_serving.step_frame(runs, 0)[1])[0] == ("prefill", 6)
+    # r2 (prompt 15, 5 tokens out) is released after its last decode: the next frame shows its pages freed
+    plans = runs["continuous"]
+    step = next(p.step for p in plans if 2 in p.released) + 1
+    ax = plot_serving.step_frame(runs, step)[1]
+    assert _bars(ax)[2] == ("done", 0)
+    freed = [p for p in ax.patches if not p.get_gid() and p.get_y() == 2 - 0.38]
+    assert len(freed) == 1 and freed[0].get_width() == -(-(15 + 5 - 1) // 16)      # 19 tokens written: 2 pages
+    assert any(t.get_text() == "done, 2 freed" for t in ax.texts)
+    prefill = [t.get_text() for t in plot_serving.step_frame(runs, 0)[0].texts]
+    assert "prefill [0:65] +18 pad" in prefill                                    # static pads r1 to r0's 83
+
+
+def test_the_strip_draws_one_frame_per_step_and_run_and_refuses_bad_input():
+    runs = _three_runs()
+    fig = plot_serving.step_strip(runs, [0, 9, 40])
+    assert len(fig.axes) == 9
+    titles = [ax.get_title(loc="left") for ax in fig.axes[:3]]                 # row 0: static at each step
+    assert titles[0].startswith("static, step 0:") and titles[1].startswith("static, step 9:")
+    assert titles[2] == f"static: all done after {len(runs['static'])} steps"
+    with pytest.raises(ValueError, match="at least one plan per run"):
+        plot_serving.step_frame({"static": []}, 0)
+    with pytest.raises(ValueError, match="3 runs and got 1 axes"):
+        plot_serving.step_frame(runs, 0, axes=[fig.axes[0]])
+    with pytest.raises(ValueError, match="at least one step"):
+        plot_serving.step_strip(runs, [])

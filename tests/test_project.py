@@ -24,7 +24,7 @@ def test_environment_yml_installs_the_project_with_its_extras():
     extras = PYPROJECT["project"]["optional-dependencies"]
     [install] = [p for p in pip if p.startswith("-e .") or p.startswith(".[")]
     wanted = set(re.search(r"\[(.*)\]", install).group(1).split(","))
-    assert wanted == {"lab", "test"} and wanted <= set(extras)
+    assert wanted == {"model", "lab", "test", "replay"} and wanted <= set(extras)
     # the GPU-only extra exists in pyproject and environment.yml names it
     assert any(d.startswith("flash-attn") for d in extras["gpu"])
     assert "flash-attn" in text and '".[gpu]"' in text
@@ -40,8 +40,10 @@ def test_no_exact_pins_in_the_library_and_core_packages_present():
     deps = PYPROJECT["project"]["dependencies"]
     assert not any("==" in d for d in deps)
     names = {re.split(r"[<>=!~ ]", d)[0] for d in deps}
-    assert {"numpy", "matplotlib", "torch", "transformers"} <= names
+    assert names == {"numpy", "matplotlib", "tqdm"}  # the light core; torch and transformers: the model extra
     extras = PYPROJECT["project"]["optional-dependencies"]
+    assert {re.split(r"[<>=!~ ]", d)[0] for d in extras["model"]} == {"torch", "transformers"}
+    assert not any("==" in d for extra in extras.values() for d in extra)
     assert {"jupyterlab", "ipywidgets"} <= {re.split(r"[<>=!~ ]", d)[0] for d in extras["lab"]}
     assert {"pytest", "nbval", "hypothesis"} <= {re.split(r"[<>=!~ ]", d)[0] for d in extras["test"]}
 
@@ -53,8 +55,10 @@ def test_readme_test_command_is_what_ci_runs():
     make = (ROOT / "Makefile").read_text()
     assert re.search(r"^test:", make, flags=re.M) and re.search(r"^lab:", make, flags=re.M)
     # the torch pin the Makefile installs first satisfies the library's range
+    assert '".[model,lab,test,replay]"' in make  # make lab / make test install everything, model and replay included
+    assert "make test-server" in (ROOT / ".ci/run").read_text()  # the replay against a real server, outside make test
     pin = re.search(r"TORCH_SPEC \?= torch==(\S+)", make).group(1)
-    [torch_dep] = [d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch")]
+    [torch_dep] = [d for d in PYPROJECT["project"]["optional-dependencies"]["model"] if d.startswith("torch")]
     lo = torch_dep.split(">=")[1]
     assert tuple(map(int, pin.split("."))) >= tuple(map(int, lo.split(".")))
 
@@ -63,6 +67,8 @@ NUMPY_ONLY = ("torch", "transformers", "matplotlib", "ipywidgets")
 LAYERS = [
     # module, packages it must never import (design: the core is numpy only; a GPU run needs no display stack)
     ("packviz.checks", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.datafiles", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    ("packviz.model_extra", ("torch", "transformers", "matplotlib", "ipywidgets", "numpy")),
     ("packviz.shapes", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.trace", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.steps", ("torch", "transformers", "matplotlib", "ipywidgets")),
@@ -84,6 +90,9 @@ LAYERS = [
     ("packviz.serving.metrics", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.sweep", ("torch", "transformers", "matplotlib", "ipywidgets")),
     ("packviz.serving.calibration", ("torch", "transformers", "matplotlib", "ipywidgets")),
+    # a replay against a server: numpy only, and httpx only when it sends (the `replay` extra)
+    ("packviz.serving.replay", ("torch", "transformers", "matplotlib", "ipywidgets", "httpx")),
+    ("packviz.cli_replay", ("torch", "transformers", "matplotlib", "ipywidgets", "httpx")),
     ("packviz.model", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.attention", ("packviz.plot", "packviz.widgets", "matplotlib", "ipywidgets")),
     ("packviz.bench.runner", ("packviz.widgets", "matplotlib.pyplot", "ipywidgets")),
@@ -104,7 +113,9 @@ LAYERS = [
     ("packviz.colors", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
     ("packviz.plot", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
     ("packviz.plot_serving", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets")),
+    ("packviz.plot_replay", ("matplotlib.pyplot", "torch", "transformers", "ipywidgets", "httpx")),
     ("packviz.widgets", ("matplotlib.pyplot", "torch", "transformers")),
+    ("packviz.player", ("matplotlib.pyplot", "torch", "transformers")),
 ]
 CORE = [m for m, banned in LAYERS if banned == NUMPY_ONLY and m != "packviz.cli"
         and (ROOT / (m.replace(".", "/") + ".py")).is_file() and not m.startswith("packviz.bench")]

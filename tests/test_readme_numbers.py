@@ -76,7 +76,7 @@ def test_the_script_runs_and_prints_json():
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert {"run", "run_conditions", "prefill_table", "spread_table", "headline", "trace"} <= set(out)
-    assert "packing_tables" not in out and out["run"].startswith("packviz/data/results/")
+    assert "packing_tables" not in out and out["run"].startswith("data/results/")
 
 
 def test_the_readme_quotes_no_test_count():

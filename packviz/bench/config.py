@@ -61,6 +61,8 @@ class BenchConfig:
 
 def validate(cfg: BenchConfig) -> None:
     """``ValueError`` naming the first bad setting."""
+    if not isinstance(cfg, BenchConfig):
+        raise TypeError(f"cfg must be a BenchConfig (packviz.bench.config), got {type(cfg).__name__}")
     for m in cfg.methods or ():
         one_of("method", m, METHODS)
     if not cfg.scenarios:

@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from ..checks import finite_floats, show
+
 
 # ---------------------------------------------------------------------- time
 class Timer:
@@ -50,7 +52,9 @@ class Timer:
 
 def stats(times) -> dict:
     """``median_s``, ``min_s``, ``max_s``, ``q1_s``, ``q3_s``, ``iqr_s`` of a list of seconds (``None`` when empty)."""
-    t = np.asarray(times, dtype=np.float64)
+    t = finite_floats("times", times)
+    if t.ndim != 1:
+        raise ValueError(f"times must be a list of seconds, got {show(times)}")
     if not len(t):
         return dict.fromkeys(("median_s", "min_s", "max_s", "q1_s", "q3_s", "iqr_s"))
     q1, med, q3 = np.percentile(t, [25, 50, 75])
@@ -153,7 +157,10 @@ def device_info(device) -> dict:
     """What the run runs on: GPU name, capability, memory, CUDA; or the CPU's model and threads."""
     import torch
 
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r:.80}; use e.g. cpu, cuda, cuda:0") from None
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         return {"type": "cuda", "name": p.name, "capability": list(torch.cuda.get_device_capability(device)),

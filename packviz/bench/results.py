@@ -3,10 +3,10 @@
 The schema is the three dataclasses below (their field names are the JSON keys, schema
 :data:`SCHEMA`): a :class:`Run` holds :class:`Scenario` s, each holding one :class:`Method`
 per attention method. The runner fills them; :func:`fill_timings` and :func:`derive` compute
-every number that follows from the times. Recorded GPU runs live in the package,
-``packviz/data/results/<date>-<gpu>/``; notebook 05 shows the newest::
+every number that follows from the times. Recorded GPU runs live in the
+top-level ``data/results/<date>-<gpu>/`` (in a wheel, ``packviz/data/results/``); notebook 05 shows the newest::
 
-    res = load_results(RESULTS_DIR)      # the newest run under packviz/data/results/
+    res = load_results(RESULTS_DIR)      # the newest run under data/results/
     print(format_run_info(res))           # device, versions, date, commit, model, ceiling
     print(format_results(res))            # per scenario and method: time, tokens/s, measured vs ideal
 """
@@ -14,17 +14,18 @@ every number that follows from the times. Recorded GPU runs live in the package,
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import json
 import os
 import pathlib
 from dataclasses import dataclass, field
 
+from .. import datafiles
+from ..checks import instance_of, mapping
 from .measure import stats
 
 SCHEMA = "packviz.bench/2"
-RESULTS_DIR = pathlib.Path(str(importlib.resources.files("packviz") / "data" / "results"))
-"""Where recorded GPU runs are kept, inside the package (``packviz/data/results/<date>-<gpu>/``)."""
+RESULTS_DIR = datafiles.RESULTS_DIR
+"""Where recorded GPU runs are kept: top-level ``data/results/<date>-<gpu>/`` (in a wheel, ``packviz/data/results/``)."""
 
 
 # ---------------------------------------------------------------------- the schema
@@ -166,6 +167,7 @@ def lower_ceiling(run: Run) -> float | None:
 
 def targets(res: dict) -> dict:
     """The GPU issue's targets on the ``trace`` scenario, reported (never asserted)."""
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     sc = next((s for s in res.get("scenarios", []) if s["name"] == "trace"), None)
     out = {"scenario": "trace", "note": "targets are reported, not tested"}
     if sc is None:
@@ -187,6 +189,7 @@ def sanity(res: dict) -> list[str]:
 
     Not applied to a CPU run: a toy model's times are Python and launch overhead, not FLOPs.
     """
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     if (res.get("device") or {}).get("type") != "cuda":
         return []
     out = []
@@ -220,6 +223,7 @@ def find_results(directory) -> list[pathlib.Path]:
     ``started`` time (file times change with every checkout), then by path. A missing
     directory holds none.
     """
+    instance_of("directory", directory, (str, os.PathLike), "a directory path")
     directory = pathlib.Path(directory)
     if not directory.is_dir():
         return []
@@ -243,6 +247,7 @@ def load_results(path) -> dict:
     Raises ``FileNotFoundError`` when there is none, ``ValueError`` for a JSON file that is
     not a packviz benchmark result.
     """
+    instance_of("path", path, (str, os.PathLike), "a results file or directory path")
     path = pathlib.Path(path)
     if path.is_dir():
         found = latest_result(path)
@@ -261,6 +266,7 @@ def load_results(path) -> dict:
 # ---------------------------------------------------------------------- text
 def format_run_info(res: dict) -> str:
     """Where and how a run was made: device, versions, date, commit, model, weights, ceiling, status."""
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     dev, ver, model = res.get("device") or {}, res.get("versions") or {}, res.get("model") or {}
     if dev.get("type") == "cuda":
         smi = (res.get("nvidia_smi") or {}).get("start") or {}
@@ -300,6 +306,29 @@ def _short_status(status) -> str:
     return str(status or "not run").split(":", 1)[0]
 
 
+def not_timed(res: dict) -> dict:
+    """``{(method, why): [scenario, ...]}``: every method a run did not time, grouped by its reason.
+
+    ``why`` is the status without its detail in parentheses ("unavailable: flash-attn is not
+    installed"); methods whose timings a scenario shares from another one are not listed (they
+    were timed). What a figure of the run names beside its bars, so no method vanishes silently.
+
+    >>> not_timed({"scenarios": [{"name": "trace", "methods": {
+    ...     "padded": {"median_s": 1.0},
+    ...     "flash": {"status": "unavailable: flash-attn is not installed (pip install flash-attn)"},
+    ...     "flex": {"status": "skipped: deadline (12 s left)"}}}]})
+    {('flash', 'unavailable: flash-attn is not installed'): ['trace'], ('flex', 'skipped: deadline'): ['trace']}
+    """
+    out: dict = {}
+    for s in res.get("scenarios", []):
+        for name, m in (s.get("methods") or {}).items():
+            if m.get("median_s") or m.get("shared_from"):
+                continue
+            why = str(m.get("status") or "not run").split(" (", 1)[0].split("; ", 1)[0].strip()
+            out.setdefault((name, why), []).append(s["name"])
+    return out
+
+
 def _method_line(scenario: str, name: str, m: dict) -> str:
     ideal = m.get("ideal_speedup_tiled") or m.get("ideal_speedup")
     ideal_txt = f"{ideal:>6.2f}x" if ideal else f"{'':>7}"
@@ -321,6 +350,7 @@ def format_results(res: dict) -> str:
     ceiling. ``*`` marks offline methods. Methods that did not run show why in one word; the
     kernel each method ran and any notes follow the table.
     """
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     head = (f"{'scenario':<9} {'method':<16} {'median s':>9} {'valid tok/s':>12} {'measured':>9} "
             f"{'ideal':>7} {'meas/ideal':>10} {'useful/ceiling':>14}")
     lines = [head]
@@ -341,6 +371,7 @@ def format_results(res: dict) -> str:
 
 def summary(res: dict) -> dict:
     """The headline numbers of a results dict (what ``bench --json`` prints)."""
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     out = {"status": res.get("status"), "device": (res.get("device") or {}).get("name"),
            "model": (res.get("model") or {}).get("name"), "elapsed_s": round(res.get("elapsed_s", 0.0), 1),
            "ceiling_tflops": res.get("ceiling_tflops"), "scenarios": {}}

@@ -31,9 +31,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from ..model_extra import require_model_extra
+
+require_model_extra("packviz.bench.runner")  # before torch: without it, one line naming packviz[model]
 import torch
 
 from .. import attention, model as M
+from ..checks import instance_of, items, one_of
 from ..flops import useful_flops
 from . import measure, results, scenarios
 from .config import BenchConfig
@@ -168,10 +172,12 @@ def forward(ctx: Context, method: str, batch: dict) -> torch.Tensor:
 
 def sdpa_backends(names):
     """``torch.nn.attention.sdpa_kernel`` restricted to ``names`` (``None``: no restriction)."""
-    if not names:
+    if names is None or (isinstance(names, (list, tuple)) and not names):
         return contextlib.nullcontext()
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
+    known = [n for n in SDPBackend.__members__ if n != "ERROR"]
+    names = [one_of("SDPA backend", n, known) for n in items("names", names, "a list of SDPA backend names")]
     return sdpa_kernel([getattr(SDPBackend, n) for n in names])
 
 
@@ -473,7 +479,7 @@ def measure_all(ctx: Context, run: results.Run) -> None:
 
 def run(cfg: BenchConfig | None = None, out_dir="bench-results", log=None) -> dict:
     """Run the benchmark; returns the results (also in ``<out_dir>/bench.json``, rewritten after every step)."""
-    cfg = cfg or BenchConfig()
+    cfg = BenchConfig() if cfg is None else instance_of("cfg", cfg, BenchConfig, "a BenchConfig (packviz.bench.config)")
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = pathlib.Path(out_dir)
     if out.exists() and not out.is_dir():

@@ -33,7 +33,8 @@ import numpy as np
 from ..attention import BACKENDS
 from ..flops import Flops, ideal_speedup, layout_flops, useful_flops
 from ..layout import Layout, stack_layouts
-from ..packing import pack, pack_in_windows, windows
+from ..checks import instance_of, items, mapping, one_of
+from ..packing import pack, pack_in_windows, validate_lengths, windows
 from .config import SCENARIOS, BenchConfig
 
 KINDS = {"trace": "window", "offline": "offline", "seed": "window", "uniform": "window"}
@@ -90,12 +91,13 @@ def stream_layout(lengths: np.ndarray, groups: list) -> Layout:
 
 def window_layouts(lengths: np.ndarray, batch_size: int, pack_len: int) -> tuple[dict, dict]:
     """Layouts and forwards of a ``window`` scenario (see the module docstring)."""
+    lengths = validate_lengths(lengths)
     wins = windows(len(lengths), batch_size)
     padded = pack(lengths, pack_len, "pad", batch_size=batch_size)
     sorted_ = pack(lengths, pack_len, "sorted", batch_size=batch_size)
     packed = pack_in_windows(lengths, pack_len, batch_size, "bfd")
     first_seq = packed.seg_seq[np.searchsorted(packed.seg_row, np.arange(packed.num_rows))]
-    row_starts = np.searchsorted(first_seq // batch_size, np.arange(len(wins) + 1))
+    row_starts = np.searchsorted(first_seq // min(batch_size, len(lengths)), np.arange(len(wins) + 1))
     layouts = {"padded": padded, "sorted": sorted_, "packed": packed, "stream": stream_layout(lengths, wins)}
     forwards = {"padded": [list(b) for b in padded.batches()], "sorted": [list(b) for b in sorted_.batches()],
                 "packed": [list(range(a, b)) for a, b in zip(row_starts[:-1], row_starts[1:])],
@@ -105,6 +107,7 @@ def window_layouts(lengths: np.ndarray, batch_size: int, pack_len: int) -> tuple
 
 def offline_layouts(lengths: np.ndarray, batch_size: int, pack_len: int) -> tuple[dict, dict]:
     """Layouts and forwards of the ``offline`` scenario: whole-sample BFD rows, one per forward."""
+    lengths = validate_lengths(lengths)
     layouts, forwards = window_layouts(lengths, batch_size, pack_len)
     packed = pack(lengths, pack_len, "bfd")
     groups = [packed.row_segments(r)[:, 0] for r in range(packed.num_rows)]
@@ -195,7 +198,7 @@ def plan(cfg: BenchConfig | None = None, shape=None) -> list[dict]:
     """
     from ..shapes import get_shape
 
-    cfg = cfg or BenchConfig()
+    cfg = BenchConfig() if cfg is None else instance_of("cfg", cfg, BenchConfig, "a BenchConfig (packviz.bench.config)")
     shape = get_shape(shape if shape is not None else cfg.model)
     out = []
     for name in cfg.scenarios:
@@ -232,6 +235,8 @@ def recorded_windows(res: dict, methods=("dense", "flex", "varlen")) -> dict:
     "recorded_ideal", "measured_speedup", "measured_over_ideal": {method: as recorded}}``:
     ``ideal_pooled`` equals ``recorded_ideal`` when the run was priced as the suite prices it now.
     """
+    res = mapping("res", res, what="a benchmark results dict (packviz.bench.results.load_results gives one)")
+    methods = [one_of("method", m, BACKENDS) for m in items("methods", methods, "a list of method names")]
     from ..trace_numbers import window_prefill_flops
 
     sc = next((s for s in res.get("scenarios", []) if s["name"] == "trace"), None)

@@ -13,7 +13,7 @@ each with ``gpu_seconds`` (CUDA events around the forward) where a GPU ran it; t
 figures go to ``engine.json`` (:data:`ENGINE_RUN_SCHEMA`). Older files without ``"engine"``
 timed transformers' forward (a ``DynamicCache``), and ``serve.json`` (:data:`SERVE_SCHEMA`)
 holds transformers' engines beside the simulator's prediction: kept as the host-bound
-comparison. Recorded runs live under ``packviz/data/results/<date>-<gpu>/``;
+comparison. Recorded runs live under ``data/results/<date>-<gpu>/``;
 :func:`latest_recorded` finds the newest of a schema (by the run's own ``started`` time).
 
 :func:`fit_roofline` fits the roofline's numbers to the points -- achievable FLOP/s,
@@ -27,12 +27,13 @@ square on transformers' (``generate`` builds the mask).
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import pathlib
 
 import numpy as np
 
+from .. import datafiles
+from ..checks import is_integer, show
 from ..shapes import get_shape
 from .costs import GPUS, CostModel, Pricer, Work, plan_work, preset_cost_model
 from .scheduler import Piece, StepPlan
@@ -42,8 +43,8 @@ SERVE_SCHEMA = "packviz.serve/1"
 """Recorded runs of transformers' engines (``generate`` and continuous batching): the host-bound comparison."""
 ENGINE_RUN_SCHEMA = "packviz.engine-run/1"
 """Recorded runs of packviz's engine (``scripts/gpu_serve.sh``: ceilings, step grid, serving, prefill controls)."""
-RESULTS_DIR = pathlib.Path(str(importlib.resources.files("packviz") / "data" / "results"))
-"""Recorded GPU runs inside the package (``packviz/data/results/<date>-<gpu>/``)."""
+RESULTS_DIR = datafiles.RESULTS_DIR
+"""Recorded GPU runs (top-level ``data/results/<date>-<gpu>/``; in a wheel, ``packviz/data/results/``)."""
 
 
 # ---------------------------------------------------------------------- recorded runs
@@ -90,7 +91,82 @@ def load_calibration(path=None) -> dict:
     if data is None:
         raise ValueError(f"{path} is not a packviz calibration (schema {CALIBRATION_SCHEMA})")
     data["path"] = str(path)
-    return data
+    return check_calibration(data)
+
+
+MAX_POINT_BATCH = 2**16
+"""The largest ``batch`` of a calibration point (65,536 rows; a recorded grid goes up to 256)."""
+MAX_POINT_TOKENS = 2**40
+"""The largest ``tokens`` or ``context`` of a calibration point."""
+
+
+def check_calibration(cal: dict) -> dict:
+    """``cal`` if every field a fit reads is usable, else ``ValueError`` naming the file and the field.
+
+    ``engine`` and ``model``: strings (a model :func:`~packviz.shapes.get_shape` knows); ``device``: an
+    object with a string ``name`` and a positive ``memory_bytes`` (both optional); ``points``: a list of
+    at least 3 objects, each checked by :func:`check_point`.
+
+    >>> check_calibration({"path": "c.json", "device": "H100", "points": []})
+    Traceback (most recent call last):
+    ...
+    ValueError: c.json: device is 'H100'; expected an object such as {"name": "NVIDIA H100 80GB HBM3"}
+    """
+    where = cal.get("path", "calibration")
+    for key in ("engine", "model"):
+        if key in cal and not isinstance(cal[key], str):
+            raise ValueError(f"{where}: {key} is {show(cal[key])}; expected a string")
+    if "model" in cal:
+        try:
+            get_shape(cal["model"])
+        except ValueError as e:
+            raise ValueError(f"{where}: model: {e}") from None
+    device = cal.get("device")
+    if device is not None:
+        if not isinstance(device, dict):
+            raise ValueError(f'{where}: device is {show(device)}; expected an object such as '
+                             '{"name": "NVIDIA H100 80GB HBM3"}')
+        if "name" in device and not isinstance(device["name"], str):
+            raise ValueError(f"{where}: device.name is {show(device['name'])}; expected a string")
+        if device.get("memory_bytes") is not None:
+            number(f"{where}: device.memory_bytes", device["memory_bytes"], "bytes")
+    points = cal.get("points")
+    if not isinstance(points, list) or len(points) < 3:
+        raise ValueError(f"{where}: points is {show(points)}; expected a list of at least 3 timed steps, e.g. "
+                         '[{"kind": "decode", "batch": 8, "tokens": 1, "context": 1024, "seconds": 0.012}, ...]')
+    for i, point in enumerate(points):
+        check_point(point, f"{where}: points[{i}]")
+    return cal
+
+
+def number(where: str, value, unit: str) -> float:
+    """``value`` as a finite float > 0, else ``ValueError`` naming ``where`` (the file and the field)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{where} is {show(value)}; expected a finite number > 0 ({unit})")
+    return float(value)
+
+
+def check_point(point, where: str = "calibration point") -> dict:
+    """One calibration point: ``kind`` (:data:`KINDS`), ``batch`` (1 .. :data:`MAX_POINT_BATCH`), ``tokens``
+    (>= 1) and ``context`` (>= 0, optional) integers, ``seconds`` and the optional ``gpu_seconds`` finite
+    and > 0; else ``ValueError`` naming ``where`` and the field."""
+    if not isinstance(point, dict):
+        raise ValueError(f"{where} is {show(point)}; expected an object with kind, batch, tokens and seconds")
+    if point.get("kind") not in KINDS:
+        raise ValueError(f"{where}.kind is {show(point.get('kind'))}; expected one of {', '.join(KINDS)}")
+    for key, low, high, need in (("batch", 1, MAX_POINT_BATCH, True), ("tokens", 1, MAX_POINT_TOKENS, True),
+                                 ("context", 0, MAX_POINT_TOKENS, False)):
+        if key not in point and not need:
+            continue
+        if key not in point:
+            raise ValueError(f"{where} has no {key!r}; every point needs kind, batch, tokens and seconds")
+        v = point[key]
+        if not is_integer(v) or not low <= v <= high:
+            raise ValueError(f"{where}.{key} is {show(v)}; expected an integer from {low} to {high:,}")
+    for key in ("seconds", "gpu_seconds"):
+        if point.get(key) is not None:
+            number(f"{where}.{key}", point[key], "the step's time in seconds")
+    return point
 
 
 # ---------------------------------------------------------------------- fitting
@@ -107,9 +183,7 @@ def point_plan(point: dict) -> StepPlan:
     >>> point_plan({"kind": "mixed", "batch": 2, "tokens": 4, "context": 9}).describe()
     'decode r0 r1 | prefill r2[0:4]'
     """
-    kind = point.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"calibration point kind {kind!r}: expected one of {', '.join(KINDS)}")
+    kind = check_point(point)["kind"]
     b, n, c = int(point["batch"]), int(point["tokens"]), int(point.get("context", 0))
     if kind == "prefill":
         return StepPlan(0, prefills=tuple(Piece(r, 0, n) for r in range(b)))
@@ -195,15 +269,21 @@ def fit_calibration(cal: dict, time_key: str = "seconds") -> dict:
     ``time_key="seconds"``: the wall time of each step (what a server waits); ``"gpu_seconds"``:
     the kernels' own time (what the GPU works), where every point has one.
     """
-    points = cal.get("points") or []
-    if len(points) < 3:
-        raise ValueError(f"{cal.get('path', 'calibration')}: {len(points)} points; at least 3 are needed to fit")
-    if any(p.get(time_key) is None for p in points):
-        raise ValueError(f"{cal.get('path', 'calibration')}: not every point has {time_key!r}")
+    where = cal.get("path", "calibration")
+    points = check_calibration(cal)["points"]
+    missing = next((i for i, p in enumerate(points) if p.get(time_key) is None), None)
+    if missing is not None:
+        raise ValueError(f"{where}: points[{missing}] has no {time_key!r}; not every point has {time_key!r}")
     pricer = Pricer(get_shape(cal.get("model", "llama-3-8b")), preset_cost_model(gpu_key(cal) or "h100"))
     work = [point_work(p, padded_pricing(cal)) for p in points]
-    return fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
-                        [float(p[time_key]) for p in points], pricer.cost, [p["kind"] == "decode" for p in points])
+    fit = fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
+                       [float(p[time_key]) for p in points], pricer.cost, [p["kind"] == "decode" for p in points])
+    bad = [k for k in ("flop_rate", "byte_rate", "overhead_s", "decode_overhead_s")
+           if not np.isfinite(fit[k]) or fit[k] < 0 or (k.endswith("rate") and fit[k] == 0)]
+    if bad:
+        raise ValueError(f"{where}: the points' {time_key} fit no roofline ({bad[0]} {fit[bad[0]]:g}); "
+                         "re-record the calibration (scripts/gpu_serve.sh)")
+    return fit
 
 
 def device_fit(cal: dict) -> dict | None:
@@ -221,7 +301,8 @@ def gpu_key(cal: dict) -> str | None:
     >>> gpu_key({"device": {"name": "NVIDIA H100 80GB HBM3"}}), gpu_key({"device": {"name": "Tesla T4"}})
     ('h100', None)
     """
-    name = str((cal.get("device") or {}).get("name", "")).lower()
+    device = cal.get("device") if isinstance(cal, dict) else None
+    name = str(device.get("name", "") if isinstance(device, dict) else "").lower()
     return next((k for k in GPUS if k in name), None)
 
 
@@ -229,7 +310,7 @@ def cost_model(gpu="h100", overhead_s: float | None = None) -> CostModel:
     """A :class:`CostModel` from a preset name, ``"calibrated"``, a calibration JSON path, or a CostModel.
 
     ``"calibrated"``: costs fitted to the newest calibration recorded under
-    ``packviz/data/results/`` (:func:`calibrated_cost_model`); an error names the way out when
+    ``data/results/`` (:func:`calibrated_cost_model`); an error names the way out when
     none is recorded. Never chosen automatically: a preset gives the same numbers everywhere.
 
     >>> cost_model("h100").name, cost_model(cost_model("a100")).name

@@ -42,13 +42,15 @@ the simulator replay 19,366 requests in about a second:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
-from ..checks import int_array, nonnegative_int, one_of, positive_float, positive_int
+from ..checks import (flag, instance_of, int_array, is_integer, nonnegative_float, nonnegative_int, one_of,
+                      positive_float, positive_int, real_number, show)
 from ..shapes import get_shape
 
 PADDED_ATTENTION = ("masked", "causal")
@@ -61,7 +63,7 @@ RAGGED_ATTENTION = ("varlen", "dense")
 @dataclass(frozen=True)
 class Measured:
     """A rate measured on a lent GPU: its value and where it is recorded (a file under
-    ``packviz/data/results/`` and the JSON key holding it; a test reads it back)."""
+    ``data/results/`` and the JSON key holding it; a test reads it back)."""
 
     value: float
     source: str
@@ -126,6 +128,14 @@ class CostModel:
     decode_overhead_s: float | None = None
     peak_bytes_per_s: float = 0.0
 
+    def __post_init__(self) -> None:
+        # rates of 0 mean "unknown" (an engine's cost model that only names its device); they price no step
+        for attr in ("flop_rate", "byte_rate", "overhead_s", "peak_flops", "memory_bytes", "peak_bytes_per_s"):
+            object.__setattr__(self, attr, nonnegative_float(f"CostModel.{attr}", getattr(self, attr)))
+        if self.decode_overhead_s is not None:
+            object.__setattr__(self, "decode_overhead_s", nonnegative_float("CostModel.decode_overhead_s",
+                                                                            self.decode_overhead_s))
+
     @property
     def decode_overhead(self) -> float:
         """The overhead of a decode-only step: ``decode_overhead_s`` (an engine that replays decode steps
@@ -137,7 +147,11 @@ class CostModel:
 
     def seconds(self, flops: float, nbytes: float, decode: bool = False) -> float:
         """max(flops / flop_rate, nbytes / byte_rate) + the overhead (of a decode-only step, if ``decode``)."""
-        return max(flops / self.flop_rate, nbytes / self.byte_rate) + self.overhead(decode)
+        try:
+            return max(flops / self.flop_rate, nbytes / self.byte_rate) + self.overhead(decode)
+        except ZeroDivisionError:
+            raise ValueError(f"cost model {self.name!r} has no flop_rate or byte_rate (0: unknown), so it prices no "
+                             "step; use a preset or a calibration (packviz.serving.cost_model)") from None
 
     def as_dict(self) -> dict:
         return {"name": self.name, "flop_rate": self.flop_rate, "byte_rate": self.byte_rate,
@@ -150,10 +164,18 @@ GPU_CHOICES = tuple(GPUS) + ("calibrated",)
 """What ``--gpu`` accepts: a preset, or ``calibrated`` (the newest recorded calibration)."""
 
 
+def preset_key(gpu) -> str:
+    """``gpu`` (a preset name, any case) as a key of :data:`GPUS`, else ``ValueError`` listing them."""
+    key = gpu.strip().lower() if isinstance(gpu, str) else None
+    if key not in GPUS:
+        raise ValueError(f"unknown GPU {show(gpu)}; choose one of {', '.join(GPUS)}")
+    return key
+
+
 def matmul_rate(key: str) -> tuple[float, str]:
     """(FLOP/s, where it comes from): measured on the lent GPU, or its datasheet scaled by the
     lent H100's measured ÷ datasheet ratio (the same power cap and clocks assumed)."""
-    gpu, ref = GPUS[key], GPUS["h100"]
+    gpu, ref = GPUS[preset_key(key)], GPUS["h100"]
     if gpu.measured_flops:
         return gpu.measured_flops.value, f"measured ({gpu.measured_flops.source})"
     ratio = ref.measured_flops.value / ref.peak_flops
@@ -162,7 +184,7 @@ def matmul_rate(key: str) -> tuple[float, str]:
 
 def copy_rate(key: str) -> tuple[float, str]:
     """(bytes/s, where it comes from): measured on the lent GPU, else the datasheet's bandwidth."""
-    gpu = GPUS[key]
+    gpu = GPUS[preset_key(key)]
     if gpu.measured_bytes_per_s:
         return gpu.measured_bytes_per_s.value, f"measured ({gpu.measured_bytes_per_s.source})"
     return gpu.peak_bytes_per_s, "datasheet (no copy rate recorded yet)"
@@ -176,9 +198,9 @@ def preset_cost_model(name: str = "h100", overhead_s: float | None = None) -> Co
     >>> round(c.flop_rate / 1e12), round(c.byte_rate / 1e12, 2), c.overhead_s
     (541, 2.68, 0.002)
     """
-    key = str(name).strip().lower()
+    key = name.strip().lower() if isinstance(name, str) else None
     if key not in GPUS:
-        raise ValueError(f"unknown GPU {name!r}; choose one of {', '.join(GPU_CHOICES)}")
+        raise ValueError(f"unknown GPU {show(name)}; choose one of {', '.join(GPU_CHOICES)}")
     gpu = GPUS[key]
     (flops, flops_from), (nbytes, bytes_from) = matmul_rate(key), copy_rate(key)
     overhead = OVERHEAD_S if overhead_s is None else positive_float("overhead_s", overhead_s)
@@ -230,9 +252,30 @@ def chunk_pairs(done: int, chunk: int) -> int:
     >>> chunk_pairs(0, 5), chunk_pairs(2, 3)      # a whole prompt; the last 3 of 5
     (15, 12)
     """
+    return _chunk_pairs(nonnegative_int("done", done), nonnegative_int("chunk", chunk))
+
+
+def _chunk_pairs(done: int, chunk: int) -> int:
+    """:func:`chunk_pairs` unchecked (a step's pieces: the simulator's hot path)."""
     return chunk * done + chunk * (chunk + 1) // 2
 
 
+def _takes_plan(fn):
+    """``fn(plan, ...)`` with a plan of the wrong type refused by a ``TypeError`` naming it (checked only
+    when ``fn`` fails, so a step's price costs nothing more)."""
+    @functools.wraps(fn)
+    def wrapper(plan, *args, **kw):
+        try:
+            return fn(plan, *args, **kw)
+        except (AttributeError, TypeError):
+            if all(hasattr(plan, a) for a in ("decodes", "contexts", "prefills", "idle", "kv_pad")):
+                raise
+            raise TypeError(f"plan must be a StepPlan (packviz.serving.scheduler), got {type(plan).__name__} "
+                            f"{show(plan)}") from None
+    return wrapper
+
+
+@_takes_plan
 def plan_work(plan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Work:
     """The :class:`Work` of one step's plan (a :class:`~packviz.serving.scheduler.StepPlan`).
 
@@ -258,7 +301,7 @@ def plan_work(plan, padded_attention: str = "masked", ragged_attention: str = "v
         pairs = kv_read - sum(p.done for p in plan.prefills) + n
         for p in plan.prefills:
             w = p.tokens + p.pad
-            pairs += w * w if masked else chunk_pairs(p.done, w)
+            pairs += w * w if masked else _chunk_pairs(p.done, w)
     return Work(tokens, lm_rows, pairs, kv_read, tokens)
 
 
@@ -274,6 +317,7 @@ class Waste(NamedTuple):
     dense_pairs: int = 0         # pairs a dense Σq × Σk step computes beyond each sequence's own
 
 
+@_takes_plan
 def plan_waste(plan, padded_attention: str = "masked", ragged_attention: str = "varlen") -> Waste:
     """The :class:`Waste` inside one plan's :func:`plan_work`: everything minus what its requests needed.
 
@@ -292,15 +336,16 @@ def plan_waste(plan, padded_attention: str = "masked", ragged_attention: str = "
     for p in plan.prefills:
         w = p.tokens + p.pad
         if p.pad or masked:
-            pad_pairs += (w * w if masked else chunk_pairs(p.done, w)) - chunk_pairs(p.done, p.tokens)
+            pad_pairs += (w * w if masked else _chunk_pairs(p.done, w)) - _chunk_pairs(p.done, p.tokens)
     dense = 0
     if ragged_attention == "dense":
         dense = plan_work(plan, padded_attention, "dense").pairs - plan_work(plan, padded_attention).pairs
     return Waste(sum(p.pad for p in plan.prefills), pad_pairs, len(idle_ctx), sum(idle_ctx) + len(idle_ctx),
                  sum(p.recomputed for p in plan.prefills),
-                 sum(chunk_pairs(p.done, p.recomputed) for p in plan.prefills), dense)
+                 sum(_chunk_pairs(p.done, p.recomputed) for p in plan.prefills), dense)
 
 
+@_takes_plan
 def plan_live_kv(plan) -> int:
     """KV tokens of live requests a plan reads and writes: non-idle decodes' contexts and new tokens,
     pieces' cached prefixes and real tokens (no pads, no idle slots)."""
@@ -318,6 +363,7 @@ def streamed_weight_bytes(shape, bytes_per_param: int = 2) -> int:
     1050673152
     """
     shape = get_shape(shape)
+    bytes_per_param = positive_int("bytes_per_param", bytes_per_param, maximum=64)
     embedding = 0 if shape.tied_embeddings else shape.vocab * shape.hidden * bytes_per_param
     return shape.weight_bytes(bytes_per_param) - embedding
 
@@ -331,7 +377,7 @@ class Pricer:
 
     def __init__(self, shape, cost: CostModel, bytes_per_param: int = 2):
         self.shape = get_shape(shape)
-        self.cost = cost
+        self.cost = instance_of("cost", cost, CostModel, "a CostModel (packviz.serving.cost_model gives one)")
         self.linear = float(self.shape.linear_flops_per_token)
         self.lm_head = float(self.shape.lm_head_flops_per_token)
         self.attn = float(self.shape.attention_flops_per_pair)
@@ -400,12 +446,22 @@ def _range_sums(a: int, b: int) -> tuple[int, float, float]:
     return b - a + 1, s1, s2
 
 
+def _check_span(line, k, name: str) -> None:
+    """``TypeError`` / ``ValueError`` unless ``line`` is a :class:`Line` and ``k`` an integer (type checks first:
+    the simulator calls this for every decode span)."""
+    if type(line) is not Line and not isinstance(line, Line):
+        raise TypeError(f"line must be a Line (Pricer.decode_line gives one), got {type(line).__name__} {show(line)}")
+    if type(k) is not int and not is_integer(k):
+        raise ValueError(f"{name} must be an integer (a number of steps), got {show(k)}")
+
+
 def span_sums(line: Line, k: int) -> tuple[float, float]:
     """(Σ t_j, Σ j·t_j) over steps j = 1..k of ``line``, in closed form (O(1), no loop).
 
     Σ max(u_j, v_j) = Σ v_j + Σ max(0, u_j - v_j); the difference is linear in j, so it is
     positive on one contiguous run of steps (at most one crossing).
     """
+    _check_span(line, k, "k")
     if k <= 0:
         return 0.0, 0.0
     _, s1, s2 = _range_sums(1, k)
@@ -430,6 +486,9 @@ def steps_to_reach(line: Line, seconds: float, k_max: int) -> int | None:
     >>> steps_to_reach(Line(0, 0, 1.0, 0, 0), 2.5, 10)     # 1 s per step
     3
     """
+    _check_span(line, k_max, "k_max")
+    if type(seconds) is not float:
+        seconds = real_number("seconds", seconds)
     if seconds <= 0:
         return 0
     if span_sums(line, k_max)[0] < seconds:
@@ -456,6 +515,7 @@ def check_attention(padded: str, ragged: str) -> tuple[str, str]:
 
 def describe(cost: CostModel) -> str:
     """One line: the cost model's name and rates."""
+    cost = instance_of("cost", cost, CostModel, "a CostModel (packviz.serving.cost_model gives one)")
     return (f"{cost.name}: {cost.flop_rate / 1e12:,.0f} TFLOP/s and {cost.byte_rate / 1e12:.2f} TB/s achievable, "
             f"{cost.overhead_s * 1e3:.3g} ms per step")
 
@@ -487,6 +547,9 @@ def arithmetic_intensity(work: Work, shape, weights: bool = True, bytes_per_para
     962
     """
     shape = get_shape(shape)
+    work = instance_of("work", work, Work, "a Work (decode_work, varlen_prefill_work or plan_work gives one)")
+    weights = flag("weights", weights)
+    bytes_per_param = positive_int("bytes_per_param", bytes_per_param, maximum=64)
     flops = (work.tokens * shape.linear_flops_per_token + work.lm_rows * shape.lm_head_flops_per_token
              + work.pairs * shape.attention_flops_per_pair)
     kv = (work.kv_read + work.kv_write) * shape.kv_bytes_per_token(bytes_per_param)
@@ -503,9 +566,7 @@ def ridge_point(gpu: str = "h100", measured: bool = True) -> float:
     >>> round(ridge_point("h100")), round(ridge_point("h100", measured=False))   # 677 / 3.35, 989 / 3.35
     (202, 295)
     """
-    key = str(gpu).strip().lower()
-    if key not in GPUS:
-        raise ValueError(f"unknown GPU {gpu!r}; choose one of {', '.join(GPUS)}")
-    if measured:
+    key = preset_key(gpu)
+    if flag("measured", measured):
         return matmul_rate(key)[0] / copy_rate(key)[0]
     return GPUS[key].peak_flops / GPUS[key].peak_bytes_per_s

@@ -30,6 +30,10 @@ import dataclasses
 import time
 
 import numpy as np
+
+from ..model_extra import require_model_extra
+
+require_model_extra("packviz.serving.hf")  # before torch: without it, one line naming packviz[model]
 import torch
 
 from ..trace import request_ids

@@ -34,7 +34,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .simulator import EngineResult, SimResult
+from ..checks import exact_sum, instance_of
+from .simulator import EngineResult, Ledger, SimResult
+
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+MAX_EXPANDED_ITL = 2**20
+"""Decode steps of closed-form spans that :func:`itl_percentiles` expands into one sample each (8 MB per
+array); a run with more (a request of a billion tokens) has its percentiles counted in closed form."""
 
 
 def percentiles(x) -> dict:
@@ -67,6 +73,71 @@ def weighted_percentiles(values, weights) -> dict:
     v, cum = v[order], np.cumsum(w[order])
     idx = np.searchsorted(cum, np.array([0.5, 0.9, 0.99]) * cum[-1] * (1 - 1e-12), side="left")
     return {q: round(float(v[i]), 12) for q, i in zip(("p50", "p90", "p99"), idx)}
+
+
+def span_counts(x: float, spans: np.ndarray) -> np.ndarray:
+    """How many steps of each span take at most ``x`` seconds, shape (S,), for spans (S, 7) of
+    ``(u0, u1, v0, v1, overhead, k, count)``: step j (1 .. k) takes ``max(u0 + u1 j, v0 + v1 j) + overhead``,
+    computed exactly as :meth:`Ledger.itl_samples` computes it (non-decreasing in j: slopes >= 0).
+
+    >>> span_counts(2.5, np.array([[0.0, 1.0, 0.0, 0.0, 0.0, 10, 1], [5.0, 0.0, 0.0, 0.0, 0.0, 3, 1]]))
+    array([2, 0])
+    """
+    u0, u1, v0, v1, o, k = (spans[:, i] for i in range(6))
+
+    def step(j):
+        return np.maximum(u0 + u1 * j, v0 + v1 * j) + o
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        est = np.minimum(*(np.where(b > 0, np.floor((x - o - a) / b), np.where(a + o <= x, k, 0.0))
+                           for a, b in ((u0, u1), (v0, v1))))
+    j = np.clip(np.nan_to_num(est, nan=0.0), 0, k)
+    while True:                                       # float rounding: a step or two either way
+        up = (j < k) & (step(j + 1) <= x)
+        down = (j > 0) & (step(np.maximum(j, 1)) > x)
+        if not (up.any() or down.any()):
+            return j.astype(np.int64)
+        j = j + up - down
+
+
+def span_percentiles(steps: np.ndarray, spans: np.ndarray) -> dict:
+    """:func:`weighted_percentiles` of single steps (M, 2) ``(seconds, weight)`` and closed-form spans (S, 7)
+    (:func:`span_counts`; each step weighs ``count``), without expanding the spans: for each quantile, the
+    smallest step time whose cumulative weight reaches it, by bisection over the float64 values (64 halvings)."""
+    w_steps, w_spans = steps[:, 1].sum(), (spans[:, 5] * spans[:, 6]).sum()
+    if w_steps + w_spans <= 0:
+        return dict.fromkeys(QUANTILES)
+
+    def weight_upto(x):
+        return steps[steps[:, 0] <= x, 1].sum() + (spans[:, 6] * span_counts(x, spans)).sum()
+
+    first = np.maximum(spans[:, 0] + spans[:, 1], spans[:, 2] + spans[:, 3]) + spans[:, 4]
+    last = np.maximum(spans[:, 0] + spans[:, 1] * spans[:, 5], spans[:, 2] + spans[:, 3] * spans[:, 5]) + spans[:, 4]
+    low = max(np.concatenate([steps[:, 0], first]).min(), 0.0)
+    high = np.concatenate([steps[:, 0], last]).max()
+    out = {}
+    for name, q in QUANTILES.items():
+        target = q * (w_steps + w_spans) * (1 - 1e-12)
+        a, b = int(np.float64(low).view(np.int64)), int(np.float64(high).view(np.int64))  # >= 0: bits sort as values
+        while a < b:
+            mid = (a + b) // 2
+            if weight_upto(float(np.int64(mid).view(np.float64))) >= target:
+                b = mid
+            else:
+                a = mid + 1
+        out[name] = round(float(np.int64(a).view(np.float64)), 12)
+    return out
+
+
+def itl_percentiles(ledger: Ledger) -> dict:
+    """``{"p50", "p90", "p99"}`` of the run's inter-token gaps: :func:`weighted_percentiles` of
+    :meth:`Ledger.itl_samples` while the spans hold at most :data:`MAX_EXPANDED_ITL` steps, else the same
+    numbers counted in closed form (:func:`span_percentiles`: memory independent of a request's length)."""
+    if sum(k for _, k, _ in ledger.itl_spans) <= MAX_EXPANDED_ITL:
+        return weighted_percentiles(*ledger.itl_samples())
+    steps = np.array(ledger.itl_steps, dtype=np.float64).reshape(-1, 2)
+    spans = np.array([(*line, k, count) for line, k, count in ledger.itl_spans], dtype=np.float64).reshape(-1, 7)
+    return span_percentiles(steps, spans)
 
 
 def time_split(r: SimResult, makespan: float) -> dict | None:
@@ -110,11 +181,17 @@ def engine_summary(r: EngineResult, makespan: float) -> dict:
 
 
 def summary(r: SimResult) -> dict:
-    """Everything a replay measured, JSON-ready (see the module docstring for the definitions)."""
+    """Everything a replay measured, JSON-ready (see the module docstring for the definitions).
+
+    Every number is finite or ``None`` (strict JSON): ``offered_requests_per_s`` is ``None`` when every
+    request arrives at one instant (``offline``, or one timestamp), and ``offered_rate_note`` says so.
+    """
+    instance_of("r", r, SimResult, "a SimResult (what simulate() or run_engine() returns)")
     tr, led = r.trace, r.ledger
-    p_sum, g_sum = int(tr.prompt_tokens.sum()), int(tr.generated_tokens.sum())
+    p_sum, g_sum = exact_sum(tr.prompt_tokens), exact_sum(tr.generated_tokens)
     makespan = float(np.nanmax(r.finish_s) - tr.arrival_s.min())
-    useful_steps = int((tr.generated_tokens - 1).sum())
+    useful_steps = g_sum - len(tr)
+    rate = tr.rate_per_s if np.isfinite(tr.rate_per_s) else None
     lat = latencies(r)
     out = {
         "policy": r.config.policy, "num_requests": len(tr), "completed": int(np.isfinite(r.finish_s).sum()),
@@ -124,7 +201,7 @@ def summary(r: SimResult) -> dict:
         "decode_wasted_slot_steps": led.decode_idle_slot_steps,
         "output_tokens_per_s": g_sum / makespan, "total_tokens_per_s": (p_sum + g_sum) / makespan,
         "requests_per_s": len(tr) / makespan, "makespan_s": makespan,
-        **{k: percentiles(v) for k, v in lat.items()}, "itl_s": weighted_percentiles(*led.itl_samples()),
+        **{k: percentiles(v) for k, v in lat.items()}, "itl_s": itl_percentiles(led),
         "gpu_busy_fraction": None if led.busy_s is None else led.busy_s / makespan,
         "host_fraction": led.host_s / makespan,
         "mfu": share(r.useful_flops, r.cost.peak_flops * makespan),
@@ -138,7 +215,10 @@ def summary(r: SimResult) -> dict:
         "kv_used_over_reserved": led.kv_used_token_s / led.kv_reserved_token_s if led.kv_reserved_token_s else 1.0,
         "kv_reserved_peak_tokens": led.kv_reserved_peak, "kv_used_peak_tokens": led.kv_used_peak,
         "preemptions": led.preemptions, "recomputed_tokens": led.recomputed_tokens,
-        "arrivals": r.arrivals, "rate_scale": r.rate_scale, "offered_requests_per_s": tr.rate_per_s if np.isfinite(tr.rate_per_s) else None,
+        "arrivals": r.arrivals, "rate_scale": r.rate_scale, "offered_requests_per_s": rate,
+        "offered_rate_note": None if rate is not None else "every request arrives at one instant (offline arrivals, "
+                                                           "one timestamp or one request): no finite arrival rate",
+        "timestamps": tr.timestamps or None,
         "max_batch": r.config.max_batch, "token_budget": r.config.token_budget,
         "padded_attention": r.config.padded_attention, "ragged_attention": r.config.ragged_attention,
         "model": r.model, "gpu": r.cost.as_dict(), "trace": tr.name, "seconds": r.seconds, "clock": r.clock,
@@ -205,7 +285,8 @@ def format_summary(s: dict) -> str:
     gpu = s["gpu"]
     waste = s["decode_wasted_slot_steps"] / max(1, s["decode_slot_steps"])
     lines = [
-        f"{s['policy']}: {s['trace']}, {s['num_requests']:,} requests ({s['arrivals']} arrivals"
+        f"{s['policy']}: {s['trace']}" + (f" (TIMESTAMP read as {s['timestamps']})" if s.get("timestamps") else "")
+        + f", {s['num_requests']:,} requests ({s['arrivals']} arrivals"
         + (f", rate x{s['rate_scale']:g}" if s["arrivals"] == "trace" else "") + f"), {s['model']}, max batch "
         f"{s['max_batch']}" + (f", token budget {s['token_budget']:,}" if s["policy"] == "chunked" else ""),
         f"GPU:        {gpu['note'] or gpu['name']}",

@@ -72,7 +72,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checks import one_of, positive_int
+from ..checks import instance_of, one_of, positive_int
 from ..trace import Trace
 from .costs import check_attention
 
@@ -81,6 +81,32 @@ PAGE_SIZE = 16
 """KV-cache page (block) size in tokens: vLLM's default ``block_size``."""
 MAX_PAGE_SIZE = 2**16
 """The largest page size accepted (the simulator keeps a counter per token of a page)."""
+MAX_BATCH = 2**20
+"""The largest ``max_batch`` accepted: 1,048,576 requests in one step (vLLM's default ``max_num_seqs`` is
+256 to 1,024; more is a typo). Memory does not grow with it: slots are numbered as requests take them."""
+MAX_TOKEN_BUDGET = 2**40
+"""The largest ``token_budget`` (about 1.1 trillion tokens per step; vLLM's defaults are 2,048 to 16,384)."""
+MAX_KV_BUDGET_TOKENS = 2**62
+"""The largest ``kv_budget_tokens``: every KV total stays within int64."""
+MAX_REQUEST_TOKENS = 2**40
+"""The most tokens one request may hold, P + G (about 1.1 trillion, 10^5 times any context window): with
+:data:`MAX_BATCH` it keeps every per-step KV sum within int64."""
+
+
+def integer(name: str, value, maximum: int) -> int:
+    """``value`` as a positive ``int`` <= ``maximum``: ``TypeError`` for what is not a number at all (a string,
+    ``None``), ``ValueError`` naming the value and the bound otherwise.
+
+    >>> integer("max_batch", "32", MAX_BATCH)
+    Traceback (most recent call last):
+    ...
+    TypeError: max_batch must be an integer, e.g. 32; got str '32'
+    """
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Number):
+        instance_of(name, value, numbers.Integral, "an integer, e.g. 32")
+    return positive_int(name, value, maximum=maximum)
 
 
 ENGINE_CONFIGS = {
@@ -125,12 +151,13 @@ class ServeConfig:
         return "varlen" if self.policy in ("static", "static-packed") else self.ragged_attention
 
     def __post_init__(self) -> None:
+        instance_of("policy", self.policy, str, f"a policy name ({', '.join(POLICIES)})")
         one_of("policy", self.policy, POLICIES)
-        positive_int("max_batch", self.max_batch)
-        positive_int("token_budget", self.token_budget)
-        positive_int("page_size", self.page_size, maximum=MAX_PAGE_SIZE)
+        integer("max_batch", self.max_batch, MAX_BATCH)
+        integer("token_budget", self.token_budget, MAX_TOKEN_BUDGET)
+        integer("page_size", self.page_size, MAX_PAGE_SIZE)
         if self.kv_budget_tokens is not None:
-            positive_int("kv_budget_tokens", self.kv_budget_tokens)
+            integer("kv_budget_tokens", self.kv_budget_tokens, MAX_KV_BUDGET_TOKENS)
         check_attention(self.padded_attention, self.ragged_attention)
         if self.policy == "chunked" and self.token_budget < self.max_batch:
             raise ValueError(f"token_budget {self.token_budget} is below max_batch {self.max_batch}: every running "
@@ -399,7 +426,8 @@ class IterationScheduler(Scheduler):
         self.sum_base = 0
         self.prefill: dict[int, list[int]] = {}
         self.emitted = [0] * n
-        self.free_slots = list(range(cfg.max_batch))
+        self.free_slots: list[int] = []         # slots given back (a heap); never-used ones are numbered on demand
+        self.new_slot = 0
         self.lost = [0] * n                     # the furthest a request's KV got before a preemption: recomputed
         self.residue = [0] * cfg.page_size      # decoding requests by (-base) mod page_size: exact page counts
 
@@ -532,7 +560,10 @@ class IterationScheduler(Scheduler):
     def admit(self, i: int) -> None:
         self.running[i] = None
         self.prefill[i] = [0, self.target(i)]
-        self.slot_of[i] = heapq.heappop(self.free_slots)
+        if self.free_slots:                     # the lowest free slot, as a heap of all max_batch slots would give
+            self.slot_of[i] = heapq.heappop(self.free_slots)
+        else:
+            self.slot_of[i], self.new_slot = self.new_slot, self.new_slot + 1
         if math.isnan(self.out["start_s"][i]):
             self.out["start_s"][i] = self.t
 
@@ -615,5 +646,8 @@ class IterationScheduler(Scheduler):
 
 def make_scheduler(trace: Trace, cfg: ServeConfig, kv_budget_tokens: int) -> Scheduler:
     """The scheduler of ``cfg.policy`` over ``trace``'s requests, with a KV budget in tokens."""
+    instance_of("trace", trace, Trace, "a packviz.trace.Trace (read_trace(path), azure_conv())")
+    instance_of("cfg", cfg, ServeConfig, "a ServeConfig, e.g. ServeConfig('continuous', max_batch=32)")
+    integer("kv_budget_tokens", kv_budget_tokens, MAX_KV_BUDGET_TOKENS)
     cls = StaticScheduler if cfg.policy in ("static", "static-packed") else IterationScheduler
     return cls(trace, cfg, kv_budget_tokens)

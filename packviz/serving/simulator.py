@@ -31,15 +31,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import one_of, positive_float
+from ..checks import flag, instance_of, items, one_of, positive_float
 from ..shapes import get_shape
 from ..trace import Trace
 from .calibration import cost_model
 from .costs import (MEMORY_UTILIZATION, CostModel, Pricer, Waste, Work, plan_live_kv, plan_waste, plan_work,
                     span_sums, steps_to_reach)
-from .scheduler import PAGE_SIZE, Scheduler, ServeConfig, StepPlan, make_scheduler
+from .scheduler import (MAX_KV_BUDGET_TOKENS, MAX_REQUEST_TOKENS, PAGE_SIZE, POLICIES, Scheduler, ServeConfig,
+                        StepPlan, integer, make_scheduler)
 
 ARRIVALS = ("trace", "offline")
+RATE_SCALES = (1e-6, 1e6)
+"""The smallest and largest ``rate_scale``: a million times slower or faster than recorded (beyond, a
+trace's minutes become millennia or microseconds: a typo, not a load)."""
+MAX_STEPS_ONE_BY_ONE = 10**6
+"""The most steps a run may have to take one plan at a time, refused up front (about a minute of
+simulation): a chunked prefill's chunks (at least Σ P / ``token_budget``), or every step when
+``fast_forward=False`` or a recorded ``clock`` keeps each plan (at least the longest G). Pure decode
+spans have no such bound: they are priced in closed form, whatever their length."""
 
 
 WASTES = ("padding", "idle_slots", "recompute", "dense_attention")
@@ -182,10 +191,15 @@ class EngineResult(SimResult):
 # ---------------------------------------------------------------------- set-up
 def served_trace(trace: Trace, arrivals: str = "trace", rate_scale: float = 1.0) -> Trace:
     """The requests with the arrivals a run uses: the trace's own times ÷ ``rate_scale``, or all at 0."""
+    instance_of("trace", trace, Trace, "a packviz.trace.Trace (read_trace(path), azure_conv())")
     one_of("arrivals", arrivals, ARRIVALS)
     rate_scale = positive_float("rate_scale", rate_scale)
+    if not RATE_SCALES[0] <= rate_scale <= RATE_SCALES[1]:
+        raise ValueError(f"rate_scale is {rate_scale:g}, outside {RATE_SCALES[0]:g} .. {RATE_SCALES[1]:g} "
+                         "(a million times slower or faster than recorded); use arrivals='offline' for all at once")
     if arrivals == "offline":
-        return Trace(np.zeros(len(trace)), trace.prompt_tokens, trace.generated_tokens, name=f"{trace.name} offline")
+        return Trace(np.zeros(len(trace)), trace.prompt_tokens, trace.generated_tokens, name=f"{trace.name} offline",
+                     timestamps=trace.timestamps)
     return trace if rate_scale == 1.0 else trace.scaled(rate_scale)
 
 
@@ -196,11 +210,9 @@ def kv_budget(shape, cost: CostModel, kv_budget_tokens: int | None = None) -> in
     >>> kv_budget("llama-3-8b", preset_cost_model("h100"))     # (72 GB - 16.06 GB) / 128 KiB
     426784
     """
-    from ..checks import positive_int
-
     shape = get_shape(shape)
     if kv_budget_tokens is not None:
-        return positive_int("kv_budget_tokens", kv_budget_tokens)
+        return integer("kv_budget_tokens", kv_budget_tokens, MAX_KV_BUDGET_TOKENS)
     free = cost.memory_bytes * MEMORY_UTILIZATION - shape.weight_bytes()
     if free < shape.kv_bytes_per_token():
         raise ValueError(f"{shape.name} ({shape.weight_bytes() / 1e9:.1f} GB of weights) leaves no room for a KV "
@@ -209,13 +221,36 @@ def kv_budget(shape, cost: CostModel, kv_budget_tokens: int | None = None) -> in
 
 
 def check_fits(trace: Trace, budget: int, page_size: int) -> None:
-    """``ValueError`` naming the first request whose P + G tokens (in whole pages) exceed the KV budget."""
+    """``ValueError`` naming the first request whose P + G tokens (in whole pages) exceed the KV budget
+    (or :data:`~packviz.serving.scheduler.MAX_REQUEST_TOKENS`)."""
+    big = np.flatnonzero(trace.prompt_tokens > MAX_REQUEST_TOKENS - trace.generated_tokens)   # P + G, no overflow
+    if big.size:
+        i = int(big[0])
+        raise ValueError(f"request {i} holds P {trace.prompt_tokens[i]:,} + G {trace.generated_tokens[i]:,} tokens, "
+                         f"above the largest request the simulator takes, {MAX_REQUEST_TOKENS:,} (2**40) tokens")
     need = -(-(trace.prompt_tokens + trace.generated_tokens) // page_size) * page_size
     bad = np.flatnonzero(need > budget)
     if bad.size:
         i = int(bad[0])
         raise ValueError(f"kv_budget_tokens {budget:,} is too small for request {i} (P {trace.prompt_tokens[i]:,} + "
                          f"G {trace.generated_tokens[i]:,} tokens needs {need[i]:,}); give at least {need.max():,}")
+
+
+def check_steps(trace: Trace, cfg: ServeConfig, stepwise: bool) -> None:
+    """``ValueError`` up front when a run would take more than :data:`MAX_STEPS_ONE_BY_ONE` steps one plan
+    at a time: saying how many at least, and the way out."""
+    bound = MAX_STEPS_ONE_BY_ONE
+    if stepwise and int(trace.generated_tokens.max()) > bound:
+        i = int(np.argmax(trace.generated_tokens))
+        raise ValueError(f"fast_forward=False (or a recorded clock) steps one plan at a time and keeps each: request {i} "
+                         f"alone needs G = {trace.generated_tokens[i]:,} steps, more than {bound:,}; use fast_forward=True")
+    if cfg.policy == "chunked":
+        prompt = sum(trace.prompt_tokens.tolist())                       # exact: Python integers
+        steps = -(-prompt // cfg.token_budget)
+        if steps > bound:
+            raise ValueError(f"chunked prefill of {prompt:,} prompt tokens in chunks of token_budget {cfg.token_budget:,} "
+                             f"takes at least {steps:,} steps one at a time, more than {bound:,}: raise token_budget "
+                             f"to at least {-(-prompt // bound):,} or serve fewer or shorter prompts")
 
 
 def useful_flops(trace: Trace, pricer: Pricer) -> float:
@@ -339,12 +374,17 @@ def simulate(trace: Trace | None = None, policy: str = "continuous", *, model="l
     from ..trace import azure_conv
 
     t0 = time.perf_counter()
+    instance_of("policy", policy, str, f"a policy name ({', '.join(POLICIES)})")
     cfg = ServeConfig(policy, max_batch, token_budget, kv_budget_tokens, page_size, padded_attention, ragged_attention)
+    fast_forward = flag("fast_forward", fast_forward)
+    if clock is not None:
+        clock = [positive_float(f"clock[{i}]", x) for i, x in enumerate(items("clock", clock, "a list of step seconds"))]
     shape = get_shape(model)
     cost = cost_model(gpu)
     served = served_trace(azure_conv() if trace is None else trace, arrivals, rate_scale)
     budget = kv_budget(shape, cost, kv_budget_tokens)
     check_fits(served, budget, page_size)
+    check_steps(served, cfg, clock is not None or not fast_forward)
     pricer, ledger = Pricer(shape, cost), Ledger()
     sched = make_scheduler(served, cfg, budget)
     stepwise = clock is not None or not fast_forward

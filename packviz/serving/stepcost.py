@@ -28,6 +28,10 @@ import inspect
 import time
 
 import numpy as np
+
+from ..model_extra import require_model_extra
+
+require_model_extra("packviz.serving.stepcost")  # before torch: without it, one line naming packviz[model]
 import torch
 
 from .calibration import point_plan

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from ..checks import positive_float, positive_int
+from ..checks import items, positive_float, positive_int
 from .metrics import summary
 from .scheduler import POLICIES
 from .simulator import simulate
@@ -45,6 +45,10 @@ def load_sweep(trace=None, policies=POLICIES, rate_scales=(0.25, 0.5, 1.0, 2.0, 
 
     ``kwargs`` go to :func:`~packviz.serving.simulator.simulate` (model, gpu, max_batch, ...).
     """
+    policies = items("policies", policies, "a list of policy names, e.g. ('static', 'continuous')")
+    rate_scales = items("rate_scales", rate_scales, "a list of numbers, e.g. (0.5, 1.0, 2.0)")
+    positive_int("number of policies", len(policies))
+    positive_int("number of rate scales", len(rate_scales))
     return [summary(simulate(trace, policy, rate_scale=r, **kwargs)) for policy in policies for r in rate_scales]
 
 
@@ -52,7 +56,8 @@ def budget_sweep(trace=None, rate_scale: float = 1.0, budgets=BUDGETS, **kwargs)
     """``chunked`` at one rate under each token budget: the trade-off between TTFT (a larger budget
     prefills a prompt in fewer steps) and ITL (a larger budget makes a decode step wait for more
     prefill). ``kwargs`` go to :func:`~packviz.serving.simulator.simulate` (``max_batch``, ...)."""
-    positive_int("number of budgets", len(tuple(budgets)))
+    budgets = items("budgets", budgets, "a list of token budgets, e.g. (512, 2048)")
+    positive_int("number of budgets", len(budgets))
     return [summary(simulate(trace, "chunked", rate_scale=rate_scale, token_budget=b, **kwargs)) for b in budgets]
 
 
@@ -127,5 +132,6 @@ def capacity(trace=None, policy: str = "continuous", slo_ttft_p99_s: float | Non
 
 def capacities(trace=None, policies=POLICIES, slo_ttft_p99_s: float | None = SLO_TTFT_P99_S, **kwargs) -> list[dict]:
     """:func:`capacity` of each policy under the same SLOs."""
-    positive_int("number of policies", len(tuple(policies)))
+    policies = items("policies", policies, "a list of policy names, e.g. ('static', 'continuous')")
+    positive_int("number of policies", len(policies))
     return [capacity(trace, p, slo_ttft_p99_s, **kwargs) for p in policies]

@@ -488,3 +488,63 @@ def test_notebook_01_runs_and_batch_explorer_reacts(lab, page, shots):
         timings["total"] = time.monotonic() - t0
         print("\ntimings (s from page open): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
         print("screenshots:\n" + "\n".join(f"  {p}" for p in saved))
+
+
+# ---------------------------------------------------------------------------- the cheat sheet and the guide
+GUIDE = "README.md"  # notebooks/README.md: the workshop guide
+
+
+def test_cheatsheet_renders_headings_and_figures_with_alt_text(page, shots, tmp_path):
+    """``scripts/cheatsheet.py`` built here, opened from disk: headings, loaded figures with alt text, one page."""
+    out = tmp_path / "cheatsheet.html"
+    built = subprocess.run([sys.executable, str(REPO / "scripts" / "cheatsheet.py"), str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=SERVER_START_S)
+    assert built.returncode == 0, built.stderr
+    cells = json.loads((REPO / "notebooks" / "06_interview_cheatsheet.ipynb").read_text())["cells"]
+    kept = [c for c in cells if "cheatsheet-omit" not in c.get("metadata", {}).get("tags", [])]
+    answers = [line[4:].replace("`", "").strip() for c in kept if c["cell_type"] == "markdown"
+               for line in "".join(c["source"]).splitlines() if line.startswith("### ")]
+    alts = [o["metadata"]["image/png"]["alt"] for c in kept for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(answers) == 7 and alts, (answers, alts)
+
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(out.as_uri(), wait_until="load")
+    shown = page.evaluate("() => Array.from(document.querySelectorAll('h3')).filter(h => h.offsetHeight > 0)"
+                          ".map(h => h.innerText.trim())")
+    assert shown == answers
+    images = page.evaluate("""() => Array.from(document.querySelectorAll('img')).map(i => ({
+        alt: i.getAttribute('alt'), loaded: i.complete && i.naturalWidth > 0, shown: i.getBoundingClientRect().height}))""")
+    assert [i["alt"] for i in images] == alts
+    assert all(i["loaded"] and i["shown"] > 50 for i in images), images
+    assert not page.locator(".jp-InputArea-editor, .jp-InputPrompt, script").count()
+    assert all(u.startswith(("file:", "data:")) for u in requests), f"the sheet fetched {requests}"
+    shot = shots / "07_cheatsheet.png"
+    page.emulate_media(media="print")
+    page.screenshot(path=str(shot), full_page=True)
+    for fmt in ("A4", "Letter"):  # the print stylesheet fits the answers on one page
+        pages = len(re.findall(rb"/Type\s*/Page[^s]", page.pdf(format=fmt, print_background=True)))
+        assert pages == 1, f"the cheat sheet prints on {pages} {fmt} pages"
+    print(f"\ncheat sheet: {len(shown)} answers, {len(images)} figure(s) with alt text, one page; screenshot {shot}")
+
+
+def test_workshop_guide_renders_in_jupyterlab(lab, page, shots):
+    """``notebooks/README.md`` opened in JupyterLab's Markdown viewer: it renders, and its notebook links exist."""
+    guide = lab.root / GUIDE
+    assert guide.is_file(), f"notebooks/{GUIDE} (the workshop guide) is missing"
+    page.goto(lab.url("/lab"), wait_until="domcontentloaded", timeout=PAGE_S * 1000)
+    page.wait_for_function("() => !!(window.jupyterapp && window.jupyterapp.commands)", timeout=PAGE_S * 1000)
+    page.evaluate("""async (path) => { await window.jupyterapp.restored;
+                                       await window.jupyterapp.commands.execute('markdownviewer:open', {path}); }""", GUIDE)
+    viewer = page.locator(".jp-MarkdownViewer .jp-RenderedMarkdown").last
+    viewer.locator("h1, h2").first.wait_for(state="visible", timeout=PAGE_S * 1000)
+    text = viewer.inner_text()
+    assert "90-minute" in text, text[:500]
+    assert viewer.locator("h1, h2").count() >= 2 and viewer.locator("a").count() > 0
+    hrefs = viewer.evaluate("(root) => Array.from(root.querySelectorAll('a')).map(a => a.getAttribute('href') || '')")
+    linked = {re.sub(r"[?#].*$", "", h).rsplit("/", 1)[-1] for h in hrefs if ".ipynb" in h}
+    assert linked, f"the guide links no notebook: {hrefs}"
+    missing = sorted(n for n in linked if not (lab.root / n).is_file())
+    assert not missing, f"the guide links notebooks that do not exist: {missing}"
+    viewer.screenshot(path=str(shots / "08_workshop_guide.png"))
+    print(f"\nworkshop guide: {len(text.split()):,} words rendered, links {sorted(linked)}")

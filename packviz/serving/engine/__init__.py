@@ -14,6 +14,9 @@ file per role, as nano-vllm and gpt-fast do it:
   driven with the wall clock, returning an :class:`~packviz.serving.simulator.EngineResult`.
 """
 
+from ...model_extra import require_model_extra
+
+require_model_extra("packviz.serving.engine")  # before torch: without it, one line naming packviz[model]
 from .run import Engine, run_engine
 
 __all__ = ["Engine", "run_engine"]
