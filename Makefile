@@ -8,6 +8,10 @@ PY     := $(VENV)/bin/python
 # so that resolving the project does not pull a multi-GB CUDA build. Override on a GPU box:
 #   make install TORCH_SPEC='torch'     (or any spec your platform needs)
 TORCH_SPEC ?= torch==2.13.0
+# Extra pip arguments for that torch install. A Linux laptop without the local wheel gets PyPI's
+# CUDA build (GBs); ask for PyTorch's CPU wheels instead:
+#   make lab TORCH_PIP_ARGS='--index-url https://download.pytorch.org/whl/cpu'
+TORCH_PIP_ARGS ?=
 STAMP  := $(VENV)/.installed
 
 .PHONY: install lab test test-server cheatsheet unit notebooks browser bench-smoke figures clean
@@ -15,7 +19,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[model,lab,test,replay]"
 	touch $(STAMP)
 

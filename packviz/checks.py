@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 
 import numpy as np
 
@@ -45,6 +46,26 @@ def show(value) -> str:
 def is_integer(value) -> bool:
     """True for Python and numpy integers, False for bools, floats (also 3.0) and everything else."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+"""An integer as a file or a command line writes it: ASCII digits, an optional sign. Python's ``int()``
+also takes ``1_000`` and other scripts' digits (``\u0663``); a typo should not become a number."""
+
+
+def ascii_int(text) -> int | None:
+    """``text`` (a string; spaces around it ignored) as an ``int`` if it is written in ASCII digits
+    (:data:`ASCII_INTEGER`), else ``None``: every reader of integers in text uses this one rule.
+
+    >>> ascii_int(" 42"), ascii_int("-3"), ascii_int("1_000"), ascii_int("\u0663"), ascii_int("4.0")
+    (42, -3, None, None, None)
+    """
+    if not isinstance(text, str) or not ASCII_INTEGER.fullmatch(text.strip()):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+        return None
 
 
 def positive_int(name: str, value, maximum: int | None = None) -> int:

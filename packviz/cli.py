@@ -18,6 +18,7 @@ import re
 import sys
 import time
 
+from .checks import ASCII_INTEGER, ascii_int
 from .model_extra import MODEL_EXTRA
 
 EXIT_BAD_INPUT = 2
@@ -67,11 +68,11 @@ def _parse_tile(text):
 
     if text is None:
         return None
-    try:
-        bq, bk = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two positive integers, e.g. 128,128), got {text!r}") from None
-    return int_pair("--tile", (bq, bk))
+    values = [ascii_int(v) for v in text.split(",")]
+    if len(values) != 2 or None in values:
+        raise ValueError(f"--tile must be BLOCK_Q,BLOCK_K (two positive integers, e.g. 128,128), got {text!r} "
+                         "(ASCII digits only)")
+    return int_pair("--tile", tuple(values))
 
 
 def _cmd_flops(args) -> dict:
@@ -151,9 +152,9 @@ def _print_bench(out: dict) -> None:
     print(f"\nwritten: {out['json']}" + (f", {out['png']}" if out.get("png") else ""))
 
 
-INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
-"""What the command line reads as an integer: ASCII digits only (Python's ``int()`` also takes ``1_000``
-and other scripts' digits, ``٣``; a typo should not become a number)."""
+INTEGER = ASCII_INTEGER
+"""What the command line reads as an integer: ASCII digits only (:func:`packviz.checks.ascii_int`; Python's
+``int()`` also takes ``1_000`` and other scripts' digits, ``٣``; a typo should not become a number)."""
 NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
                     re.ASCII | re.IGNORECASE)
 """What it reads as a number: ASCII decimal or scientific notation (``0.5``, ``2e-3``); ``inf`` and ``nan``
@@ -166,9 +167,10 @@ def parse_int(text: str) -> int:
     >>> parse_int("4096"), parse_int("-3")
     (4096, -3)
     """
-    if not isinstance(text, str) or not INTEGER.fullmatch(text.strip()):
+    value = ascii_int(text)
+    if value is None:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (an integer in ASCII digits, e.g. 4096)")
-    return int(text)
+    return value
 
 
 def parse_float(text: str) -> float:
@@ -218,7 +220,7 @@ def json_ready(obj, path: str = ""):
     return obj, nulls
 
 
-def _print_json(out) -> None:
+def print_json(out) -> None:
     """One strict JSON object (``json.loads`` with NaN and Infinity refused reads it); values that are not
     finite become ``null``, listed under ``"not_finite"``."""
     out, nulls = json_ready(out)
@@ -256,13 +258,47 @@ def _serve_config(args) -> dict:
             "token_budget": _number("--token-budget", args.token_budget or "2048", int)}
 
 
+SERVE_FLAGS = {"kv_budget_tokens": "--kv-budget", "max_batch": "--max-batch", "token_budget": "--token-budget",
+               "rate_scale": "--rate-scale", "padded_attention": "--padded-attention",
+               "ragged_attention": "--ragged-attention", "slo_ttft_p99_s": "--slo-ttft-p99",
+               "slo_itl_p99_s": "--slo-itl-p99", "slo_tpot_p99_s": "--slo-tpot-p99"}
+"""The library's names of what ``serve`` passes straight through, and the flags a user typed."""
+_LIBRARY_NAME = re.compile(r"(?<![\w/.'\"-])(" + "|".join(SERVE_FLAGS) + r")(?![\w/'\"]|\.\w)")
+
+
+def in_flag_terms(message: str) -> str:
+    """A library message about a value ``serve`` passed through, in the command line's words: each
+    :data:`SERVE_FLAGS` name (not inside a path or a quoted value) as its flag, ``arrivals='offline'`` as
+    ``--arrivals offline``, a leading ``policy`` / ``arrivals`` as ``--policy`` / ``--arrivals``.
+
+    >>> in_flag_terms("kv_budget_tokens 1 is too small; raise token_budget (see /tmp/max_batch.csv)")
+    '--kv-budget 1 is too small; raise --token-budget (see /tmp/max_batch.csv)'
+    >>> in_flag_terms("rate_scale is 2, but arrivals='offline' sends every request at t = 0")
+    '--rate-scale is 2, but --arrivals offline sends every request at t = 0'
+    """
+    message = re.sub(r"\barrivals='(\w+)'", r"--arrivals \1", message)
+    message = re.sub(r"^(policy|arrivals) must be", r"--\1 must be", message)
+    return _LIBRARY_NAME.sub(lambda m: SERVE_FLAGS[m.group(1)], message)
+
+
 def _cmd_serve(args) -> dict:
+    """``serve``: a library error about a value given as a flag names the flag (:func:`in_flag_terms`)."""
+    try:
+        return _serve(args)
+    except ValueError as e:
+        raise ValueError(in_flag_terms(str(e))) from None
+
+
+def _serve(args) -> dict:
     from .trace import azure_conv, read_trace
 
     trace = azure_conv() if args.trace is None else read_trace(args.trace)
     kw = dict(**_serve_config(args), arrivals=args.arrivals,
               rate_scale=_number("--rate-scale", args.rate_scale or "1", float),
               kv_budget_tokens=_number("--kv-budget", args.kv_budget, int))
+    if args.arrivals == "offline" and args.rate_scale is not None and not args.capacity:
+        raise ValueError(f"--rate-scale {args.rate_scale} scales the trace's arrival times, but --arrivals offline "
+                         "sends every request at t = 0: a rate scale needs --arrivals trace (or leave --rate-scale out)")
     if not args.capacity:
         for key, flag in CAPACITY_ONLY:
             if getattr(args, key) is not None:
@@ -500,7 +536,7 @@ def main(argv=None) -> int:
         out = args.run(args)
         if out is not None:
             if getattr(args, "json", False) or args.show is None:
-                _print_json(out)
+                print_json(out)
             else:
                 args.show(out)
         sys.stdout.flush()  # a closed pipe shows here, not at exit

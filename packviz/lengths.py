@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from .checks import fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
+from .checks import ascii_int, fraction, nonnegative_float, nonnegative_int, positive_float, positive_int
 from . import trace
 
 
@@ -133,7 +133,8 @@ def read_lengths(path, column: str = "ContextTokens") -> np.ndarray:
     ``path`` may be ``"-"`` (standard input), ``/dev/stdin`` or a shell's ``<(...)``. Blank
     lines are skipped, and so is everything from a ``#`` to the end of a line in the plain
     format (a comment may hold a comma: the format is told by the first line with a value).
-    UTF-8, with or without a BOM. Integers are read exactly: a bad value raises ``ValueError``
+    UTF-8, with or without a BOM. Integers are ASCII digits (``1_000`` and other scripts' digits
+are refused, as in a trace) and read exactly: a bad value raises ``ValueError``
     naming the file, the line and the value as written (``9223372036854775808`` is too large,
     never a wrapped negative).
 
@@ -234,10 +235,9 @@ def _csv_lengths(text: str, name: str, column: str, header_line: int) -> np.ndar
 
 def _length(name: str, line_no: int, text: str) -> int:
     """One length as written on a line: an integer from 1 to 2**63 - 1, else ``ValueError`` naming it."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"{name}, line {line_no}: {text!r} is not an integer length") from None
+    value = ascii_int(text)
+    if value is None:
+        raise ValueError(f"{name}, line {line_no}: {text!r} is not an integer length (ASCII digits, e.g. 512)")
     if value > 2**63 - 1:
         raise ValueError(f"{name}, line {line_no}: {value} is too large for a length (more than 2**63 - 1 tokens)")
     if value < 1:
@@ -246,8 +246,4 @@ def _length(name: str, line_no: int, text: str) -> int:
 
 
 def _is_int(text) -> bool:
-    try:
-        int(text)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return ascii_int(text) is not None

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import instance_of, one_of
 from .plot import PackvizFigure
 from .serving.metrics import latencies
 from .serving.replay import ReplayResult
+from .serving.simulator import SimResult
 
 MEASURED, PREDICTED = "#d62728", "#1f77b4"
+
+LATENCY_KEYS = ("ttft_s", "tpot_s", "e2e_s")
+"""The per-request latencies :func:`latency_cdf` draws."""
+
+
+def two_runs(result, predicted) -> None:
+    """``TypeError`` (one line, naming the argument) unless both are run results."""
+    instance_of("result", result, SimResult, "a ReplayResult (what replay or load_replay returns) or another SimResult")
+    instance_of("predicted", predicted, SimResult, "a SimResult (what simulate returns for the same requests)")
 
 
 def new_axes(ax, figsize=(7.5, 3.6)):
@@ -45,6 +56,7 @@ def token_times(r) -> tuple[np.ndarray, np.ndarray]:
 def replay_vs_prediction(result, predicted, ax=None, labels=("measured", "predicted")):
     """Output tokens delivered over time, measured (a replay) against predicted (a simulation of the same
     requests); the legend gives each run's output tokens/s and TTFT p50. Time from each run's first arrival."""
+    two_runs(result, predicted)
     ax = new_axes(ax)
     for r, label, color, style in ((result, labels[0], MEASURED, "-"), (predicted, labels[1], PREDICTED, "--")):
         t, k = token_times(r)
@@ -62,6 +74,8 @@ def replay_vs_prediction(result, predicted, ax=None, labels=("measured", "predic
 
 def latency_cdf(result, predicted, key: str = "ttft_s", ax=None, labels=("measured", "predicted")):
     """The cumulative distribution of a per-request latency (``ttft_s``, ``tpot_s``, ``e2e_s``), both runs."""
+    two_runs(result, predicted)
+    one_of("key", key, LATENCY_KEYS)
     ax = new_axes(ax, (4.5, 3.4))
     for r, label, color, style in ((result, labels[0], MEASURED, "-"), (predicted, labels[1], PREDICTED, "--")):
         x = np.sort(latencies(r)[key][np.isfinite(latencies(r)[key])])

@@ -21,8 +21,11 @@ import numpy as np
 from matplotlib.patches import Patch
 
 from .colors import OKABE_ITO, PAD_COLOR, color_index, grid_neighbours, palette
+from .checks import instance_of
 from .plot import PackvizFigure
 from .serving import timeline
+from .serving.metrics import summary_list
+from .serving.simulator import SimResult
 
 
 POLICY_COLORS = {"static": OKABE_ITO[5], "static-packed": OKABE_ITO[0], "continuous": OKABE_ITO[2],
@@ -59,8 +62,8 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     ``result``: a :class:`~packviz.serving.simulator.SimResult`. ``t_max``: the time axis' end
     (share it between two policies to compare them on one scale).
     """
+    r = instance_of("result", result, SimResult, "a SimResult (simulate(...) or run_engine(...) returns one)")
     ax = _new_ax(ax, figsize)
-    r = result
     end = t_max if t_max is not None else float(np.max(r.release_s)) * 1.01
     index = color_index(np.argsort(r.start_s, kind="stable"), slot_neighbours(r), len(r.trace))
     colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))  # requests that touch never share one
@@ -91,15 +94,24 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     return ax
 
 
+NOT_MEASURED = "not\nmeasured"
+"""Where a bar's value is ``None`` (a replay against a real server has no GPU counters: busy, MFU, MBU)."""
+
+
 def _paired_bars(ax, summaries, left, right, colors, labels, share):
-    """Two bars per policy (``left`` grey, ``right`` coloured), the right one labelled with ``share(l, r)``."""
+    """Two bars per policy (``left`` grey, ``right`` coloured), the right one labelled with ``share(l, r)``;
+    a value that is ``None`` draws no bar, only :data:`NOT_MEASURED` where it would stand."""
     names = [s["policy"] for s in summaries]
     x = np.arange(len(names))
     lv, rv = [s[left] for s in summaries], [s[right] for s in summaries]
-    ax.bar(x - 0.2, lv, width=0.4, color=colors[0], label=labels[0])
-    ax.bar(x + 0.2, rv, width=0.4, color=colors[1], label=labels[1])
+    for dx, values, color, label in ((-0.2, lv, colors[0], labels[0]), (0.2, rv, colors[1], labels[1])):
+        ax.bar(x + dx, [0.0 if v is None else v for v in values], width=0.4, color=color, label=label)
+        for xi, v in zip(x, values):
+            if v is None:
+                ax.text(xi + dx, 0, NOT_MEASURED, ha="center", va="bottom", fontsize=7, color="#555555")
     for xi, lo, ri in zip(x, lv, rv):
-        ax.text(xi + 0.2, ri, share(lo, ri), ha="center", va="bottom", fontsize=8)
+        if lo is not None and ri is not None:
+            ax.text(xi + 0.2, ri, share(lo, ri), ha="center", va="bottom", fontsize=8)
     ax.set_xticks(x, names, fontsize=9)
 
 
@@ -107,6 +119,7 @@ def kv_bars(summaries, ax=None, title="KV cache: reserved vs used (mean over tim
     """Mean KV tokens reserved and used per policy (``summaries`` from :func:`~packviz.serving.metrics.summary`)."""
     from matplotlib.ticker import StrMethodFormatter
 
+    summaries = summary_list(summaries, ("policy", "kv_reserved_mean_tokens", "kv_used_mean_tokens"))
     ax = _new_ax(ax, figsize)
     _paired_bars(ax, summaries, "kv_reserved_mean_tokens", "kv_used_mean_tokens", (PAD_COLOR, OKABE_ITO[4]),
                  ("reserved", "used"), lambda r, u: f"{u / r:.0%}" if r else "")
@@ -149,9 +162,11 @@ def load_curves(rows, axes=None, slo_s=None, figsize=(11, 3.6)):
 
 def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3)):
     """Per policy: share of time the GPU is busy (nvidia-smi) beside the share of peak FLOP/s doing useful work
-    (MFU). :func:`time_split_bars` shows where the rest went."""
+    (MFU). :func:`time_split_bars` shows where the rest went. A value that is ``None`` (a replay against a
+    real server measures neither) is labelled "not measured" instead of a bar."""
     from matplotlib.ticker import PercentFormatter
 
+    summaries = summary_list(summaries, ("policy", "gpu_busy_fraction", "useful_flop_fraction"))
     ax = _new_ax(ax, figsize)
     _paired_bars(ax, summaries, "gpu_busy_fraction", "useful_flop_fraction", (PAD_COLOR, OKABE_ITO[5]),
                  ('busy ("GPU utilization")', "useful FLOPs / peak"), lambda b, u: f"{u:.0%}")
@@ -182,6 +197,7 @@ def time_split_bars(summaries, ax=None, title="where the time went", labels=None
     """
     from matplotlib.ticker import PercentFormatter
 
+    summaries = summary_list(summaries, ("policy", "time_split_s", "makespan_s"))
     missing = [s["policy"] for s in summaries if not s.get("time_split_s")]
     if missing:
         raise ValueError(f"no time split for {', '.join(missing)}: a run whose busy time or peak is unknown")

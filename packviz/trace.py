@@ -34,6 +34,7 @@ import csv
 import functools
 import gzip
 import io
+import os
 import pathlib
 import re
 import sys
@@ -41,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .checks import is_integer, nonnegative_int, positive_int, show
+from .checks import ascii_int, instance_of, is_integer, nonnegative_int, positive_int, show
 from .datafiles import DATA_DIR
 
 COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -80,7 +81,9 @@ class Trace:
     timestamps: str = ""
 
     def __post_init__(self) -> None:
-        a = np.asarray(self.arrival_s, dtype=np.float64)
+        from .checks import finite_floats
+
+        a = finite_floats("arrival_s", self.arrival_s)
         p = np.asarray(self.prompt_tokens)
         g = np.asarray(self.generated_tokens)
         if not (a.ndim == p.ndim == g.ndim == 1 and len(a) == len(p) == len(g)):
@@ -91,8 +94,8 @@ class Trace:
         from .checks import int_array  # floats (also 3.0), bools, < 1 and > 2**63 - 1 refused by index
 
         p, g = int_array("prompt_tokens", p), int_array("generated_tokens", g)
-        if not np.isfinite(a).all() or (np.diff(a) < 0).any():
-            raise ValueError("arrival_s must be finite and non-decreasing (requests in arrival order)")
+        if (np.diff(a) < 0).any():
+            raise ValueError("arrival_s must be non-decreasing (requests in arrival order)")
         object.__setattr__(self, "arrival_s", a)
         object.__setattr__(self, "prompt_tokens", p.astype(np.int64))
         object.__setattr__(self, "generated_tokens", g.astype(np.int64))
@@ -171,6 +174,8 @@ def read_input(path, what: str = "file") -> tuple[bytes, str]:
     Refused with one line naming the path: a directory, a path that does not exist, one that
     cannot be read.
     """
+    instance_of("path", path, (str, os.PathLike), f"a {what} path (a str or pathlib.Path), or '-' for "
+                "standard input")
     if str(path) == STDIN:
         return sys.stdin.buffer.read(), "<stdin>"
     path = pathlib.Path(path)
@@ -206,6 +211,8 @@ def parse_trace(text: str, name: str = "trace") -> Trace:
     Errors name the line (the header is line 1): a missing column, a token count that is not
     an integer >= 1, an unparsable or out-of-order timestamp.
     """
+    instance_of("text", text, str, "the CSV text (a str; read_trace(path) reads a file)")
+    instance_of("name", name, str, "a str naming where the text came from")
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, None)
     if not header:
@@ -238,14 +245,12 @@ def parse_trace(text: str, name: str = "trace") -> Trace:
                  timestamps=form)
 
 
-_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
-
-
 def _token_count(name: str, line: int, column: str, text: str) -> int:
-    """A token count written in ASCII digits (``int()`` alone would take ``1_000`` and other scripts' digits)."""
-    if not _INTEGER.fullmatch(text):
+    """A token count written in ASCII digits (:func:`~packviz.checks.ascii_int`: ``int()`` alone would take
+    ``1_000`` and other scripts' digits)."""
+    v = ascii_int(text)
+    if v is None:
         raise ValueError(f"{name}, line {line}: {column} is {text!r}, not an integer (ASCII digits, e.g. 374)")
-    v = int(text)
     if v < 1:
         raise ValueError(f"{name}, line {line}: {column} is {v}; a token count must be >= 1")
     if v > 2**62:

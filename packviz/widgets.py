@@ -30,9 +30,13 @@ from __future__ import annotations
 import base64
 import html
 
-import ipywidgets as widgets
 import numpy as np
 from matplotlib.gridspec import GridSpec
+
+from .model_extra import LAB_EXTRA, require_extra
+
+require_extra("packviz.widgets", LAB_EXTRA, "lab")  # before ipywidgets: without it, one line naming packviz[lab]
+import ipywidgets as widgets
 
 from . import plot
 from .checks import int_in_range, nonnegative_int, one_of

@@ -107,6 +107,14 @@ def calibrations() -> dict:
                          "tokens_str": dict(tokens="512"), "context_neg": dict(context=-1), "kind_bad": dict(kind="warp"),
                          "bool_batch": dict(batch=True)}.items():
         cases[f"cal_{name}"] = with_point(**change)
+    for name, change in {"gpu_tiny": dict(gpu_seconds=1e-300), "s_tiny": dict(seconds=1e-300), "s_1e9": dict(seconds=1e-9),
+                         "s_huge": dict(seconds=1e300), "s_fast": dict(seconds=1e-6), "s_slow": dict(seconds=1e3)}.items():
+        cases[f"cal_every_{name}"] = {**CALIBRATION, "points": [{**p, **change} for p in CALIBRATION["points"]]}
+    last = [dict(p) for p in CALIBRATION["points"]]
+    last[3]["seconds"] = 1e-300
+    cases["cal_s3_tiny"] = {**CALIBRATION, "points": last}
+    cases["cal_wall_below_kernels"] = {**CALIBRATION, "points": [{**p, "seconds": 1e-5, "gpu_seconds": p["seconds"]}
+                                                                 for p in CALIBRATION["points"]]}
     out = {k: json.dumps(v) for k, v in cases.items()}
     out.update(cal_list="[1, 2]", cal_broken='{"schema": ', cal_no_schema="{}")
     return out
@@ -170,6 +178,11 @@ def other_cases() -> list[list[str]]:
         ["--trace", "{ok}", "--policy", "continuous", "--execute", "--seed", "\u0661"],
         ["--trace", "{g_1e9}", "--policy", "continuous", "--execute", "--requests", "2"],
         ["--trace", "{ok}", "--policy", "continuous", "--execute", "--requests", "2", "--json"],
+        ["--trace", "{ok}", "--policy", "static", "--arrivals", "offline", "--rate-scale", "2", "--json"],
+        ["--trace", "{ok}", "--policy", "continuous", "--arrivals", "offline", "--rate-scale", "1"],
+        ["--trace", "{ok}", "--policy", "static", "--arrivals", "offline", "--capacity", "--rate-scale", "2"],
+        ["--trace", "{ok}", "--policy", "continuous", "--execute", "--arrivals", "offline", "--rate-scale", "2"],
+        ["--trace", "{ok}", "--policy", "continuous", "--kv-budget", "1", "--json"],
     ]
     return out
 

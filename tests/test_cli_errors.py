@@ -35,6 +35,11 @@ FILES = {
     "mistral_json": json.dumps({"model_type": "mistral", "hidden_size": 64}),
     "trace_ts": "TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,10,1\n",
     "cal_points5_json": json.dumps({"schema": "packviz.serve-calibration/1", "points": 5}),
+    "cal_broken_json": '{"schema": "packviz.serve-calibration/1",\n  "points": [1, 2,]}',
+    "underscore": "100\n1_000\n",
+    "arabic": "100\n\u0663\n",
+    "csv_underscore": "TIMESTAMP,ContextTokens,GeneratedTokens\nt,1_000,1\n",
+    "csv_arabic": "TIMESTAMP,ContextTokens,GeneratedTokens\nt,\u0663,1\n",
 }
 
 FLOPS = ["flops", "--lengths", "{ok}", "--batch-size", "2", "--pack-len", "4096"]
@@ -123,11 +128,11 @@ CASES = [
     (["bench", "--out", "{ok}", "--smoke"], "out '{ok}' exists and is not a directory"),
     # serve
     (SERVE + ["--policy", "fifo"], "got 'fifo'"),
-    (SERVE + ["--policy", "static", "--max-batch", "0"], "max_batch must be a positive integer, got 0"),
+    (SERVE + ["--policy", "static", "--max-batch", "0"], "--max-batch must be a positive integer, got 0"),
     (SERVE + ["--policy", "static", "--max-batch", "1e3"], "--max-batch must be an integer, got '1e3'"),
-    (SERVE + ["--policy", "static", "--rate-scale", "nan"], "rate_scale must be a finite number > 0, got nan"),
+    (SERVE + ["--policy", "static", "--rate-scale", "nan"], "--rate-scale must be a finite number > 0, got nan"),
     (SERVE + ["--policy", "static", "--rate-scale", "-1"], "got -1.0"),
-    (SERVE + ["--policy", "chunked", "--token-budget", "0"], "token_budget must be a positive integer, got 0"),
+    (SERVE + ["--policy", "chunked", "--token-budget", "0"], "--token-budget must be a positive integer, got 0"),
     (SERVE + ["--policy", "static", "--kv-budget", "-5"], "got -5"),
     (SERVE + ["--policy", "static", "--gpu", "tpu-v5"], "unknown GPU 'tpu-v5'"),
     (SERVE + ["--policy", "static", "--gpu", "{list_json}"], "{list_json} is not a packviz calibration"),
@@ -147,11 +152,28 @@ CASES = [
     (BENCH + ["--repeats", "\u0663"], "invalid int value: '\u0663'"),
     (BENCH + ["--deadline", "1_0"], "invalid float value: '1_0'"),
     (SERVE + ["--policy", "static", "--max-batch", "3_2"], "--max-batch must be an integer, got '3_2'"),
-    (SERVE + ["--policy", "static", "--max-batch", "100000000"], "max_batch is 100000000, above the largest allowed"),
-    (SERVE + ["--policy", "static", "--rate-scale", "1e-300"], "rate_scale is 1e-300, outside 1e-06 .. 1e+06"),
+    (SERVE + ["--policy", "static", "--max-batch", "100000000"], "--max-batch is 100000000, above the largest allowed"),
+    (SERVE + ["--policy", "static", "--rate-scale", "1e-300"], "--rate-scale is 1e-300, outside 1e-06 .. 1e+06"),
     (SERVE + ["--policy", "chunked", "--token-budget", "\u0662\u0660\u0664\u0668"], "--token-budget must be an integer"),
-    (SERVE + ["--policy", "static", "--kv-budget", "9" * 30], "kv_budget_tokens is 999999999999999999999999999999"),
+    (SERVE + ["--policy", "static", "--kv-budget", "9" * 30], "--kv-budget is 999999999999999999999999999999"),
     (SERVE + ["--policy", "static", "--gpu", "{cal_points5_json}"], "{cal_points5_json}: points is 5"),
+    # issue 23: ASCII digits everywhere (the --tile pair, lengths files plain and CSV, as trace CSVs already did)
+    (FLOPS + ["--tile", "1_28,1_28"], "--tile must be BLOCK_Q,BLOCK_K (two positive integers, e.g. 128,128), got "
+                                      "'1_28,1_28' (ASCII digits only)"),
+    (FLOPS + ["--tile", "\u0661\u0662\u0668,\u0661\u0662\u0668"], "got '\u0661\u0662\u0668,\u0661\u0662\u0668' (ASCII digits only)"),
+    (FLOPS + ["--tile", "128,128,128"], "got '128,128,128'"),
+    (["pack", "--lengths", "{underscore}", "--pack-len", "4096"], "line 2: '1_000' is not an integer length (ASCII digits"),
+    (["pack", "--lengths", "{arabic}", "--pack-len", "4096"], "line 2: '\u0663' is not an integer length"),
+    (["pack", "--lengths", "{csv_underscore}", "--pack-len", "4096"], "line 2: '1_000' is not an integer length"),
+    (["pack", "--lengths", "{csv_arabic}", "--pack-len", "4096"], "line 2: '\u0663' is not an integer length"),
+    (FLOPS[:2] + ["{underscore}"] + FLOPS[3:], "line 2: '1_000' is not an integer length"),
+    # issue 23: offline has no rate to scale; flags named as typed; the calibration's JSON error placed
+    (SERVE + ["--policy", "static", "--arrivals", "offline", "--rate-scale", "2"],
+     "--arrivals offline sends every request at t = 0: a rate scale needs --arrivals trace"),
+    (SERVE + ["--policy", "static", "--kv-budget", "1"], "432 in whole pages of 16"),
+    (SERVE + ["--policy", "static", "--padded-attention", "sparse"], "--padded-attention must be one of"),
+    (SERVE + ["--policy", "static", "--gpu", "{cal_broken_json}"],
+     "{cal_broken_json} is not valid JSON (line 2, column 19: Expecting value)"),
 ]
 
 
@@ -267,7 +289,7 @@ def test_lengths_from_a_process_substitution(paths):
 
 def test_a_bad_line_on_standard_input_is_named():
     p = run_process("pack", "--lengths", "-", "--pack-len", "64", stdin="10\nten\n")
-    assert p.returncode == EXIT_BAD_INPUT and p.stderr == "error: <stdin>, line 2: 'ten' is not an integer length\n"
+    assert p.returncode == EXIT_BAD_INPUT and p.stderr == "error: <stdin>, line 2: 'ten' is not an integer length (ASCII digits, e.g. 512)\n"
 
 
 def test_trace_from_standard_input(paths):

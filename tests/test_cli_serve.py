@@ -67,17 +67,17 @@ def test_human_summary(capsys, trace_file):
     (CSV.replace(",374,", ",0,"), [], "line 2: ContextTokens is 0; a token count must be >= 1"),
     (CSV.replace(",109", ",many"), [], "line 3: GeneratedTokens is 'many', not an integer"),
     (CSV.replace(",109", ",1.5"), [], "line 3: GeneratedTokens is '1.5', not an integer"),
-    (CSV, ["--rate-scale", "0"], "rate_scale must be a finite number > 0, got 0.0"),
+    (CSV, ["--rate-scale", "0"], "--rate-scale must be a finite number > 0, got 0.0"),
     (CSV, ["--rate-scale", "-1"], "got -1.0"),
     (CSV, ["--rate-scale", "fast"], "--rate-scale must be a number, got 'fast'"),
-    (CSV, ["--kv-budget", "100"], "kv_budget_tokens 100 is too small for request 0"),
-    (CSV, ["--max-batch", "0"], "max_batch must be a positive integer, got 0"),
+    (CSV, ["--kv-budget", "100"], "--kv-budget 100 is too small for request 0"),
+    (CSV, ["--max-batch", "0"], "--max-batch must be a positive integer, got 0"),
     (CSV, ["--max-batch", "two"], "--max-batch must be an integer, got 'two'"),
     (CSV, ["--policy", "fifo"], "policy must be one of 'static', 'static-packed', 'continuous', 'chunked'; got 'fifo'"),
     (CSV, ["--arrivals", "later"], "arrivals must be one of 'trace', 'offline'; got 'later'"),
     (CSV, ["--gpu", "b200"], "unknown GPU 'b200'"),
     (CSV, ["--model", "llama-9"], "unknown model 'llama-9'"),
-    (CSV, ["--policy", "chunked", "--token-budget", "8"], "token_budget 8 is below max_batch 32"),
+    (CSV, ["--policy", "chunked", "--token-budget", "8"], "--token-budget 8 is below --max-batch 32"),
 ])
 def test_bad_input_one_line_naming_the_value(capsys, tmp_path, content, argv, message):
     path = tmp_path / "t.csv"
@@ -171,7 +171,7 @@ def test_capacity_under_two_slos(capsys, window_file):
     (("--policy", "static", "--slo-itl-p99", "0.1"), "--slo-itl-p99 is an SLO of --capacity; add --capacity"),
     (("--policy", "static", "--capacity", "--rate-scale", "2"), "--capacity searches the arrival rate itself"),
     (("--policy", "static", "--capacity", "--execute"), "--capacity searches rates with the simulator"),
-    (("--policy", "static", "--capacity", "--slo-itl-p99", "-1"), "slo_itl_p99_s must be a finite number > 0"),
+    (("--policy", "static", "--capacity", "--slo-itl-p99", "-1"), "--slo-itl-p99 must be a finite number > 0"),
 ])
 def test_config_and_capacity_bad_input(capsys, trace_file, argv, message):
     rc, out, err = run(capsys, "--trace", trace_file, *argv)

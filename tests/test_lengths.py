@@ -2,6 +2,7 @@
 
 import io
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -145,10 +146,9 @@ def _read_line_by_line(text):
         value = line.split("#", 1)[0].strip()
         if not value:
             continue
-        try:
-            n = int(value)
-        except ValueError:
+        if not re.fullmatch(r"[+-]?[0-9]+", value, flags=re.ASCII):   # ASCII digits: int() also takes 1_0
             return "error", i
+        n = int(value)
         if not 1 <= n <= 2**63 - 1:
             return "error", i
         out.append(n)

@@ -7,7 +7,8 @@ The table is the contract; the module-specific test files test the behaviour beh
 import numpy as np
 import pytest
 
-from packviz import flops, lengths as L, packing, plot, shapes, trace, widgets
+from packviz import flops, lengths as L, packing, plot, plot_serving, shapes, trace, widgets
+from packviz.serving import metrics, timeline
 from packviz.layout import PAD, Layout, block_causal_mask, positions_from_lengths
 from packviz.serving import cost_model, simulate
 from packviz.serving.costs import padded_prefill_work, varlen_prefill_work
@@ -234,11 +235,41 @@ CASES = [
     (lambda: bench_config.validate(None), TypeError, "cfg must be a BenchConfig"),
     (lambda: bench_results.summary(None), TypeError, "res must be a benchmark results dict"),
     (lambda: bench_results.format_results([1]), TypeError, "res must be a benchmark results dict"),
+    (lambda: bench_results.not_timed("abc"), TypeError, "res must be a benchmark results dict (load_results gives one); got str"),
     (lambda: bench_results.find_results(None), TypeError, "directory must be a directory path; got NoneType"),
     (lambda: bench_results.load_results(3), TypeError, "path must be a results file or directory path; got int"),
     (lambda: bench_scenarios.window_layouts(None, 2, 8), ValueError, "lengths must be one-dimensional"),
     (lambda: bench_scenarios.plan("smoke"), TypeError, "cfg must be a BenchConfig"),
     (lambda: bench_scenarios.recorded_windows(None), TypeError, "res must be a benchmark results dict"),
+    # issue 23: serving's results, tables and pictures given the wrong thing
+    (lambda: metrics.latencies("x"), TypeError, "r must be a SimResult (what simulate() or run_engine() returns); got str"),
+    (lambda: metrics.itl_percentiles("x"), TypeError, "ledger must be a Ledger (a run's .ledger"),
+    (lambda: metrics.format_summary({}), ValueError, "s has no 'policy': it must be a summary() dict"),
+    (lambda: metrics.format_summary(None), TypeError, "s must be a summary() dict (summary(simulate(...))); got NoneType"),
+    (lambda: metrics.format_table([{}]), ValueError, "summaries[0] has no 'policy': it must be a summary() dict"),
+    (lambda: metrics.format_table("x"), TypeError, "summaries must be a list of summary() dicts"),
+    (lambda: timeline.step_table("x"), TypeError, "plans must be a list of StepPlan (a run's .plans"),
+    (lambda: timeline.step_table([None]), TypeError, "plans[0] must be a StepPlan (one step of a run's .plans); got NoneType"),
+    (lambda: timeline.num_requests("x"), TypeError, "plans must be a list of StepPlan"),
+    (lambda: timeline.pages_held(3, 16), TypeError, "plans must be a list of StepPlan"),
+    (lambda: timeline.format_step_table("x"), TypeError, "table must be a StepTable (what step_table(plans) returns)"),
+    (lambda: plot_serving.slot_timeline(None), TypeError, "result must be a SimResult"),
+    (lambda: plot_serving.kv_bars([{}]), ValueError, "summaries[0] has no 'policy': it must be a summary() dict"),
+    (lambda: plot_serving.kv_bars(None), TypeError, "summaries must be a list of summary() dicts"),
+    (lambda: plot_serving.utilisation_bars([{}]), ValueError, "summaries[0] has no 'policy'"),
+    (lambda: plot_serving.time_split_bars([{}]), ValueError, "summaries[0] has no 'policy'"),
+    (lambda: plot_serving.time_split_bars([{"policy": "x", "makespan_s": 1.0}]), ValueError,
+     "summaries[0] has no 'time_split_s'"),
+    (lambda: trace.Trace("abc", [1], [1]), ValueError, "arrival_s must be seconds (numbers), got 'abc'"),
+    (lambda: trace.Trace([0.0, float("inf")], [1, 1], [1, 1]), ValueError, "arrival_s must be finite seconds"),
+    (lambda: trace.read_trace(None), TypeError, "path must be a trace file path (a str or pathlib.Path), or '-' for "
+                                                "standard input; got NoneType"),
+    (lambda: L.read_lengths(3), TypeError, "path must be a lengths file path"),
+    (lambda: trace.parse_trace(None), TypeError, "text must be the CSV text (a str; read_trace(path) reads a file); got "
+                                                 "NoneType"),
+    (lambda: trace.parse_trace(b"TIMESTAMP"), TypeError, "text must be the CSV text"),
+    (lambda: trace.parse_trace("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,1_000,1\n"), ValueError,
+     "ContextTokens is '1_000', not an integer (ASCII digits"),
 ]
 
 
@@ -434,3 +465,14 @@ def test_lengths_are_read_exactly(tmp_path):
     f.write_text(f"3\n{2**63}\n")
     with pytest.raises(ValueError, match=f"line 2: {2**63} is too large"):
         L.read_lengths(f)
+
+
+def test_utilisation_bars_label_what_a_replay_did_not_measure():
+    """A replay against a real server has no GPU counters: busy and MFU are None, drawn as "not measured"."""
+    s = metrics.summary(simulate(TINY_TRACE, "static", model="tiny"))
+    replayed = {**s, "policy": "replayed", "gpu_busy_fraction": None, "useful_flop_fraction": None, "mfu": None}
+    ax = plot_serving.utilisation_bars([s, replayed])
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count(plot_serving.NOT_MEASURED) == 2 and len(texts) == 3      # two labels, one share (the known run)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[1] == heights[3] == 0.0 and heights[0] == pytest.approx(s["gpu_busy_fraction"])

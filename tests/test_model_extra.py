@@ -43,3 +43,21 @@ def test_the_light_commands_run_without_torch(tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "error: python -m packviz bench needs torch, which is not installed: pip install 'packviz[model]'" in p.stderr
+
+
+def test_the_widgets_without_ipywidgets_name_the_lab_extra():
+    code = "import sys; sys.modules['ipywidgets'] = None\nimport packviz.widgets"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == ("ModuleNotFoundError: packviz.widgets needs ipywidgets, which is not installed: "
+                    "pip install 'packviz[lab]' (or make install, which installs everything)")
+
+
+def test_the_extra_guard_is_one_function_for_every_extra():
+    from packviz.model_extra import require_extra
+
+    with pytest.raises(ModuleNotFoundError, match=r"^x needs surely_not_xyz, .*pip install 'packviz\[lab\]'") as e:
+        require_extra("x", ("surely_not_xyz",), "lab")
+    assert e.value.name == "surely_not_xyz"
+    require_extra("x", ("numpy",), "lab")  # installed: no error

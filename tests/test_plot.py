@@ -429,3 +429,19 @@ def test_standard_figures_pack_per_window_and_name_their_sample():
     online = pack_in_windows(seed_scenario(16, seed=0), 8192, 8)
     assert "per window of 8" in packed_title and f"{online.utilization:.1%}" in packed_title
     assert figs["mask_8192_tokens.png"]().get_title().startswith("trace window ")
+
+
+def test_the_readme_figure_is_what_packviz_figures_draws_now():
+    """The README's first picture is ``batch_grid_seed.png`` of ``python -m packviz figures``: drawn again
+    here and compared pixel for pixel, so a change to the slide set cannot leave a stale figure on the
+    project's front page (regenerate: ``python -m packviz figures --out DIR`` and copy it over)."""
+    import io
+    import pathlib
+
+    from matplotlib.image import imread
+
+    readme_png = pathlib.Path(__file__).resolve().parents[1] / "docs" / "padded_vs_packed.png"
+    assert "docs/padded_vs_packed.png" in (readme_png.parents[1] / "README.md").read_text()
+    drawn = imread(io.BytesIO(plot.to_png(plot.standard_figures()["batch_grid_seed.png"](), dpi=150)))  # figures --dpi default
+    stored = imread(readme_png)
+    assert drawn.shape == stored.shape and np.array_equal(drawn, stored), "docs/padded_vs_packed.png is stale"

@@ -4,6 +4,8 @@ errors, and (``PACKVIZ_SERVER_TEST=1``) a real ``transformers serve`` on 127.0.0
 import json
 import os
 import pathlib
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -16,8 +18,9 @@ import pytest
 
 from packviz.cli import main
 from packviz.serving.metrics import summary
-from packviz.serving.replay import (RequestRecord, from_json, goodput, http_error_line, payload, read_chunk,
-                                    replay, replay_summary, result_from_records, to_json)
+from packviz import plot_replay
+from packviz.serving.replay import (RequestRecord, format_replay, from_json, goodput, http_error_line, payload,
+                                    read_chunk, replay, replay_summary, result_from_records, to_json)
 from packviz.trace import Trace
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -107,7 +110,10 @@ def test_request_forms_and_error_lines():
 # ---------------------------------------------------------------------- the client against a scripted server
 class _Scripted(BaseHTTPRequestHandler):
     """A stand-in server: serves model "fake"; text prompts only, no ignore_eos nor generation_config;
-    max_tokens 13 -> HTTP 500, 17 -> silent for 3 s (a timeout), otherwise max_tokens chunks 5 ms apart."""
+    max_tokens 13 -> HTTP 500, 17 -> silent for 3 s (a timeout), 11 -> the server's ``bad_chunk`` line first,
+    19 -> one chunk, then silent until the server's ``release`` is set (30 s at most), otherwise max_tokens
+    chunks 5 ms apart. ``server.models``: the body of GET /v1/models in place of the model list;
+    ``server.posts``: the max_tokens of every POST."""
 
     def log_message(self, *a):
         pass
@@ -121,7 +127,12 @@ class _Scripted(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        self._json(200, {"object": "list", "data": [{"id": "fake"}]})
+        if self.server.models is None:
+            return self._json(200, {"object": "list", "data": [{"id": "fake"}]})
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.server.models)))
+        self.end_headers()
+        self.wfile.write(self.server.models)
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -131,6 +142,7 @@ class _Scripted(BaseHTTPRequestHandler):
             return self._json(400, {"detail": "prompt must be a string."})
         if {"ignore_eos", "generation_config"} & set(body):
             return self._json(422, {"detail": f"Unexpected fields in the request: {set(body) - {'model'}}"})
+        self.server.posts.append(body["max_tokens"])
         if body["max_tokens"] == 13:
             return self._json(500, {"detail": "boom"})
         if body["max_tokens"] == 17:
@@ -140,6 +152,12 @@ class _Scripted(BaseHTTPRequestHandler):
         self.end_headers()
         usage = {"completion_tokens": body["max_tokens"], "prompt_tokens": len(body["prompt"].split()) + 1}
         try:
+            if body["max_tokens"] == 11:
+                self.wfile.write(self.server.bad_chunk + b"\n\n")
+            if body["max_tokens"] == 19:
+                self.wfile.write(b'data: {"choices": [{"text": " w", "finish_reason": null}]}\n\n')
+                self.wfile.flush()
+                self.server.release.wait(30)
             for _ in range(body["max_tokens"]):
                 self.wfile.write(b'data: {"choices": [{"text": " w", "finish_reason": null}]}\n\n')
                 self.wfile.flush()
@@ -150,12 +168,22 @@ class _Scripted(BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
-def scripted():
+def stub():
+    """The scripted server on 127.0.0.1 (a free port), its ``models`` / ``bad_chunk`` / ``posts`` to set and read."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
     server.daemon_threads = True
+    server.models, server.bad_chunk, server.posts, server.release = None, b"", [], threading.Event()
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    yield server
+    server.release.set()
     server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def scripted(stub):
+    return stub.url + "/v1"
 
 
 def test_failed_requests_are_counted_and_never_stall_the_replay(scripted):
@@ -173,7 +201,10 @@ def test_failed_requests_are_counted_and_never_stall_the_replay(scripted):
 
 
 def _cli(argv, capsys):
-    code = main(argv)
+    try:
+        code = main(argv)
+    except SystemExit as e:                                   # argparse's own errors (one line too)
+        code = e.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -205,6 +236,150 @@ def test_the_command_prints_the_replay_beside_the_prediction(scripted, tmp_path,
     rec = json.loads(out.read_text())
     assert rec["label"] == "scripted" and rec["summary"]["generated_tokens"] == 15 and rec["prediction"]["completed"] == 3
     assert rec["command"].startswith("python -m packviz ") and "versions" in rec
+
+
+# ---------------------------------------------------------------------- what a reviewer found: one line each
+HTML = b"<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body>" + b"x" * 100 + b"</body></html>"
+
+BAD_COMMAND_LINES = [  # (argv after the base, GET /v1/models body or None, the error line: a regex)
+    (["--url", "http://127.0.0.1:99999"], None,
+     r"--url 'http://127\.0\.0\.1:99999' has port 99999: a port must be 1 to 65535 \(e\.g\. http://127\.0\.0\.1:8000\)"),
+    (["--url", "http://[::1"], None, r"--url 'http://\[::1' is not a valid URL \(Invalid IPv6 URL\); give http://host"),
+    (["--url", "http://127.0.0.1:9 bad"], None, r"--url 'http://127\.0\.0\.1:9 bad' has a space or control character"),
+    (["--url", "http://::1:8000"], None, r"is not http://host:port\[/path\] .*in brackets: http://\[::1\]:8000"),
+    (["--url", "{url}"], b'{"data":[1,2]}', r"http://127\.0\.0\.1:\d+ did not answer like an OpenAI-compatible "
+                                             r"server: GET /v1/models returned '\{\"data\":\[1,2\]\}', not"),
+    (["--url", "{url}"], b"[1,2]", r"did not answer like an OpenAI-compatible server: GET /v1/models returned '\[1,2\]'"),
+    (["--url", "{url}"], HTML, r"did not answer like an OpenAI-compatible server: GET /v1/models returned "
+                               r"'<!DOCTYPE html><html><head><title>Welcome to nginx!</title></head><body>x+'\.\.\., "
+                               r'not \{"data": \[\{"id": \.\.\.\}\]\}; check --url'),
+    (["--url", "{url}", "--requests", "1_000"], None, r"argument --requests: invalid int value: '1_000' \(an integer in"),
+    (["--url", "{url}", "--requests", "\u0663"], None, r"argument --requests: invalid int value: '\u0663'"),
+    (["--url", "{url}", "--rate-scale", "1_0"], None, r"argument --rate-scale: invalid float value: '1_0'"),
+    (["--url", "{url}", "--seed", "-1"], None, r"--seed must be an integer >= 0, got -1"),
+    (["--url", "{url}", "--timeout", "0"], None, r"--timeout must be a number of seconds > 0 and at most 86,400 "
+                                                 r"\(e\.g\. 300\), got 0$"),
+    (["--url", "{url}", "--timeout", "-5"], None, r"--timeout must be a number of seconds > 0 .*, got -5$"),
+    (["--url", "{url}", "--timeout", "nan"], None, r"--timeout must be a number of seconds > 0 .*, got nan$"),
+    (["--url", "{url}", "--out", "/proc/x/y.json"], None,
+     r"--out /proc/x/y\.json cannot be written \(No such file or directory\); give a file in a writable folder"),
+    (["--url", "{url}", "--concurrency", "-1"], None, r"--concurrency must be a positive integer, got -1$"),
+    (["--url", "{url}", "--concurrency", "0"], None, r"--concurrency must be a positive integer, got 0$"),
+    (["--url", "{url}", "--concurrency", "99999999999999999999"], None,
+     r"--concurrency is 99999999999999999999, above the largest allowed value 100,000$"),
+    (["--url", "{url}", "--arrivals", "offline", "--rate-scale", "2"], None,
+     r"--rate-scale 2 means nothing with --arrivals offline, which sends every request at t = 0; drop --rate-scale"),
+    (["--url", "{url}", "--arrivals", "poisson"], None, r"argument --arrivals: invalid choice: 'poisson'"),
+]
+
+
+@pytest.mark.parametrize("argv, models, error", BAD_COMMAND_LINES, ids=[" ".join(a[2:]) or a[1] if a[1] != "{url}"
+                                                                         else f"models {m!r:.20}" if m else " ".join(a[2:])
+                                                                         for a, m, _ in BAD_COMMAND_LINES])
+def test_a_bad_command_line_is_one_error_line_and_sends_nothing(stub, argv, models, error, capsys):
+    stub.models = models
+    argv = [a.replace("{url}", stub.url) for a in argv]
+    code, _, err = _cli(["replay", "--model", "fake", "--requests", "3", "--no-progress", "--predict", "none", *argv],
+                        capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "internal error" not in err and re.search(error, err.rstrip("\n").removesuffix(
+        " (see python -m packviz replay --help)")), err
+    assert stub.posts == []                                   # refused before a single request was sent
+
+
+MALFORMED_CHUNKS = [  # (the line request 1 receives first, the start of its error)
+    (b'data: {"choices": ["x"]}', 'malformed stream chunk: {"choices": ["x"]} (expected {"choices": [{"text": ...}]})'),
+    (b"data: [1, 2]", "malformed stream chunk: [1, 2] (expected"),
+    (b"data: <html>oops</html>", "malformed stream chunk: <html>oops</html> (expected"),
+    (b'data: {"choices": "x"}', 'malformed stream chunk: {"choices": "x"} (expected'),
+    (b'data: {"choices": [], "usage": {"completion_tokens": "3"}}', "malformed stream chunk: {\"choices\": [], \"usage\""),
+    (b'data: {"choices": [{"text": "a"}], "usage": [1]}', "malformed stream chunk: "),
+    (b'data: {"choices": [null]}', "malformed stream chunk: "),
+]
+
+
+@pytest.mark.parametrize("chunk, error", MALFORMED_CHUNKS, ids=[c.decode()[6:30] for c, _ in MALFORMED_CHUNKS])
+def test_a_malformed_chunk_fails_its_request_only(stub, chunk, error):
+    stub.bad_chunk = chunk
+    asked = Trace(np.array([0.0, 0.02, 0.04]), np.array([6, 6, 6]), np.array([4, 11, 3]))
+    t0 = time.perf_counter()
+    r = replay(stub.url, "fake", asked, timeout_s=5.0, progress=False)
+    assert time.perf_counter() - t0 < 3.0                     # never waits for the bad stream's timeout
+    s = replay_summary(r)
+    assert s["completed"] == 2 and s["replay"]["requests_sent"] == 3 and r.trace.generated_tokens.tolist() == [4, 3]
+    (line, n), = s["replay"]["errors"].items()
+    assert n == 1 and line.startswith(error) and "\n" not in line and len(line) < 200, line
+    assert f"error:      1 x {line}" in format_replay(s)
+
+
+def _two_runs():
+    r = result_from_records(_asked(), _records(), url="http://x", model="m", dialect="plain")
+    return r, r
+
+
+LIBRARY_ERRORS = [  # (the call, the exception, its message: a regex)
+    (lambda: goodput(None), TypeError, r"^r must be a SimResult \(what replay, simulate or an engine run returns\); "
+                                       r"got NoneType None$"),
+    (lambda: to_json(None), TypeError, r"^r must be a ReplayResult \(what replay or load_replay returns\); got NoneType"),
+    (lambda: replay_summary(None), TypeError, r"^r must be a ReplayResult"),
+    (lambda: from_json(None), TypeError, r"^d must be a dict as to_json writes it"),
+    (lambda: plot_replay.replay_vs_prediction(None, None), TypeError, r"^result must be a ReplayResult .*; got NoneType"),
+    (lambda: plot_replay.latency_cdf(None, None), TypeError, r"^result must be a ReplayResult"),
+    (lambda: plot_replay.replay_vs_prediction(_two_runs()[0], None), TypeError,
+     r"^predicted must be a SimResult \(what simulate returns for the same requests\); got NoneType"),
+    (lambda: plot_replay.latency_cdf(*_two_runs(), key="ttft"), ValueError, r"^key must be one of 'ttft_s', 'tpot_s'"),
+    (lambda: replay("http://127.0.0.1:99999", "fake", _asked()), ValueError, r"has port 99999: a port must be 1 to"),
+    (lambda: replay("http://127.0.0.1:9", "fake", _asked(), arrivals="offline", rate_scale=2.0), ValueError,
+     r"^rate_scale .*arrivals='offline' .*sends every request at t = 0"),
+    (lambda: replay("http://127.0.0.1:9", "fake", _asked(), timeout_s=float("nan")), ValueError,
+     r"^timeout_s must be a finite number > 0, got nan$"),
+    (lambda: replay("http://127.0.0.1:9", "fake", _asked(), concurrency=10**20), ValueError,
+     r"^concurrency is 100000000000000000000, above the largest allowed value 100,000$"),
+    (lambda: replay("http://127.0.0.1:9", "", _asked()), ValueError, r"^--model must be the name of a model"),
+]
+
+
+@pytest.mark.parametrize("call, exc, message", LIBRARY_ERRORS, ids=[m[1:40] for _, _, m in LIBRARY_ERRORS])
+def test_the_library_names_the_bad_argument(call, exc, message):
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_an_out_file_that_fails_at_the_end_still_prints_the_summary(scripted, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "replay.json"
+
+    def full_disk(self, *a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", full_disk)
+    code, text, err = _cli(["replay", "--url", scripted, "--model", "fake", "--requests", "2", "--no-progress",
+                            "--predict", "none", "--out", str(out)], capsys)
+    assert code == 2 and "completed:  2 in" in text and not out.exists()
+    assert err == (f"error: --out {out} could not be written (No space left on device); the summary printed is all "
+                   "that is kept of this replay\n")
+
+
+def test_ctrl_c_prints_and_writes_what_was_measured_and_exits_130(stub, tmp_path):
+    csv = tmp_path / "t.csv"                                  # request 0 completes; 1 and 2 stall after a token
+    csv.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.0,6,3\n"
+                   "2023-11-16 18:15:46.05,6,19\n2023-11-16 18:15:46.1,6,19\n")
+    out = tmp_path / "rec" / "replay.json"
+    proc = subprocess.Popen([sys.executable, "-m", "packviz", "replay", "--url", stub.url, "--model", "fake",
+                             "--trace", str(csv), "--requests", "3", "--no-progress", "--predict", "none",
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 60
+    while stub.posts.count(19) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)                                           # the stalled requests' first chunks reach the client
+    proc.send_signal(signal.SIGINT)
+    text, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "INTERRUPTED, partial" in text and "completed:  1 in" in text and f"written: {out}" in text, text
+    assert "error:      2 x interrupted (Ctrl-C) before its last token" in text and "Traceback" not in err
+    rec = json.loads(out.read_text())
+    assert rec["summary"]["replay"]["interrupted"] is True and rec["summary"]["completed"] == 1
+    assert rec["summary"]["replay"]["errors"] == {"interrupted (Ctrl-C) before its last token": 2}
 
 
 # ---------------------------------------------------------------------- a real server (slow: make test-server)

@@ -17,7 +17,8 @@ import pytest
 from packviz.cli import json_ready, main
 from packviz.serving import ServeConfig, make_scheduler, metrics, simulate, summary
 from packviz.serving import sweep
-from packviz.serving.calibration import check_point, fit_calibration
+from packviz.serving.calibration import check_fit, check_point, fit_calibration, fit_roofline, load_calibration
+from packviz.serving.costs import preset_cost_model
 from packviz.serving.scheduler import MAX_BATCH
 from packviz.serving.simulator import MAX_STEPS_ONE_BY_ONE, RATE_SCALES
 from packviz.trace import Trace, azure_conv, parse_trace
@@ -55,6 +56,15 @@ def _point(**change):
     return {**CAL, "points": points}
 
 
+def _every(**change):
+    return {**CAL, "points": [{**p, **change} for p in CAL["points"]]}
+
+
+def _points(**values):
+    """Each point's ``key`` set to its own entry of ``values[key]`` (one value per point)."""
+    return {**CAL, "points": [{**p, **{k: v[i] for k, v in values.items()}} for i, p in enumerate(CAL["points"])]}
+
+
 CALS = {
     "cal_ok": CAL,
     "cal_device_str": {**CAL, "device": "H100"},
@@ -65,6 +75,13 @@ CALS = {
     "cal_nan_s": _point(seconds=float("nan")),
     "cal_neg_s": _point(seconds=-0.01),
     "cal_batch_huge": _point(batch=10**9),
+    # issue 23: step times no GPU gives, which LAPACK printed about or the fit turned into nonsense
+    "cal_gpu_tiny": _every(gpu_seconds=1e-300),
+    "cal_s3_tiny": _points(seconds=[0.03, 0.5, 0.01, 1e-300]),
+    "cal_s_1e9": _every(seconds=1e-9),
+    "cal_s_huge": _every(seconds=1e300),
+    "cal_s_fast": _every(seconds=1e-6),                               # in range, but 1e20 FLOP/s
+    "cal_wall_below_kernels": _points(seconds=[1e-5] * 4, gpu_seconds=[p["seconds"] for p in CAL["points"]]),
 }
 
 
@@ -78,6 +95,8 @@ def files(tmp_path_factory):
     for name, cal in CALS.items():
         out[name] = d / f"{name}.json"
         out[name].write_text(json.dumps(cal))
+    out["cal_not_json"] = d / "cal_not_json.json"
+    out["cal_not_json"].write_text('{"schema": "packviz.serve-calibration/1",\n "points": [}')
     return {k: str(v) for k, v in out.items()}
 
 
@@ -100,18 +119,18 @@ def serve(capsys, files, *argv):
 OK = ("--trace", "{ok}", "--policy", "continuous")
 BAD = [  # (argv, text the one stderr line must hold)
     (OK + ("--max-batch", "1e30"), "--max-batch must be an integer, got '1e30'"),
-    (OK + ("--max-batch", "100000000"), "max_batch is 100000000, above the largest allowed value 1,048,576"),
+    (OK + ("--max-batch", "100000000"), "--max-batch is 100000000, above the largest allowed value 1,048,576"),
     (OK + ("--max-batch", "1_000"), "--max-batch must be an integer, got '1_000' (ASCII digits"),
     (OK + ("--max-batch", "\u0663"), "--max-batch must be an integer, got '\u0663'"),
     (OK + ("--max-batch", "9" * 30), "above the largest allowed value 1,048,576"),
-    (OK + ("--token-budget", str(2**40 + 1)), "token_budget is 1099511627777, above the largest allowed value"),
-    (OK + ("--kv-budget", str(2**63)), "kv_budget_tokens is 9223372036854775808, above the largest allowed value"),
+    (OK + ("--token-budget", str(2**40 + 1)), "--token-budget is 1099511627777, above the largest allowed value"),
+    (OK + ("--kv-budget", str(2**63)), "--kv-budget is 9223372036854775808, above the largest allowed value"),
     (OK + ("--kv-budget", "1_000"), "--kv-budget must be an integer, got '1_000'"),
-    (OK + ("--rate-scale", "1e-300"), "rate_scale is 1e-300, outside 1e-06 .. 1e+06"),
-    (OK + ("--rate-scale", "1e300"), "rate_scale is 1e+300, outside"),
+    (OK + ("--rate-scale", "1e-300"), "--rate-scale is 1e-300, outside 1e-06 .. 1e+06"),
+    (OK + ("--rate-scale", "1e300"), "--rate-scale is 1e+300, outside"),
     (OK + ("--rate-scale", "\u0661"), "--rate-scale must be a number, got '\u0661'"),
     (OK + ("--rate-scale", "1_0"), "--rate-scale must be a number, got '1_0'"),
-    (OK + ("--rate-scale", "inf"), "rate_scale must be a finite number > 0, got inf"),
+    (OK + ("--rate-scale", "inf"), "--rate-scale must be a finite number > 0, got inf"),
     (OK + ("--execute", "--requests", "1_0"), "--requests must be an integer, got '1_0'"),
     (OK + ("--capacity", "--slo-itl-p99", "\u0661"), "--slo-itl-p99 must be a number, got '\u0661'"),
     (("--trace", "{one_stamp}", "--policy", "static", "--capacity"), "every request of {one_stamp} arrives at one instant"),
@@ -119,7 +138,7 @@ BAD = [  # (argv, text the one stderr line must hold)
      "request 0 holds P 4,611,686,018,427,387,904 + G 3 tokens, above the largest request"),
     (("--trace", "{g_2_62}", "--policy", "static", "--kv-budget", str(2**62)), "above the largest request the simulator takes"),
     (("--trace", "{p_1e12}", "--policy", "chunked", "--kv-budget", str(2**62)),
-     "takes at least 488,281,251 steps one at a time, more than 1,000,000: raise token_budget to at least 1,000,001"),
+     "takes at least 488,281,251 steps one at a time, more than 1,000,000: raise --token-budget to at least 1,000,001"),
     (("--trace", "{underscore}", "--policy", "static"), "line 2: ContextTokens is '1_000', not an integer"),
     (("--trace", "{arabic}", "--policy", "static"), "line 2: ContextTokens is '\u0663\u0660', not an integer"),
     (("--trace", "{zone_mixed}", "--policy", "static"), "line 3: TIMESTAMP '2023-11-16T18:15:50' has no time zone"),
@@ -133,15 +152,49 @@ BAD = [  # (argv, text the one stderr line must hold)
     (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_nan_s}"), "{cal_nan_s}: points[0].seconds is nan"),
     (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_neg_s}"), "{cal_neg_s}: points[0].seconds is -0.01"),
     (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_batch_huge}"), "points[0].batch is 1000000000"),
+    # issue 23: one line naming the file and the field, nothing from LAPACK on stdout, no warning
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_gpu_tiny}"),
+     "{cal_gpu_tiny}: points[0].gpu_seconds is 1e-300; expected seconds of one forward step, between 1e-06 and 1000"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_s3_tiny}"),
+     "{cal_s3_tiny}: points[3].seconds is 1e-300; expected seconds of one forward step, between 1e-06 and 1000"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_s_1e9}"), "{cal_s_1e9}: points[0].seconds is 1e-09; expected"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_s_huge}"), "{cal_s_huge}: points[0].seconds is 1e+300; expected"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_s_fast}"),
+     "{cal_s_fast}: the fitted roofline has a FLOP rate of 1.19e+20 FLOP/s, more than ten times any GPU's peak"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_wall_below_kernels}"),
+     "{cal_wall_below_kernels}: the host's time per step (seconds - gpu_seconds, the median) is negative"),
+    (("--trace", "{ok}", "--policy", "static", "--gpu", "{cal_not_json}"),
+     "{cal_not_json} is not valid JSON (line 2, column 13: Expecting value)"),
+    # issue 23: offline arrivals have no rate to scale; flags named as typed; pages said
+    (OK + ("--arrivals", "offline", "--rate-scale", "2"),
+     "--rate-scale 2 scales the trace's arrival times, but --arrivals offline sends every request at t = 0: a rate "
+     "scale needs --arrivals trace"),
+    (OK + ("--arrivals", "offline", "--rate-scale", "1"), "a rate scale needs --arrivals trace"),
+    (OK + ("--kv-budget", "1"), "--kv-budget 1 is too small for request 0: P 374 + G 44 = 418 tokens, 432 in whole "
+                                "pages of 16; give at least 512"),
+    (OK + ("--max-batch", "0"), "--max-batch must be a positive integer, got 0"),
+    (("--trace", "{ok}", "--policy", "chunked", "--token-budget", "8"), "--token-budget 8 is below --max-batch 32"),
+    (OK + ("--ragged-attention", "sparse"), "--ragged-attention must be one of"),
+    (OK + ("--arrivals", "later"), "--arrivals must be one of 'trace', 'offline'; got 'later'"),
 ]
 
 
 @pytest.mark.parametrize("argv, shown", BAD, ids=[" ".join(a[2:])[:60] for a, _ in BAD])
-def test_bad_serve_input_is_one_line_naming_the_value(capsys, files, argv, shown):
-    rc, out, err = serve(capsys, files, *argv)
+def test_bad_serve_input_is_one_line_naming_the_value(capfd, files, argv, shown):
+    rc, out, err = serve(capfd, files, *argv)   # capfd: LAPACK writes to the C-level stdout, past sys.stdout
     assert rc == 2 and out == "", (rc, err)
     assert err.count("\n") == 1 and err.startswith("error: ") and "Traceback" not in err, err
     assert shown.format(**files) in err, err
+
+
+@pytest.mark.parametrize("cal", ["cal_gpu_tiny", "cal_s3_tiny"])
+def test_a_bad_calibration_prints_nothing_from_lapack_in_a_real_process(files, cal):
+    """LAPACK's ``** On entry to DLASCL ...`` went to the C-level stdout (flushed at exit, past any capture)."""
+    p = subprocess.run([sys.executable, "-m", "packviz", "serve", "--trace", files["ok"], "--policy", "static",
+                        "--json", "--gpu", files[cal]], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "default"})
+    assert p.returncode == 2 and p.stdout == "", (p.stdout, p.stderr)
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith(f"error: {files[cal]}: points["), p.stderr
 
 
 # ---------------------------------------------------------------------- correct results, strict JSON
@@ -282,6 +335,30 @@ LIBRARY = [  # (call, exception, text the message must hold)
     (lambda: check_point({"kind": "decode", "batch": 2, "tokens": 1, "seconds": 0.1, "gpu_seconds": float("inf")}),
      ValueError, "calibration point.gpu_seconds is inf"),
     (lambda: fit_calibration({"points": CAL["points"][:2]}), ValueError, "calibration: points is"),
+    # issue 23
+    (lambda: simulate(TINY, "static", arrivals="offline", rate_scale=2.0), ValueError,
+     "rate_scale is 2, but arrivals='offline' sends every request at t = 0 (no rate to scale): a rate scale needs "
+     "arrivals='trace'"),
+    (lambda: simulate(TINY, "static", model="tiny", kv_budget_tokens=4), ValueError,
+     "kv_budget_tokens 4 is too small for request 0: P 2 + G 3 = 5 tokens, 16 in whole pages of 16"),
+    (lambda: check_point({"kind": "decode", "batch": 2, "tokens": 1, "seconds": 1e-300}), ValueError,
+     "calibration point.seconds is 1e-300; expected seconds of one forward step, between 1e-06 and 1000"),
+    (lambda: check_point({"kind": "decode", "batch": 2, "tokens": 1, "seconds": True}), ValueError,
+     "calibration point.seconds is True"),
+    (lambda: fit_calibration(_every(seconds=1e-6)), ValueError, "calibration: the fitted roofline has a FLOP rate"),
+    (lambda: fit_roofline([1e12] * 3, [1e9] * 3, [1e-300] * 3, preset_cost_model("h100")), ValueError,
+     "seconds as small as 1e-300 make FLOPs per second overflow"),
+    (lambda: fit_roofline([1e12, 1e12], [1e9], [0.1, 0.1], preset_cost_model("h100")), ValueError,
+     "flops, nbytes and seconds must be 1-D of one length"),
+    (lambda: fit_roofline([1e12], [1e9], [float("nan")], preset_cost_model("h100")), ValueError,
+     "seconds must be finite seconds"),
+    (lambda: check_fit({"overhead_s": -0.186, "decode_overhead_s": 0.0, "flop_rate": 1e14, "byte_rate": 1e12},
+                       "c.json"), ValueError,
+     "c.json: the fitted roofline has a negative overhead (-0.186 s): the points do not look like one GPU's step "
+     "times; check their seconds"),
+    (lambda: check_fit({"overhead_s": 0.0, "decode_overhead_s": 0.0, "flop_rate": float("nan"), "byte_rate": 1e12},
+                       "c.json", "gpu_seconds"), ValueError, "c.json: the fitted roofline has a non-finite FLOP rate"),
+    (lambda: load_calibration(__file__), ValueError, "test_serve_hardening.py is not valid JSON (line 1, column 3: Extra data)"),
 ]
 
 

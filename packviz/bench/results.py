@@ -319,6 +319,7 @@ def not_timed(res: dict) -> dict:
     ...     "flex": {"status": "skipped: deadline (12 s left)"}}}]})
     {('flash', 'unavailable: flash-attn is not installed'): ['trace'], ('flex', 'skipped: deadline'): ['trace']}
     """
+    res = mapping("res", res, what="a benchmark results dict (load_results gives one)")
     out: dict = {}
     for s in res.get("scenarios", []):
         for name, m in (s.get("methods") or {}).items():

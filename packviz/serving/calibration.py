@@ -33,7 +33,7 @@ import pathlib
 import numpy as np
 
 from .. import datafiles
-from ..checks import is_integer, show
+from ..checks import finite_floats, is_integer, show
 from ..shapes import get_shape
 from .costs import GPUS, CostModel, Pricer, Work, plan_work, preset_cost_model
 from .scheduler import Piece, StepPlan
@@ -87,17 +87,32 @@ def load_calibration(path=None) -> dict:
     path = pathlib.Path(path)
     if not path.is_file():
         raise ValueError(f"calibration file not found: {path}")
-    data = _read(path, CALIBRATION_SCHEMA)
-    if data is None:
+    data = read_json(path, f"a packviz calibration (schema {CALIBRATION_SCHEMA})")
+    if not isinstance(data, dict) or data.get("schema") != CALIBRATION_SCHEMA:
         raise ValueError(f"{path} is not a packviz calibration (schema {CALIBRATION_SCHEMA})")
     data["path"] = str(path)
     return check_calibration(data)
+
+
+def read_json(path: pathlib.Path, what: str):
+    """The JSON value in the file at ``path``; ``ValueError`` naming the file, and the line and column the
+    parser stopped at, when it is not UTF-8 or not JSON (``what``: what the file should have been)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); expected {what}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}); "
+                         f"expected {what}") from None
 
 
 MAX_POINT_BATCH = 2**16
 """The largest ``batch`` of a calibration point (65,536 rows; a recorded grid goes up to 256)."""
 MAX_POINT_TOKENS = 2**40
 """The largest ``tokens`` or ``context`` of a calibration point."""
+MIN_STEP_S, MAX_STEP_S = 1e-6, 1e3
+"""The range of a point's ``seconds`` and ``gpu_seconds``: one forward step takes more than a microsecond
+(a kernel launch) and less than a quarter of an hour; beyond, the number is a typo or another unit."""
 
 
 def check_calibration(cal: dict) -> dict:
@@ -148,8 +163,14 @@ def number(where: str, value, unit: str) -> float:
 
 def check_point(point, where: str = "calibration point") -> dict:
     """One calibration point: ``kind`` (:data:`KINDS`), ``batch`` (1 .. :data:`MAX_POINT_BATCH`), ``tokens``
-    (>= 1) and ``context`` (>= 0, optional) integers, ``seconds`` and the optional ``gpu_seconds`` finite
-    and > 0; else ``ValueError`` naming ``where`` and the field."""
+    (>= 1) and ``context`` (>= 0, optional) integers, ``seconds`` and the optional ``gpu_seconds`` numbers
+    from :data:`MIN_STEP_S` to :data:`MAX_STEP_S`; else ``ValueError`` naming ``where`` and the field.
+
+    >>> check_point({"kind": "decode", "batch": 8, "tokens": 1, "seconds": 1e-300}, "c.json: points[3]")
+    Traceback (most recent call last):
+    ...
+    ValueError: c.json: points[3].seconds is 1e-300; expected seconds of one forward step, between 1e-06 and 1000
+    """
     if not isinstance(point, dict):
         raise ValueError(f"{where} is {show(point)}; expected an object with kind, batch, tokens and seconds")
     if point.get("kind") not in KINDS:
@@ -164,8 +185,11 @@ def check_point(point, where: str = "calibration point") -> dict:
         if not is_integer(v) or not low <= v <= high:
             raise ValueError(f"{where}.{key} is {show(v)}; expected an integer from {low} to {high:,}")
     for key in ("seconds", "gpu_seconds"):
-        if point.get(key) is not None:
-            number(f"{where}.{key}", point[key], "the step's time in seconds")
+        v = point.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not MIN_STEP_S <= v <= MAX_STEP_S):
+            raise ValueError(f"{where}.{key} is {show(v)}; expected seconds of one forward step, between "
+                             f"{MIN_STEP_S:g} and {MAX_STEP_S:g}")
     return point
 
 
@@ -216,7 +240,7 @@ def fit_roofline(flops, nbytes, seconds, start: CostModel, decode=None, iteratio
     "rel_rms", "rel_max", "compute_bound", "points", "notes"}``. A rate no point is bound by
     cannot be fitted: it keeps ``start``'s value (said in ``notes``); negative overheads are refitted as 0.
     """
-    f, b, t = (np.asarray(x, dtype=np.float64) for x in (flops, nbytes, seconds))
+    f, b, t = fit_inputs(flops, nbytes, seconds)
     dec = np.zeros(len(t), dtype=bool) if decode is None else np.asarray(decode, dtype=bool)
     groups = [g for g in (~dec, dec) if g.any()]
     compute = f / start.flop_rate >= b / start.byte_rate
@@ -238,6 +262,30 @@ def fit_roofline(flops, nbytes, seconds, start: CostModel, decode=None, iteratio
             "notes": notes}
 
 
+def fit_inputs(flops, nbytes, seconds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`fit_roofline`'s (M,) arrays as float64, checked before any solve: finite, one length, FLOPs
+    and bytes >= 0, seconds > 0 and not so small that FLOPs per second overflow; else one ``ValueError``.
+
+    >>> fit_inputs([1e12], [1e9], [1e-300])
+    Traceback (most recent call last):
+    ...
+    ValueError: seconds as small as 1e-300 make FLOPs per second overflow; give each step's time in seconds
+    """
+    f, b, t = (finite_floats(name, x, what) for name, x, what in
+               (("flops", flops, "FLOP counts"), ("nbytes", nbytes, "byte counts"), ("seconds", seconds, "seconds")))
+    if not (f.ndim == b.ndim == t.ndim == 1 and len(f) == len(b) == len(t) >= 1):
+        raise ValueError(f"flops, nbytes and seconds must be 1-D of one length (M >= 1), got shapes "
+                         f"{f.shape}, {b.shape}, {t.shape}")
+    if (f < 0).any() or (b < 0).any() or (t <= 0).any():
+        raise ValueError("flops and nbytes must be >= 0 and seconds > 0")
+    with np.errstate(all="ignore"):
+        per_s = np.concatenate([f / t, b / t, 1 / t])
+    if not np.isfinite(per_s).all():
+        raise ValueError(f"seconds as small as {t.min():g} make FLOPs per second overflow; "
+                         "give each step's time in seconds")
+    return f, b, t
+
+
 def fit_once(f, b, t, compute, prev, groups) -> np.ndarray:
     """One least-squares solve of x = [o_1 .. o_k, 1/R, 1/BW] (an overhead per group of points) for a
     fixed compute/memory assignment.
@@ -252,9 +300,16 @@ def fit_once(f, b, t, compute, prev, groups) -> np.ndarray:
     for unknowns in (list(range(k)) + rates, rates):
         x = prev.copy()
         x[:k] = np.where([i in unknowns for i in range(k)], x[:k], 0.0)
-        rhs = t - sum(x[i] * cols[i] for i in range(k + 2) if i not in unknowns)
-        x[unknowns] = np.linalg.lstsq(np.column_stack([cols[i] for i in unknowns]) / t[:, None], rhs / t,
-                                      rcond=None)[0]
+        with np.errstate(all="ignore"):
+            rhs = t - sum(x[i] * cols[i] for i in range(k + 2) if i not in unknowns)
+            a, y = np.column_stack([cols[i] for i in unknowns]) / t[:, None], rhs / t
+        if not (np.isfinite(a).all() and np.isfinite(y).all()):   # LAPACK would print to the C stdout
+            raise ValueError("the roofline's least-squares system is not finite: the step times span too "
+                             "many orders of magnitude to fit")
+        try:
+            x[unknowns] = np.linalg.lstsq(a, y, rcond=None)[0]
+        except np.linalg.LinAlgError as e:
+            raise ValueError(f"the roofline's least-squares fit failed ({e}): the step times fit no roofline") from None
         if (x[:k] >= 0).all() and (x[k:] > 0).all():
             return x
     x[:k] = np.maximum(x[:k], 0.0)
@@ -276,13 +331,42 @@ def fit_calibration(cal: dict, time_key: str = "seconds") -> dict:
         raise ValueError(f"{where}: points[{missing}] has no {time_key!r}; not every point has {time_key!r}")
     pricer = Pricer(get_shape(cal.get("model", "llama-3-8b")), preset_cost_model(gpu_key(cal) or "h100"))
     work = [point_work(p, padded_pricing(cal)) for p in points]
-    fit = fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
-                       [float(p[time_key]) for p in points], pricer.cost, [p["kind"] == "decode" for p in points])
-    bad = [k for k in ("flop_rate", "byte_rate", "overhead_s", "decode_overhead_s")
-           if not np.isfinite(fit[k]) or fit[k] < 0 or (k.endswith("rate") and fit[k] == 0)]
-    if bad:
-        raise ValueError(f"{where}: the points' {time_key} fit no roofline ({bad[0]} {fit[bad[0]]:g}); "
-                         "re-record the calibration (scripts/gpu_serve.sh)")
+    try:
+        fit = fit_roofline([pricer.flops(w) for w in work], [pricer.bytes(w) for w in work],
+                           [float(p[time_key]) for p in points], pricer.cost, [p["kind"] == "decode" for p in points])
+    except ValueError as e:
+        raise ValueError(f"{where}: the points' {time_key}: {e}") from None
+    check_fit(fit, where, time_key)
+    return fit
+
+
+FITTED = (("overhead_s", "overhead", "s"), ("decode_overhead_s", "decode overhead", "s"),
+          ("flop_rate", "FLOP rate", "FLOP/s"), ("byte_rate", "byte rate", "B/s"))
+"""The coefficients of a fitted roofline :func:`check_fit` checks: key, name, unit."""
+MAX_FIT_RATES = {"flop_rate": 10 * max(g.peak_flops for g in GPUS.values()),
+                 "byte_rate": 10 * max(g.peak_bytes_per_s for g in GPUS.values())}
+"""Fitted rates above ten times the fastest preset's datasheet peak: no GPU's step times fit them."""
+
+
+def check_fit(fit: dict, where: str, time_key: str = "seconds") -> dict:
+    """``fit`` (:func:`fit_roofline`'s) if every coefficient is finite, the overheads >= 0 and the rates > 0
+    and plausible (:data:`MAX_FIT_RATES`); else one ``ValueError`` naming ``where`` (the file).
+
+    >>> check_fit({"overhead_s": -0.186, "decode_overhead_s": 0.0, "flop_rate": 1e14, "byte_rate": 1e12}, "c.json")
+    Traceback (most recent call last):
+    ...
+    ValueError: c.json: the fitted roofline has a negative overhead (-0.186 s): the points do not look like one GPU's step times; check their seconds
+    """
+    why = f"the points do not look like one GPU's step times; check their {time_key}"
+    for key, name, unit in FITTED:
+        v = float(fit[key])
+        if not np.isfinite(v) or v < 0 or (unit != "s" and v == 0):
+            what = "a non-finite" if not np.isfinite(v) else "a negative" if v < 0 else "a zero"
+            raise ValueError(f"{where}: the fitted roofline has {what} {name} ({v:.3g} {unit}): {why}")
+        if v > MAX_FIT_RATES.get(key, np.inf):
+            raise ValueError(f"{where}: the fitted roofline has a {name} of {v:.3g} {unit}, more than ten times any "
+                             f"GPU's peak ({MAX_FIT_RATES[key]:.3g}): the points' {time_key} are too short for the "
+                             f"steps they time; check their {time_key}")
     return fit
 
 
@@ -367,6 +451,10 @@ def calibrated_cost_model(path=None, costs: str = "auto") -> CostModel:
     if costs == "split":             # the host's gaps, measured; a kind without points takes the other's
         gaps = host_gap(cal, decode=False), host_gap(cal, decode=True)
         overhead, decode = (gaps[0] if gaps[0] is not None else gaps[1]), (gaps[1] if gaps[1] is not None else gaps[0])
+        if min(overhead, decode) < 0:
+            raise ValueError(f"{cal['path']}: the host's time per step (seconds - gpu_seconds, the median) is negative "
+                             f"({min(overhead, decode):.3g} s): the steps' wall time is below their kernels' time, so the "
+                             "points do not look like one GPU's step times; check their seconds and gpu_seconds")
     else:
         overhead, decode = fit["overhead_s"], fit["decode_overhead_s"]
     key = gpu_key(cal)

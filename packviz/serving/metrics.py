@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import exact_sum, instance_of
+from ..checks import exact_sum, instance_of, items, mapping
 from .simulator import EngineResult, Ledger, SimResult
 
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+RESULT = "a SimResult (what simulate() or run_engine() returns)"
+SUMMARY = "a summary() dict (summary(simulate(...)))"
 MAX_EXPANDED_ITL = 2**20
 """Decode steps of closed-form spans that :func:`itl_percentiles` expands into one sample each (8 MB per
 array); a run with more (a request of a billion tokens) has its percentiles counted in closed form."""
@@ -133,6 +135,7 @@ def itl_percentiles(ledger: Ledger) -> dict:
     """``{"p50", "p90", "p99"}`` of the run's inter-token gaps: :func:`weighted_percentiles` of
     :meth:`Ledger.itl_samples` while the spans hold at most :data:`MAX_EXPANDED_ITL` steps, else the same
     numbers counted in closed form (:func:`span_percentiles`: memory independent of a request's length)."""
+    instance_of("ledger", ledger, Ledger, "a Ledger (a run's .ledger: simulate(...).ledger)")
     if sum(k for _, k, _ in ledger.itl_spans) <= MAX_EXPANDED_ITL:
         return weighted_percentiles(*ledger.itl_samples())
     steps = np.array(ledger.itl_steps, dtype=np.float64).reshape(-1, 2)
@@ -155,6 +158,7 @@ def time_split(r: SimResult, makespan: float) -> dict | None:
 
 def latencies(r: SimResult) -> dict:
     """Per-request latencies, arrays of shape (N,) (``tpot_s`` NaN where G = 1)."""
+    instance_of("r", r, SimResult, RESULT)
     a, g = r.trace.arrival_s, r.trace.generated_tokens
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(g > 1, (r.finish_s - r.first_token_s) / np.maximum(g - 1, 1), np.nan)
@@ -186,7 +190,7 @@ def summary(r: SimResult) -> dict:
     Every number is finite or ``None`` (strict JSON): ``offered_requests_per_s`` is ``None`` when every
     request arrives at one instant (``offline``, or one timestamp), and ``offered_rate_note`` says so.
     """
-    instance_of("r", r, SimResult, "a SimResult (what simulate() or run_engine() returns)")
+    instance_of("r", r, SimResult, RESULT)
     tr, led = r.trace, r.ledger
     p_sum, g_sum = exact_sum(tr.prompt_tokens), exact_sum(tr.generated_tokens)
     makespan = float(np.nanmax(r.finish_s) - tr.arrival_s.min())
@@ -249,6 +253,29 @@ COLUMNS = (
     ("sim s", 6, lambda s: s["seconds"], "{:.2f}"),
 )
 """The columns of :func:`format_table`: header, width, value from a summary, format."""
+TABLE_KEYS = ("policy", "output_tokens_per_s", "makespan_s", "ttft_s", "tpot_s", "itl_s", "prefill_pad_tokens",
+              "decode_slot_steps", "decode_wasted_slot_steps", "kv_used_over_reserved", "gpu_busy_fraction", "mfu",
+              "mbu", "seconds")
+"""The summary keys :data:`COLUMNS` read (``seconds`` last: the column ``seconds=False`` leaves out)."""
+SUMMARY_KEYS = ("policy", "trace", "num_requests", "arrivals", "rate_scale", "model", "max_batch", "token_budget",
+                "gpu", "completed", "makespan_s", "seconds", "output_tokens_per_s", "total_tokens_per_s", "ttft_s",
+                "tpot_s", "itl_s", "e2e_s", "queue_s", "prefill_pad_tokens", "decode_slot_steps",
+                "decode_useful_steps", "decode_wasted_slot_steps", "kv_used_over_reserved", "preemptions",
+                "gpu_busy_fraction", "mfu", "mbu")
+"""The summary keys :func:`format_summary` reads."""
+
+
+def summary_list(summaries, keys=("policy",)) -> list:
+    """``summaries`` (a list of :func:`summary` dicts, each holding ``keys``) as a list; else ``TypeError`` /
+    ``ValueError`` naming the first that is not one.
+
+    >>> summary_list([{}])
+    Traceback (most recent call last):
+    ...
+    ValueError: summaries[0] has no 'policy': it must be a summary() dict (summary(simulate(...)))
+    """
+    out = items("summaries", summaries, "a list of summary() dicts, e.g. [summary(simulate(trace, 'static'))]")
+    return [mapping(f"summaries[{i}]", s, keys, SUMMARY) for i, s in enumerate(out)]
 
 
 def format_table(summaries, seconds: bool = True) -> str:
@@ -264,6 +291,7 @@ def format_table(summaries, seconds: bool = True) -> str:
         return f"{text:<{width}}" if left else f"{text:>{width}}"
 
     cols = COLUMNS if seconds else COLUMNS[:-1]
+    summaries = summary_list(summaries, TABLE_KEYS[:len(TABLE_KEYS) - (not seconds)])
     head = " ".join(cell(w, h, "{}", left=i == 0) for i, (h, w, _, _) in enumerate(cols))
     rows = [" ".join(cell(w, get(s), fmt, left=i == 0) for i, (_, w, get, fmt) in enumerate(cols))
             for s in summaries]
@@ -272,6 +300,8 @@ def format_table(summaries, seconds: bool = True) -> str:
 
 def format_summary(s: dict) -> str:
     """One replay in words and numbers: what ran, throughput, latency, the waste, the two utilisations."""
+    mapping("s", s, SUMMARY_KEYS, SUMMARY)
+
     def sec(v):
         return f"{v:,.0f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
 

@@ -42,13 +42,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from urllib.parse import urlsplit
 
 import numpy as np
 
-from ..checks import positive_int
+from ..checks import instance_of, is_integer, mapping, nonnegative_int, positive_float, positive_int, show
 from ..trace import Trace
 from .costs import CostModel
 from .metrics import latencies, summary
@@ -72,6 +74,21 @@ TOKEN_ID_RANGE = (1000, 30000)
 (special tokens sit below 1000 or above 30000 in all of them)."""
 
 INSTALL = "pip install 'packviz[replay]' (or: pip install httpx)"
+
+MAX_CONCURRENCY = 100_000
+"""The most requests a replay keeps in flight (``concurrency`` / ``--concurrency``): each is an open connection."""
+
+MAX_TIMEOUT_S = 86_400.0
+"""The longest wait for a request's next chunk (``timeout_s`` / ``--timeout``): a day."""
+
+URL_EXAMPLE = "e.g. http://127.0.0.1:8000"
+
+NETLOC = re.compile(r"(?:[^@/]*@)?(\[[^\]/]+\]|[^:\[\]/@]+)(?::([^:]*))?", re.ASCII)
+"""``[user@]host[:port]`` of a URL: an IPv6 host in brackets; the port read as text, checked after."""
+
+
+class MalformedChunk(ValueError):
+    """A streamed chunk that is not an OpenAI completion chunk: fails its request only."""
 
 
 @dataclass
@@ -135,6 +152,8 @@ def itl_gaps(records) -> np.ndarray:
 def served_part(asked: Trace, records) -> tuple[Trace, list]:
     """The requests that received a token, as served: (send time, P counted by the server, G received)."""
     ok = sorted((r for r in records if r.error is None and r.events_s), key=lambda r: r.index)
+    if not records:
+        raise ValueError("no request was sent: nothing was measured")
     if not ok:
         lines = Counter(r.error or "no token received" for r in records)
         raise ValueError("no request received a token: " + "; ".join(f"{n} x {e}" for e, n in lines.items()))
@@ -178,6 +197,8 @@ def goodput(r: SimResult, slo_ttft_s: float = SLO_TTFT_P99_S, slo_tpot_s: float 
     >>> goodput(result_from_records(t, recs))       # the second misses both: TTFT 6 s, TPOT 0.5 s
     {'requests_per_s': 0.125, 'fraction': 0.5, 'good': 1, 'slo': {'ttft_s': 5.0, 'tpot_s': 0.1}}
     """
+    instance_of("r", r, SimResult, "a SimResult (what replay, simulate or an engine run returns)")
+    slo_ttft_s, slo_tpot_s = positive_float("slo_ttft_s", slo_ttft_s), positive_float("slo_tpot_s", slo_tpot_s)
     lat = latencies(r)
     ttft, tpot = lat["ttft_s"], np.nan_to_num(lat["tpot_s"], nan=0.0)
     good = int(((ttft <= slo_ttft_s) & (tpot <= slo_tpot_s)).sum())
@@ -189,6 +210,7 @@ def goodput(r: SimResult, slo_ttft_s: float = SLO_TTFT_P99_S, slo_tpot_s: float 
 
 def replay_summary(r: ReplayResult) -> dict:
     """:func:`~packviz.serving.metrics.summary` of a replay, plus ``goodput`` and what only a replay has."""
+    instance_of("r", r, ReplayResult, "a ReplayResult (what replay or load_replay returns)")
     out = summary(r)
     asked, recs = r.asked, r.records
     done = [x for x in recs if x.error is None and x.events_s]
@@ -239,14 +261,33 @@ def format_replay(s: dict) -> str:
 
 # ---------------------------------------------------------------------- requests (pure)
 def base_url(url: str) -> str:
-    """``http://host:port`` of an OpenAI-compatible server given as that, or with ``/v1`` (a trailing ``/`` dropped).
+    """``http://host:port`` of an OpenAI-compatible server given as that, or with ``/v1`` (a trailing ``/`` dropped);
+    a one-line ``ValueError`` for anything else (no scheme, no host, a port outside 1-65535, a space).
 
     >>> base_url("http://127.0.0.1:8000/v1/")
     'http://127.0.0.1:8000'
+    >>> base_url("http://127.0.0.1:99999")
+    Traceback (most recent call last):
+    ...
+    ValueError: --url 'http://127.0.0.1:99999' has port 99999: a port must be 1 to 65535 (e.g. http://127.0.0.1:8000)
     """
     text = str(url).strip().rstrip("/")
-    if not text.startswith(("http://", "https://")):
-        raise ValueError(f"--url must start with http:// or https:// (e.g. http://127.0.0.1:8000), got {url!r}")
+    if not text.lower().startswith(("http://", "https://")):
+        raise ValueError(f"--url must start with http:// or https:// ({URL_EXAMPLE}), got {show(url)}")
+    if any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"--url {show(url)} has a space or control character in it; give one address ({URL_EXAMPLE})")
+    try:
+        parts = urlsplit(text)
+    except ValueError as e:
+        raise ValueError(f"--url {show(url)} is not a valid URL ({e}); give http://host:port ({URL_EXAMPLE}, "
+                         "an IPv6 host in brackets: http://[::1]:8000)") from None
+    where = NETLOC.fullmatch(parts.netloc)
+    if parts.query or parts.fragment or where is None:
+        raise ValueError(f"--url {show(url)} is not http://host:port[/path] ({URL_EXAMPLE}, an IPv6 host in "
+                         "brackets: http://[::1]:8000; no ? or #)")
+    port = where.group(2)
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"--url {show(url)} has port {port}: a port must be 1 to 65535 ({URL_EXAMPLE})")
     return text.removesuffix("/v1")
 
 
@@ -284,13 +325,14 @@ def read_chunk(rec: RequestRecord, line: str, now: float) -> bool:
 
     A chunk with choices is a token event unless it is only the end marker (empty text with a
     ``finish_reason``: ``transformers serve`` sends one); ``usage`` gives the server's counts.
+    A chunk that is not a completion chunk raises :class:`MalformedChunk` (one line, the chunk shown).
     """
     if not line.startswith("data:"):
         return True                               # an SSE comment (a ping), an event name, a blank line
     data = line[5:].strip()
     if data == "[DONE]":
         return False
-    chunk = json.loads(data)
+    chunk = parse_chunk(data)
     if chunk.get("error"):
         rec.error = "stream error: " + " ".join(str(chunk["error"]).split())[:160]
         return False
@@ -302,6 +344,31 @@ def read_chunk(rec: RequestRecord, line: str, now: float) -> bool:
     if chunk.get("usage"):
         rec.tokens, rec.prompt_tokens = chunk["usage"].get("completion_tokens"), chunk["usage"].get("prompt_tokens")
     return True
+
+
+def parse_chunk(data: str) -> dict:
+    """One SSE ``data:`` payload as a completion chunk: a JSON object whose ``choices`` (if any) is a list of
+    objects and whose ``usage`` (if any) counts tokens in integers >= 0; else :class:`MalformedChunk`.
+
+    >>> parse_chunk('{"choices": ["x"]}')
+    Traceback (most recent call last):
+    ...
+    packviz.serving.replay.MalformedChunk: malformed stream chunk: {"choices": ["x"]} (expected {"choices": [{"text": ...}]})
+    """
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        chunk = None
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    usage = chunk.get("usage") if isinstance(chunk, dict) else None
+    counts = (usage.get("completion_tokens"), usage.get("prompt_tokens")) if isinstance(usage, dict) else ()
+    if not isinstance(chunk, dict) or not isinstance(choices, (list, type(None))) \
+            or not all(isinstance(c, dict) for c in choices or ()) or not isinstance(usage, (dict, type(None))) \
+            or not all(n is None or (is_integer(n) and n >= 0) for n in counts):
+        shown = " ".join(data.split())
+        raise MalformedChunk(f"malformed stream chunk: {shown if len(shown) <= 80 else shown[:77] + '...'} "
+                             '(expected {"choices": [{"text": ...}]})')
+    return chunk
 
 
 def http_error_line(status: int, body: bytes) -> str:
@@ -338,7 +405,9 @@ async def stream_one(client, url: str, body: dict, rec: RequestRecord, t0: float
                     break
     except httpx.TimeoutException as e:
         rec.error = f"timeout ({type(e).__name__}): no answer within the --timeout"
-    except (httpx.HTTPError, ValueError) as e:         # ValueError: a chunk that is not JSON
+    except MalformedChunk as e:                        # this request fails; the others go on
+        rec.error = str(e)
+    except (httpx.HTTPError, httpx.StreamError, ValueError, TypeError, AttributeError, KeyError, IndexError) as e:
         rec.error = f"{type(e).__name__}: " + " ".join(str(e).split())[:160]
     finally:
         rec.end_s = time.perf_counter() - t0
@@ -355,7 +424,31 @@ async def served_models(client, base: str) -> list:
     if resp.status_code != 200:
         raise ValueError(f"{base}/v1/models answered {http_error_line(resp.status_code, resp.content)}; "
                          "--url must be an OpenAI-compatible server")
-    return [m.get("id") for m in resp.json().get("data", [])]
+    return model_ids(base, resp.content)
+
+
+def model_ids(base: str, body: bytes) -> list:
+    """The ids in a ``GET /v1/models`` answer, ``{"data": [{"id": ...}, ...]}``; a one-line ``ValueError``
+    showing what came back (its first 80 characters) when it is not that.
+
+    >>> model_ids("http://h:1", b'{"object": "list", "data": [{"id": "m"}]}')
+    ['m']
+    >>> model_ids("http://h:1", b"<html><body>Welcome</body></html>")
+    Traceback (most recent call last):
+    ...
+    ValueError: http://h:1 did not answer like an OpenAI-compatible server: GET /v1/models returned '<html><body>Welcome</body></html>', not {"data": [{"id": ...}]}; check --url (an OpenAI-compatible server's address, e.g. http://127.0.0.1:8000)
+    """
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    models = answer.get("data", []) if isinstance(answer, dict) else None
+    if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+        text = " ".join(body.decode("utf-8", "replace").split())
+        raise ValueError(f"{base} did not answer like an OpenAI-compatible server: GET /v1/models returned "
+                         f"{text[:80]!r}{'...' if len(text) > 80 else ''}, not {{\"data\": [{{\"id\": ...}}]}}; "
+                         "check --url (an OpenAI-compatible server's address, e.g. http://127.0.0.1:8000)")
+    return [m.get("id") for m in models]
 
 
 async def probe(client, base: str, model: str) -> tuple[str, int]:
@@ -389,6 +482,8 @@ async def send_all(client, url: str, bodies: list, arrival_s, records: list, con
         except asyncio.CancelledError:
             rec.error = rec.error or "interrupted (Ctrl-C) before its last token"
             raise
+        except Exception as e:  # noqa: BLE001 -- one request's failure must not end the replay and lose the rest
+            rec.error = rec.error or f"client error ({type(e).__name__}: {' '.join(str(e).split())[:160]})"
         finally:
             if slots:
                 slots.release()
@@ -413,9 +508,12 @@ def replay(url: str, model: str, trace: Trace, *, arrivals: str = "trace", rate_
     """Replay ``trace``'s requests against the server at ``url`` serving ``model``; measure every token.
 
     ``arrivals`` / ``rate_scale``: as :func:`~packviz.serving.simulate` (``"offline"``: all at once).
-    ``concurrency``: at most this many requests in flight (a closed loop with ``offline``). ``timeout_s``:
-    the longest wait for the next chunk. Ctrl-C stops sending and returns what was measured
-    (``interrupted=True``; the requests in flight counted as failed).
+    ``rate_scale`` must stay 1 with ``offline``. ``concurrency``: at most this many requests in flight, 1 to
+    :data:`MAX_CONCURRENCY` (a closed loop with ``offline``). ``timeout_s``: the longest wait for the next
+    chunk, > 0 and at most :data:`MAX_TIMEOUT_S`. Ctrl-C stops sending and returns what was measured
+    (``interrupted=True``; the requests in flight counted as failed); before any token arrived, it raises
+    ``KeyboardInterrupt``. One request's failure (an HTTP error, a timeout, a malformed chunk) is that
+    request's ``error``, counted; it never ends the replay.
 
     Pitfalls
     --------
@@ -427,9 +525,10 @@ def replay(url: str, model: str, trace: Trace, *, arrivals: str = "trace", rate_
     from .simulator import served_trace
 
     httpx = import_httpx()
-    served = served_trace(trace, arrivals, rate_scale)
-    concurrency = None if concurrency is None else positive_int("concurrency", concurrency)
-    base, records, t0 = base_url(url), [], time.perf_counter()
+    base, served = checked_target(httpx, url, model), served_trace(trace, arrivals, rate_scale)  # offline: scale 1
+    concurrency = None if concurrency is None else positive_int("concurrency", concurrency, MAX_CONCURRENCY)
+    timeout_s, seed = positive_float("timeout_s", timeout_s, MAX_TIMEOUT_S), nonnegative_int("seed", seed)
+    records, t0 = [], time.perf_counter()
     state = {"dialect": "", "interrupted": False}
 
     async def main():
@@ -446,9 +545,24 @@ def replay(url: str, model: str, trace: Trace, *, arrivals: str = "trace", rate_
         asyncio.run(main())
     except KeyboardInterrupt:
         state["interrupted"] = True
+        if not any(r.error is None and r.events_s for r in records):
+            raise                                 # nothing measured: Ctrl-C is Ctrl-C
     return result_from_records(served, records, url=base, model=model, dialect=state["dialect"], arrivals=arrivals,
                                rate_scale=rate_scale, concurrency=concurrency, seconds=time.perf_counter() - t0,
                                interrupted=state["interrupted"])
+
+
+def checked_target(httpx, url: str, model: str) -> str:
+    """The server's base URL (:func:`base_url`), also as httpx reads it; ``model`` a non-empty name."""
+    base = base_url(url)
+    try:
+        httpx.URL(base + "/v1/models")
+    except (httpx.InvalidURL, ValueError) as e:
+        raise ValueError(f"--url {show(url)} is not a valid URL ({' '.join(str(e).split())}); "
+                         f"give http://host:port ({URL_EXAMPLE})") from None
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"--model must be the name of a model the server serves (GET /v1/models), got {show(model)}")
+    return base
 
 
 def progress_bar(total: int, show: bool):
@@ -461,6 +575,7 @@ def progress_bar(total: int, show: bool):
 # ---------------------------------------------------------------------- recorded replays
 def to_json(r: ReplayResult, **meta) -> dict:
     """A replay as JSON: ``meta`` (label, command, commit, versions), the requests asked, every record, the summary."""
+    instance_of("r", r, ReplayResult, "a ReplayResult (what replay or load_replay returns)")
     a = r.asked
     return {**meta, "kind": "packviz replay",
             "asked": {"name": a.name, "arrival_s": a.arrival_s.tolist(), "prompt_tokens": a.prompt_tokens.tolist(),
@@ -470,6 +585,7 @@ def to_json(r: ReplayResult, **meta) -> dict:
 
 def from_json(d: dict) -> ReplayResult:
     """The :class:`ReplayResult` of :func:`to_json`'s dict, rebuilt from its records."""
+    mapping("d", d, ("asked", "records", "summary"), "a dict as to_json writes it (a recorded replay.json)")
     a, s = d["asked"], d["summary"]
     asked = Trace(np.array(a["arrival_s"]), np.array(a["prompt_tokens"]), np.array(a["generated_tokens"]), a["name"])
     records = [RequestRecord(**x) for x in d["records"]]

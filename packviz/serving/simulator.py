@@ -196,7 +196,10 @@ def served_trace(trace: Trace, arrivals: str = "trace", rate_scale: float = 1.0)
     rate_scale = positive_float("rate_scale", rate_scale)
     if not RATE_SCALES[0] <= rate_scale <= RATE_SCALES[1]:
         raise ValueError(f"rate_scale is {rate_scale:g}, outside {RATE_SCALES[0]:g} .. {RATE_SCALES[1]:g} "
-                         "(a million times slower or faster than recorded); use arrivals='offline' for all at once")
+                         "(a million times slower or faster than recorded); for every request at once, use arrivals='offline' instead")
+    if arrivals == "offline" and rate_scale != 1.0:
+        raise ValueError(f"rate_scale is {rate_scale:g}, but arrivals='offline' sends every request at t = 0 (no rate "
+                         "to scale): a rate scale needs arrivals='trace'; leave one of them out")
     if arrivals == "offline":
         return Trace(np.zeros(len(trace)), trace.prompt_tokens, trace.generated_tokens, name=f"{trace.name} offline",
                      timestamps=trace.timestamps)
@@ -232,8 +235,10 @@ def check_fits(trace: Trace, budget: int, page_size: int) -> None:
     bad = np.flatnonzero(need > budget)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"kv_budget_tokens {budget:,} is too small for request {i} (P {trace.prompt_tokens[i]:,} + "
-                         f"G {trace.generated_tokens[i]:,} tokens needs {need[i]:,}); give at least {need.max():,}")
+        p, g = int(trace.prompt_tokens[i]), int(trace.generated_tokens[i])
+        raise ValueError(f"kv_budget_tokens {budget:,} is too small for request {i}: P {p:,} + G {g:,} = {p + g:,} "
+                         f"tokens, {need[i]:,} in whole pages of {page_size:,}; give at least {need.max():,} "
+                         "(the longest request, in whole pages)")
 
 
 def check_steps(trace: Trace, cfg: ServeConfig, stepwise: bool) -> None:

@@ -46,6 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import instance_of, items
+from .scheduler import StepPlan
+
 NONE, WAITING, PREFILL, DECODE, IDLE, PREEMPTED = range(6)
 STATES = ("none", "waiting", "prefill", "decode", "idle", "preempted")
 """A request's state in one step (:func:`step_table`), by code: not arrived or already gone; arrived but not
@@ -77,8 +80,27 @@ class StepTable:
         return int((self.state == state).sum())
 
 
+PLANS = "a list of StepPlan (a run's .plans: simulate(..., fast_forward=False).plans)"
+
+
+def step_plans(plans) -> list:
+    """``plans`` as a list of :class:`~packviz.serving.scheduler.StepPlan`; else ``TypeError`` naming the
+    first entry that is not one.
+
+    >>> step_plans("x")
+    Traceback (most recent call last):
+    ...
+    TypeError: plans must be a list of StepPlan (a run's .plans: simulate(..., fast_forward=False).plans); got str 'x'
+    """
+    out = items("plans", plans, PLANS)
+    for i, plan in enumerate(out):
+        instance_of(f"plans[{i}]", plan, StepPlan, "a StepPlan (one step of a run's .plans)")
+    return out
+
+
 def num_requests(plans) -> int:
     """1 + the largest request number any plan names (0 for no plans)."""
+    plans = step_plans(plans)
     ids = [r for p in plans for r in (*p.decodes, *(x.request for x in p.prefills), *p.preempted, *p.admitted)]
     return max(ids, default=-1) + 1
 
@@ -91,6 +113,7 @@ def step_table(plans, n: int | None = None, arrival_steps=None) -> StepTable:
     run); before it a request is ``none``. A request is ``none`` again after the step that
     released it (finished, or its static batch ended).
     """
+    plans = step_plans(plans)
     n = num_requests(plans) if n is None else int(n)
     s = len(plans)
     state = np.zeros((n, s), dtype=np.int8)
@@ -115,6 +138,7 @@ def step_table(plans, n: int | None = None, arrival_steps=None) -> StepTable:
 
 def format_step_table(table: StepTable, steps=None, legend: bool = False) -> str:
     """The table as text, one line per request (symbols: :data:`SYMBOLS`). ``steps``: a range of steps to print."""
+    instance_of("table", table, StepTable, "a StepTable (what step_table(plans) returns)")
     cols = range(table.shape[1]) if steps is None else steps
 
     def cell(r: int, j: int) -> str:
@@ -145,6 +169,7 @@ def pages_held(plans, page_size: int, n: int | None = None) -> np.ndarray:
     ``kv_reserved`` (the doctest of the module); the static policies reserve whole slots
     instead (``kv_reserved``), of which these pages are the part written.
     """
+    plans = step_plans(plans)
     n = num_requests(plans) if n is None else int(n)
     held = np.zeros(n, dtype=np.int64)
     out = np.zeros((n, len(plans)), dtype=np.int64)
