@@ -87,7 +87,7 @@ def with_alt(fig_or_ax, alt: str) -> PackvizFigure:
     return fig
 
 
-def _new_ax(ax, figsize, fixed_margins: bool = False):
+def new_axes(ax, figsize, fixed_margins: bool = False):
     """``ax`` itself, or the single Axes of a new pyplot-free figure of ``figsize``.
 
     ``fixed_margins``: margins in inches instead of constrained layout, which measures every
@@ -215,7 +215,7 @@ def batch_grid(layout, ax=None, title=None, max_rows: int = 256, max_labels: int
     max_cols : wider rows are drawn from this many evenly sampled slots (see :func:`grid_image`).
     index : palette index per sequence (default: :func:`sequence_color_index` of this layout).
     """
-    ax = _new_ax(ax, figsize, fixed_margins=True)
+    ax = new_axes(ax, figsize, fixed_margins=True)
     shown = min(layout.num_rows, positive_int("max_rows", max_rows))
     rows = np.arange(shown)
     img = grid_image(layout, rows, max_cols=max_cols, index=index)
@@ -386,7 +386,7 @@ def window_spread(padded_util, packed_util, offline=None, ax=None, title=None, f
     median window. The legend names each statistic: the median window (dashed), p10-p90 over
     windows, and the total where given.
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     bins = np.linspace(0, 1, 41)
     totals = (None, None) if totals is None else totals
     for util, name, color, total in ((padded_util, "padded", "0.4", totals[0]),
@@ -445,7 +445,7 @@ def mask(layout, row: int = 0, ax=None, title=None, figsize=(5.5, 5.5)):
     diagonal and a line in the legend (its length, in slot order).
     """
     row = layout.check_row(row)
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     w = int(layout.widths[row])
     index = sequence_color_index(layout)
     img = mask_image(layout, row, index=index)
@@ -512,7 +512,7 @@ def position_sawtooth(layout, row: int = 0, ax=None, show_continued: bool = True
     known packing bug); RoPE itself only sees position differences and would not mind.
     """
     row = layout.check_row(row)
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     segs = layout.row_segments(row)
     w = int(layout.widths[row])
     if show_continued and len(segs):
@@ -563,7 +563,7 @@ def waste_bars(flops, ax=None, title=None, figsize=(7, 4)):
     ``{label: Flops}``. Each bar is labelled with its total and, where a ``"useful"`` entry
     exists, the share of it that is waste; a dashed line marks the useful total.
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     order = [k for k in ("useful", "padded", "padded-masked", "dense", "flex", "varlen") if k in flops]
     if not order:
         order = list(flops)
@@ -607,7 +607,7 @@ def lines(x, series: dict, ax=None, title=None, xlabel=None, ylabel=None, percen
     """
     from matplotlib.ticker import PercentFormatter
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     for (label, ys), color in zip(series.items(), colors or OKABE_ITO):
         ax.plot(x, ys, marker="o", color=color, label=label)
     if logx:
@@ -657,7 +657,7 @@ def bench_speedups(res: dict, ax=None, title=None, figsize=(10, 3.8)):
     labelled with measured / ideal; offline methods are hatched. The baseline, ``padded``
     (causal, no mask), is the grey line at 1×.
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     scen = [s for s in res.get("scenarios", []) if s.get("methods")]
     methods = _timed_methods(scen)
     x = np.arange(len(scen))
@@ -709,7 +709,7 @@ def _note_not_timed(ax, res: dict, names: list, width: int = 150) -> None:
 
 def bench_ceiling_share(res: dict, ax=None, title=None, figsize=(10, 3.8)):
     """Useful TFLOP/s of every timed method (``padded`` included) as a share of the run's matmul ceiling."""
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     scen = [s for s in res.get("scenarios", []) if s.get("methods")]
     methods = _timed_methods(scen, skip=())
     x = np.arange(len(scen))
@@ -748,7 +748,7 @@ def prefill_speedup_spread(speedups: dict, recorded: dict | None = None, ax=None
     marked ``w1``, ``w2``, … at the top: where the measured windows sit in the trace's spread.
     With a single method its p10–p90 band is shaded.
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     values = np.concatenate([np.asarray(v, dtype=np.float64) for v in speedups.values()])
     edges = np.linspace(min(1.0, values.min()), values.max(), bins + 1)
     for m, v in speedups.items():
@@ -784,7 +784,7 @@ def step_tokens(series: dict, ax=None, max_steps: int = 120, title=None, ylabel=
     A dashed line of the same colour marks each series' mean over all its steps
     (e.g. :func:`packviz.steps.step_tokens`'s ``"tokens"``).
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     for (label, ys), color in zip(series.items(), OKABE_ITO):
         ys = np.asarray(ys, dtype=np.float64)
         shown = ys[:positive_int("max_steps", max_steps)]
@@ -808,7 +808,7 @@ def loss_shares(lengths, shares: dict, ax=None, title=None, figsize=(8, 3.2)):
     """
     from matplotlib.ticker import PercentFormatter
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     x = np.arange(len(lengths))
     width = 0.8 / max(len(shares), 1)
     for i, ((label, ys), color) in enumerate(zip(shares.items(), (LINEAR_COLOR, ATTENTION_COLOR) + OKABE_ITO)):
@@ -841,7 +841,7 @@ def attention_share_curve(shape, lengths=None, ax=None, marks=None, lm_head: str
     from .flops import attention_crossover, attention_share
     from .shapes import get_shape
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     x = 2 ** np.arange(9, 18) if lengths is None else np.asarray(lengths, dtype=np.int64)
     share = attention_share(x, shape, lm_head)
     ax.stackplot(x, 1 - share, share, colors=[LINEAR_COLOR, ATTENTION_COLOR], alpha=0.85,
@@ -877,7 +877,7 @@ def roofline(points: dict, flop_rate: float, byte_rate: float, ax=None, title=No
     the roof at its intensity and labelled. The ridge ``flop_rate / byte_rate`` separates the
     memory-bound slope (left) from the compute-bound flat (right).
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     ridge = flop_rate / byte_rate
     every = np.concatenate([np.asarray(v[0], dtype=np.float64) for v in points.values()] + [[ridge]])
     x = np.geomspace(every.min() / 2, every.max() * 2, 200)
@@ -915,7 +915,7 @@ def batch_membership(layout, ax=None, arrival_s=None, title=None, figsize=(6, 3.
     """
     from .packing import fill_waits, forwards
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     group = forwards(layout)
     waits = None if arrival_s is None else fill_waits(layout, arrival_s)
     colors = palette(len(OKABE_ITO))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .checks import instance_of, one_of
-from .plot import PackvizFigure
+from .plot import new_axes
 from .serving.metrics import latencies
 from .serving.replay import ReplayResult
 from .serving.simulator import SimResult
@@ -27,12 +27,6 @@ def two_runs(result, predicted) -> None:
     instance_of("result", result, SimResult, "a ReplayResult (what replay or load_replay returns) or another SimResult")
     instance_of("predicted", predicted, SimResult, "a SimResult (what simulate returns for the same requests)")
 
-
-def new_axes(ax, figsize=(7.5, 3.6)):
-    """``ax`` itself, or the single Axes of a new pyplot-free figure of ``figsize``."""
-    if ax is not None:
-        return ax
-    return PackvizFigure(figsize=figsize, layout="constrained").add_subplot()
 
 
 def token_times(r) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +51,7 @@ def replay_vs_prediction(result, predicted, ax=None, labels=("measured", "predic
     """Output tokens delivered over time, measured (a replay) against predicted (a simulation of the same
     requests); the legend gives each run's output tokens/s and TTFT p50. Time from each run's first arrival."""
     two_runs(result, predicted)
-    ax = new_axes(ax)
+    ax = new_axes(ax, (7.5, 3.6))
     for r, label, color, style in ((result, labels[0], MEASURED, "-"), (predicted, labels[1], PREDICTED, "--")):
         t, k = token_times(r)
         t = t - r.trace.arrival_s.min()

@@ -22,7 +22,7 @@ from matplotlib.patches import Patch
 
 from .colors import OKABE_ITO, PAD_COLOR, color_index, grid_neighbours, palette
 from .checks import instance_of
-from .plot import PackvizFigure
+from .plot import PackvizFigure, new_axes
 from .serving import timeline
 from .serving.metrics import summary_list
 from .serving.simulator import SimResult
@@ -32,11 +32,6 @@ POLICY_COLORS = {"static": OKABE_ITO[5], "static-packed": OKABE_ITO[0], "continu
                  "chunked": OKABE_ITO[4]}
 """One colour per policy in every picture (Okabe-Ito: vermillion, orange, green, blue)."""
 
-
-def _new_ax(ax, figsize):
-    if ax is not None:
-        return ax
-    return PackvizFigure(figsize=figsize, layout="constrained").add_subplot()
 
 
 def slot_neighbours(result) -> np.ndarray:
@@ -63,7 +58,7 @@ def slot_timeline(result, ax=None, title=None, t_max=None, figsize=(10, 2.8)):
     (share it between two policies to compare them on one scale).
     """
     r = instance_of("result", result, SimResult, "a SimResult (simulate(...) or run_engine(...) returns one)")
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     end = t_max if t_max is not None else float(np.max(r.release_s)) * 1.01
     index = color_index(np.argsort(r.start_s, kind="stable"), slot_neighbours(r), len(r.trace))
     colors = palette(max(len(OKABE_ITO), int(index.max(initial=0)) + 1))  # requests that touch never share one
@@ -120,7 +115,7 @@ def kv_bars(summaries, ax=None, title="KV cache: reserved vs used (mean over tim
     from matplotlib.ticker import StrMethodFormatter
 
     summaries = summary_list(summaries, ("policy", "kv_reserved_mean_tokens", "kv_used_mean_tokens"))
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     _paired_bars(ax, summaries, "kv_reserved_mean_tokens", "kv_used_mean_tokens", (PAD_COLOR, OKABE_ITO[4]),
                  ("reserved", "used"), lambda r, u: f"{u / r:.0%}" if r else "")
     ax.set_ylabel("KV tokens")
@@ -167,7 +162,7 @@ def utilisation_bars(summaries, ax=None, title="busy vs useful", figsize=(7, 3))
     from matplotlib.ticker import PercentFormatter
 
     summaries = summary_list(summaries, ("policy", "gpu_busy_fraction", "useful_flop_fraction"))
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     _paired_bars(ax, summaries, "gpu_busy_fraction", "useful_flop_fraction", (PAD_COLOR, OKABE_ITO[5]),
                  ('busy ("GPU utilization")', "useful FLOPs / peak"), lambda b, u: f"{u:.0%}")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
@@ -201,7 +196,7 @@ def time_split_bars(summaries, ax=None, title="where the time went", labels=None
     missing = [s["policy"] for s in summaries if not s.get("time_split_s")]
     if missing:
         raise ValueError(f"no time split for {', '.join(missing)}: a run whose busy time or peak is unknown")
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     names = labels or [s["policy"] for s in summaries]
     y = np.arange(len(summaries))[::-1]
     left = np.zeros(len(summaries))
@@ -229,7 +224,7 @@ def time_split_bars(summaries, ax=None, title="where the time went", labels=None
 def budget_tradeoff(rows, ax=None, title=None, figsize=(5.5, 3.8)):
     """``chunked`` under several token budgets at one rate (:func:`~packviz.serving.sweep.budget_sweep`):
     p99 inter-token latency (x) against p99 TTFT (y), each point labelled with its budget."""
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     itl = np.array([r["itl_s"]["p99"] for r in rows]) * 1e3
     ttft = np.array([r["ttft_s"]["p99"] for r in rows])
     ax.plot(itl, ttft, "-o", color=POLICY_COLORS["chunked"], markersize=5)
@@ -322,7 +317,7 @@ def step_grid(plans, ax=None, n: int | None = None, arrival_steps=None, index=No
     """
     from matplotlib.patches import Rectangle
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     table = timeline.step_table(plans, n, arrival_steps)
     rows, steps = table.shape
     index = request_color_index(plans=plans, n=rows) if index is None else np.asarray(index)
@@ -390,7 +385,7 @@ def kv_cache_map(kv_regions, capacity: int, ax=None, index=None, title=None, fig
     """
     from matplotlib.colors import to_rgb
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     grid = timeline.kv_rows(kv_regions, capacity)                      # (C, S)
     if index is None:
         ids = grid[grid >= 0]
@@ -415,7 +410,7 @@ def kv_page_bars(plans, page_size: int, ax=None, budget_tokens: int | None = Non
     Pages: ceil(tokens written / ``page_size``) (:func:`packviz.serving.timeline.pages_held`).
     ``budget_tokens``: a dashed line at the budget in pages. One bar per (request, step) holding pages.
     """
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     pages = timeline.pages_held(plans, page_size, n)                   # (N, S)
     index = request_color_index(plans=plans, n=pages.shape[0]) if index is None else np.asarray(index)
     colors = _request_palette(index)
@@ -447,7 +442,7 @@ def ragged_stream(arrays, ax=None, index=None, title=None, figsize=(10, 2.4)):
     """
     from matplotlib.patches import Rectangle
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     t = timeline.stream_table(arrays)
     cu = np.asarray(arrays["cu_seqlens_q"]).tolist()
     seq_req = list(arrays["host"].requests)
@@ -492,7 +487,7 @@ def step_time_scatter(points, predicted_s, ax=None, title=None, figsize=(5, 4)):
     """
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    ax = _new_ax(ax, figsize)
+    ax = new_axes(ax, figsize)
     kinds = list(dict.fromkeys(p["kind"] for p in points))
     measured = np.array([p["seconds"] for p in points]) * 1e3
     predicted = np.asarray(predicted_s, dtype=np.float64) * 1e3

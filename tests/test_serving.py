@@ -512,3 +512,18 @@ def test_engine_configs_are_serve_configs():
     assert ENGINE_CONFIGS["vllm-v1-like"] == {"policy": "chunked", "max_batch": 1024, "token_budget": 8192}
     for kw in ENGINE_CONFIGS.values():
         ServeConfig(**kw)
+
+
+def test_capacity_table_is_capacity_under_each_slo_set():
+    """One definition of the table notebooks 06 and 07 print: each config's capacity under TTFT, and TTFT + ITL."""
+    tr = azure_conv().window(200, seed=5)
+    configs = {"static": {"policy": "static", "max_batch": 8}, "chunked": {"policy": "chunked", "token_budget": 512}}
+    table = sweep.capacity_table(tr, configs, slo_itl_p99_s=0.05, hi=8.0, rel_tol=0.1)
+    assert list(table) == ["static", "chunked"] and configs["static"] == {"policy": "static", "max_batch": 8}
+    assert table["static"]["ttft"] == sweep.capacity(tr, "static", hi=8.0, rel_tol=0.1, max_batch=8)
+    assert table["chunked"]["ttft+itl"] == sweep.capacity(tr, "chunked", slo_itl_p99_s=0.05, hi=8.0, rel_tol=0.1,
+                                                           token_budget=512)
+    with pytest.raises(ValueError, match=r"configs\['x'\] has no 'policy'"):
+        sweep.capacity_table(tr, {"x": {"max_batch": 8}})
+    with pytest.raises(TypeError, match="configs must be a dict of named configurations"):
+        sweep.capacity_table(tr, [("static", {})])

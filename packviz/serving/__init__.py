@@ -28,7 +28,8 @@ from .costs import GPU_CHOICES, GPUS, CostModel, preset_cost_model
 from .metrics import format_table, summary
 from .scheduler import ENGINE_CONFIGS, POLICIES, ServeConfig, StepPlan, make_scheduler
 from .simulator import ARRIVALS, SimResult, simulate
-from .sweep import SLO_ITL_P99_S, SLO_TTFT_P99_S, budget_sweep, capacity, load_sweep, saturation_rate_scale
+from .sweep import (SLO_ITL_P99_S, SLO_TTFT_P99_S, budget_sweep, capacity, capacity_table, load_sweep,
+                    saturation_rate_scale)
 
 
 def run_engine(model, trace, policy: str = "continuous", seed: int = 0, **serve_config):
@@ -40,6 +41,6 @@ def run_engine(model, trace, policy: str = "continuous", seed: int = 0, **serve_
 
 
 __all__ = ["ARRIVALS", "ENGINE_CONFIGS", "GPUS", "GPU_CHOICES", "POLICIES", "SLO_ITL_P99_S", "SLO_TTFT_P99_S",
-           "CostModel", "ServeConfig", "SimResult", "StepPlan", "budget_sweep", "capacity", "cost_model",
+           "CostModel", "ServeConfig", "SimResult", "StepPlan", "budget_sweep", "capacity", "capacity_table", "cost_model",
            "format_table", "load_sweep", "make_scheduler",
            "preset_cost_model", "run_engine", "saturation_rate_scale", "simulate", "summary"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 
-from ..checks import items, positive_float, positive_int
+from ..checks import items, mapping, positive_float, positive_int
 from .metrics import summary
 from .scheduler import POLICIES
 from .simulator import simulate
@@ -128,6 +128,25 @@ def capacity(trace=None, policy: str = "continuous", slo_ttft_p99_s: float | Non
             "output_tokens_per_s": best["output_tokens_per_s"] if best else 0.0,
             **{f"{k[:-2]}_p99_s": best[k]["p99"] if best else None for k in ("ttft_s", "itl_s", "tpot_s")},
             "evaluations": len(runs), "note": note}
+
+
+def capacity_table(trace, configs, slo_itl_p99_s: float = SLO_ITL_P99_S, **kwargs) -> dict:
+    """``{name: {"ttft": capacity, "ttft+itl": capacity}}``: each named configuration's :func:`capacity`
+    under the p99-TTFT SLO alone, and under it with the p99-ITL SLO as well (the table notebooks 06
+    and 07 print, one definition so both print the same numbers).
+
+    ``configs``: ``{name: {"policy": ..., and simulate()'s other keyword arguments}}``, e.g.
+    ``{"static, B = 32": {"policy": "static", "max_batch": 32}, "vllm-v1-like": ENGINE_CONFIGS["vllm-v1-like"]}``;
+    ``kwargs`` go to every :func:`capacity` call (``hi``, ``rel_tol``, ``gpu``, ...).
+    """
+    configs = mapping("configs", configs, what="a dict of named configurations, {name: {'policy': ..., ...}}")
+    table = {}
+    for name, config in configs.items():
+        kw = dict(mapping(f"configs[{name!r}]", config, ("policy",), "a dict of simulate() arguments with a 'policy'"))
+        policy = kw.pop("policy")
+        table[name] = {"ttft": capacity(trace, policy, **kw, **kwargs),
+                       "ttft+itl": capacity(trace, policy, slo_itl_p99_s=slo_itl_p99_s, **kw, **kwargs)}
+    return table
 
 
 def capacities(trace=None, policies=POLICIES, slo_ttft_p99_s: float | None = SLO_TTFT_P99_S, **kwargs) -> list[dict]:
